@@ -1,0 +1,39 @@
+"""The Faust app factory: no global app, everything derived from Settings.
+
+Choices (see ../shared/notes/faust-streaming.md):
+- ``kafka://`` transport (aiokafka >= 0.14 speaks Kafka 4's protocol); never ``confluent://``.
+- tables are co-partitioned with the source topics (``topic_partitions`` = ours) and their
+  changelogs are compacted; the app id is stable (bumping ``version`` would empty the inbox).
+- ``consumer_auto_offset_reset=earliest``: a new consumer group starts at the beginning, so events
+  committed before the first worker ran are not skipped.
+- web server off (it would serve table contents on 0.0.0.0); metrics come from prometheus-client
+  on loopback instead.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from relay.config import Settings
+
+STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
+
+
+def create_app(settings: Settings, app_id: str, *, store: str = "memory") -> faust.App:
+    if store not in STORES:
+        raise ValueError(f"store={store!r}: expected one of {sorted(STORES)}")
+    datadir = settings.faust_data_dir / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+    return faust.App(
+        app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store=STORES[store],
+        datadir=str(datadir),
+        autodiscover=False,
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+    )

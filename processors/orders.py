@@ -1,0 +1,96 @@
+"""The demo "orders" service: its own tables, the order events it publishes, and the consumer.
+
+Publishing side: ``place_order`` / ``confirm_order`` change the business row *and* write the
+outbox event in the same transaction (``relay.outbox.write``).
+Consuming side: ``handle_order_event`` is the handler the idempotent consumer calls; its effect is
+one row in ``demo_order_effects`` per handled event (deliberately without a unique constraint, so
+a handler that ran twice for one event is visible to the demo's checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from relay.config import Settings
+from relay.handling import Event
+from relay.headers import event_topic
+from relay.metrics import ConsumerMetrics
+from relay.outbox import write
+
+AGGREGATE_TYPE = "order"
+TOPIC = event_topic(AGGREGATE_TYPE)
+APP_ID = "relay-orders"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS demo_orders (
+    id text PRIMARY KEY, run_id text NOT NULL, amount_cents bigint NOT NULL,
+    status text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS demo_order_effects (
+    event_id uuid NOT NULL, run_id text NOT NULL, order_id text NOT NULL, seq int NOT NULL,
+    type text NOT NULL, kafka_partition int NOT NULL, kafka_offset bigint NOT NULL,
+    handled_at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE INDEX IF NOT EXISTS demo_order_effects_run ON demo_order_effects (run_id);
+"""
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(7261)")
+        conn.execute(SCHEMA)
+
+
+def place_order(conn: psycopg.Connection, *, run_id: str, order_id: str, amount_cents: int) -> str:
+    with conn.transaction():
+        conn.execute("INSERT INTO demo_orders (id, run_id, amount_cents, status) VALUES (%s, %s, %s, 'placed')",
+                     (order_id, run_id, amount_cents))
+        eid = write(conn, aggregatetype=AGGREGATE_TYPE, aggregateid=order_id, type="OrderPlaced",
+                    payload={"run_id": run_id, "order_id": order_id, "seq": 1, "amount_cents": amount_cents})
+    return str(eid)
+
+
+def confirm_order(conn: psycopg.Connection, *, run_id: str, order_id: str) -> str:
+    with conn.transaction():
+        conn.execute("UPDATE demo_orders SET status='confirmed', updated_at=now() WHERE id=%s", (order_id,))
+        eid = write(conn, aggregatetype=AGGREGATE_TYPE, aggregateid=order_id, type="OrderConfirmed",
+                    payload={"run_id": run_id, "order_id": order_id, "seq": 2, "status": "confirmed"})
+    return str(eid)
+
+
+@dataclass
+class OrdersContext:
+    """What the handler may touch: one autocommit connection to the service's database."""
+
+    dsn: str
+    _conn: psycopg.AsyncConnection | None = None
+
+    async def db(self) -> psycopg.AsyncConnection:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+        return self._conn
+
+
+async def handle_order_event(event: Event, ctx: OrdersContext) -> None:
+    """Record the effect of one order event (idempotency is the inbox's job, not this one's)."""
+    p: dict[str, Any] = event.payload or {}
+    conn = await ctx.db()
+    await conn.execute(
+        "INSERT INTO demo_order_effects (event_id, run_id, order_id, seq, type, kafka_partition, kafka_offset)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (event.id, p.get("run_id", "?"), p.get("order_id", event.key or "?"), int(p.get("seq", 0)),
+         event.type or "?", event.partition, event.offset),
+    )
+
+
+def create_app(settings: Settings, *, store: str = "memory"):
+    from processors.app import create_app as create_faust_app
+    from processors.consumer import ConsumerSpec, add_idempotent_consumer
+
+    app = create_faust_app(settings, APP_ID, store=store)
+    metrics = ConsumerMetrics.create()
+    add_idempotent_consumer(app, ConsumerSpec(
+        topic=TOPIC, handler=handle_order_event, context=OrdersContext(settings.dsn), metrics=metrics))
+    app.relay_metrics = metrics  # type: ignore[attr-defined] - read by `relay worker` to serve /metrics
+    return app

@@ -1,0 +1,26 @@
+"""`relay`: the one CLI for operators (see ARCHITECTURE.md for the verbs)."""
+
+from __future__ import annotations
+
+import typer
+
+from relay.cli import connectors, outbox, stack, topics
+from relay.cli.worker import worker
+
+
+def build() -> typer.Typer:
+    cli = typer.Typer(help="outbox-relay: transactional outbox -> Debezium/Kafka -> idempotent consumers.",
+                      no_args_is_help=True, pretty_exceptions_enable=False)
+    cli.add_typer(stack.app, name="stack")
+    cli.add_typer(outbox.app, name="outbox")
+    cli.add_typer(connectors.app, name="connectors")
+    cli.add_typer(topics.app, name="topics")
+    cli.command("worker")(worker)
+    from relay.cli.demo import demo
+
+    cli.command("demo")(demo)
+    return cli
+
+
+def main() -> None:
+    build()()

@@ -1,0 +1,45 @@
+"""Shared CLI plumbing: settings, JSON output, and turning our errors into exit codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable
+
+import typer
+
+from relay.config import Settings, load_settings
+from relay.errors import ConfigError, RelayError
+
+JSON_OPTION = typer.Option(False, "--json", help="print machine-readable JSON")
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+def emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def handles_errors(fn: Callable) -> Callable:
+    """Exit 2 on bad settings, 1 on any other RelayError, with the message only (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except RelayError as exc:
+            hint = " (retriable)" if exc.retriable else ""
+            typer.echo(f"error{hint}: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper

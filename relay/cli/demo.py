@@ -1,0 +1,32 @@
+"""`relay demo`: see relay/demo.py."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings
+
+
+@handles_errors
+def demo(
+    orders: int = typer.Option(500, min=1, help="orders to place; each emits 2 events"),
+    writers: int = typer.Option(4, min=1, max=32, help="concurrent writer connections"),
+    duplicates: int = typer.Option(10, min=0, help="events re-sent by an independent producer"),
+    timeout: float = typer.Option(120.0, help="seconds to wait for consumption"),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Commit orders with their outbox events, consume them with the Faust worker, print a summary.
+
+    Exit 0 only if every committed event was handled exactly once, in per-order commit order.
+    """
+    from relay.demo import run_demo
+
+    summary = run_demo(settings(), orders=orders, writers=writers, duplicates=duplicates,
+                       timeout_s=timeout, progress=say)
+    if json_out:
+        emit_json(summary.as_dict())
+    else:
+        typer.echo(summary.render())
+    sys.exit(0 if summary.ok else 1)

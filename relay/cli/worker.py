@@ -1,0 +1,43 @@
+"""`relay worker <app>`: run a Faust app from processors/ until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import typer
+
+from relay.cli.common import handles_errors, say, settings
+from relay.errors import ConfigError
+
+
+def _factory(name: str):
+    from processors import APPS
+
+    target = APPS.get(name, name)
+    if ":" not in target:
+        raise ConfigError([f"app {name!r}: unknown; expected one of {sorted(APPS)} or module:function"])
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError([f"app {name!r}: cannot load {target} ({exc})"]) from None
+
+
+@handles_errors
+def worker(
+    app_name: str = typer.Argument(..., metavar="APP", help="orders, or module:function(settings)"),
+    store: str = typer.Option("memory", help="table store: memory or rocksdb"),
+    loglevel: str = typer.Option("warning", help="faust log level"),
+) -> None:
+    """Run a processor app (idempotent consumers) until stopped; metrics on RELAY_WORKER_METRICS_PORT."""
+    s = settings()
+    app = _factory(app_name)(s, store=store)
+    metrics = getattr(app, "relay_metrics", None)
+    if metrics is not None and s.worker_metrics_port:
+        metrics.serve(s.host, s.worker_metrics_port)
+        say(f"metrics on http://{s.host}:{s.worker_metrics_port}/metrics")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    import faust
+
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -1,0 +1,168 @@
+"""Settings: declared once, typed, defaulted, read from ``RELAY_*`` environment variables.
+
+Contract:
+- every setting has a type and a default, and is documented here and nowhere else;
+- ``load_settings()`` validates everything at once and raises :class:`relay.errors.ConfigError`
+  listing *every* problem (wrong types, bad ranges, and misspelled ``RELAY_*`` variables, which
+  are errors rather than silently ignored);
+- addresses of the stack (Postgres DSN, Kafka bootstrap servers, Connect URL) are derived from
+  the native-stack ports unless set explicitly, so a user's own Postgres/Kafka/Connect can be used
+  by setting ``RELAY_PG_DSN`` / ``RELAY_KAFKA_BOOTSTRAP`` / ``RELAY_CONNECT_URL``.
+
+Default ports deliberately avoid the standard ones (5432, 9092, 8083) so that a user's own
+services do not clash with the dev stack.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from relay.errors import ConfigError
+from relay.headers import AGGREGATE_TYPE_RE
+
+ENV_PREFIX = "RELAY_"
+
+
+def project_root() -> Path:
+    """The checkout this package runs from (editable install), else the working directory."""
+    here = Path(__file__).resolve().parents[1]
+    if (here / "connectors" / "pom.xml").is_file():
+        return here
+    return Path.cwd()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    # --- native stack: where it lives and which loopback ports it uses --------------------
+    stack_dir: Path = Field(default_factory=lambda: project_root() / ".stack",
+                            description="state of the native stack: data, logs, pid files")
+    cache_dir: Path = Field(default_factory=lambda: project_root() / ".cache",
+                            description="downloads: Maven repo, jars")
+    host: str = Field("127.0.0.1", description="address every part of the native stack binds to")
+    pg_port: int = Field(55432, ge=1024, le=65535)
+    kafka_port: int = Field(59092, ge=1024, le=65535)
+    kafka_controller_port: int = Field(59093, ge=1024, le=65535)
+    connect_port: int = Field(58083, ge=1024, le=65535)
+    kafka_heap: str = Field("512m", pattern=r"^\d+[mg]$")
+    connect_heap: str = Field("512m", pattern=r"^\d+[mg]$")
+    run_as: str = Field("nobody", description="unprivileged user Postgres runs as when we are root")
+    up_timeout_s: float = Field(120.0, gt=0)
+
+    # --- Postgres --------------------------------------------------------------------------
+    pg_database: str = "relay"
+    pg_user: str = Field("relay", description="application role: owns the outbox")
+    pg_password: str = "relay"
+    pg_cdc_user: str = Field("relay_cdc", description="least-privilege replication role for Debezium")
+    pg_cdc_password: str = "relay_cdc"
+    pg_dsn: str | None = Field(None, description="overrides the DSN derived from the native stack")
+
+    # --- Kafka / Connect -------------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(None, description="overrides host:kafka_port")
+    connect_url: str | None = Field(None, description="overrides http://host:connect_port")
+    topic_partitions: int = Field(3, ge=1, le=1000)
+    topic_replication: int = Field(1, ge=1)
+    aggregate_types: list[str] = Field(["order"], description="topics `relay topics apply` declares "
+                                       "(comma-separated in RELAY_AGGREGATE_TYPES)")
+
+    # --- outbox connector (Debezium PostgresConnector + EventRouter) -----------------------
+    connector_name: str = "relay-outbox"
+    topic_prefix: str = Field("relay", pattern=r"^[A-Za-z0-9._-]+$")
+    slot_name: str = Field("relay_outbox", pattern=r"^[a-z0-9_]+$")
+    publication: str = Field("relay_outbox", pattern=r"^[a-z0-9_]+$")
+    poll_interval_ms: int = Field(50, ge=1, description="Debezium's 500 ms default costs ~0.6 s latency")
+    heartbeat_interval_ms: int = Field(5000, ge=0)
+    max_batch_size: int = Field(2048, ge=1)
+
+    # --- workers ---------------------------------------------------------------------------
+    worker_metrics_port: int = Field(59464, ge=0, le=65535, description="0 disables the endpoint")
+    worker_data_dir: Path | None = Field(None, description="faust table data; default stack_dir/faust")
+
+    @field_validator("aggregate_types", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("aggregate_types", mode="after")
+    @classmethod
+    def _topic_safe(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not AGGREGATE_TYPE_RE.match(v)]
+        if bad:
+            raise ValueError(f"aggregate types must be 1-200 characters of [A-Za-z0-9._-], got {bad}")
+        return value
+
+    @field_validator("stack_dir", "cache_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    # --- derived addresses -----------------------------------------------------------------
+    @property
+    def dsn(self) -> str:
+        return self.pg_dsn or (
+            f"postgresql://{self.pg_user}:{self.pg_password}@{self.host}:{self.pg_port}/{self.pg_database}"
+        )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def connect_rest_url(self) -> str:
+        return (self.connect_url or f"http://{self.host}:{self.connect_port}").rstrip("/")
+
+    @property
+    def faust_data_dir(self) -> Path:
+        return self.worker_data_dir or self.stack_dir / "faust"
+
+
+def _misspelled(env: Mapping[str, str]) -> list[str]:
+    known = {name.upper() for name in Settings.model_fields}
+    problems = []
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX):
+            continue
+        name = var[len(ENV_PREFIX):]
+        if name in known:
+            continue
+        hint = difflib.get_close_matches(name, known, n=1)
+        suggestion = f"; did you mean {ENV_PREFIX}{hint[0]}?" if hint else ""
+        problems.append(f"{var}: unknown setting{suggestion}")
+    return problems
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from ``env`` (default ``os.environ``) plus keyword overrides.
+
+    Raises ConfigError naming every invalid or unknown setting, with the value and what was
+    expected.
+    """
+    env = dict(os.environ if env is None else env)
+    problems = _misspelled(env)
+    values: dict[str, Any] = {
+        name: env[ENV_PREFIX + name.upper()]
+        for name in Settings.model_fields
+        if ENV_PREFIX + name.upper() in env
+    }
+    values.update(overrides)
+    settings = None
+    try:
+        # values given explicitly; the env source is bypassed so `env` is the only input
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            var = ENV_PREFIX + field.upper()
+            problems.append(f"{var}={err.get('input')!r}: {err['msg']}")
+    if problems:
+        raise ConfigError(problems)
+    assert settings is not None
+    return settings

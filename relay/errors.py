@@ -1,0 +1,74 @@
+"""Our error tree. Third-party exceptions are translated into these at the boundary.
+
+Every error carries ``retriable``: True when the same call may succeed later without any change
+(a broker or database temporarily away), False when something must change first (bad input,
+bad configuration). Retry and dead-letter logic decides on this flag alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+class RelayError(Exception):
+    """Base of every error raised by outbox-relay."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class ConfigError(RelayError):
+    """Settings are invalid. ``problems`` lists every one of them, not just the first."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid settings ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class InvalidEvent(RelayError, ValueError):
+    """An outbox event was rejected before anything was written."""
+
+    def __init__(self, field: str, value: Any, expected: str) -> None:
+        self.field, self.value, self.expected = field, value, expected
+        shown = repr(value)
+        if len(shown) > 120:
+            shown = shown[:117] + "..."
+        super().__init__(f"invalid outbox event: field {field!r} = {shown}; expected {expected}")
+
+
+class DatabaseError(RelayError):
+    """Postgres failed; retriable when the connection or server was the problem."""
+
+
+class KafkaUnavailable(RelayError):
+    retriable = True
+
+
+class ConnectError(RelayError):
+    """Kafka Connect REST call failed; 5xx and connection errors are retriable, 4xx are not."""
+
+    def __init__(self, message: str, *, status: int | None = None, retriable: bool | None = None) -> None:
+        self.status = status
+        if retriable is None:
+            retriable = status is None or status >= 500 or status == 409
+        super().__init__(message, retriable=retriable)
+
+
+class StackError(RelayError):
+    """A part of the native stack did not come up (or down); carries its log tail."""
+
+    def __init__(self, part: str, message: str, log_tail: str = "") -> None:
+        self.part, self.log_tail = part, log_tail
+        text = f"{part}: {message}"
+        if log_tail:
+            text += f"\n--- last lines of the {part} log ---\n{log_tail}"
+        super().__init__(text)
+
+
+class DecodeError(RelayError):
+    """A consumed record cannot be decoded (bytes, schema, missing header): never retriable."""

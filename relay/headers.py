@@ -1,0 +1,45 @@
+"""Kafka header names and topic patterns: the wire contract of ARCHITECTURE.md, in one place."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class Header(StrEnum):
+    ID = "id"
+    TYPE = "type"
+    AGGREGATE_TYPE = "aggregatetype"
+    IDEMPOTENCY_KEY = "idempotency-key"
+    TRACEPARENT = "traceparent"
+    SAGA_ID = "saga-id"
+    CAUSATION_ID = "causation-id"
+    CORRELATION_ID = "correlation-id"
+    DLQ_ORIGINAL_TOPIC = "dlq.original.topic"
+    DLQ_ORIGINAL_PARTITION = "dlq.original.partition"
+    DLQ_ORIGINAL_OFFSET = "dlq.original.offset"
+    DLQ_ERROR_CLASS = "dlq.error.class"
+    DLQ_ERROR_MESSAGE = "dlq.error.message"
+    DLQ_ATTEMPTS = "dlq.attempts"
+    DLQ_FIRST_FAILURE_AT = "dlq.first-failure-at"
+
+
+EVENT_TOPIC_PREFIX = "outbox.event."
+# Kafka topic names: [a-zA-Z0-9._-], at most 249 chars; leave room for the prefix and suffixes.
+AGGREGATE_TYPE_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+# Producers of ours must place records where Java/Debezium does, or partition-local dedup fails.
+PARTITIONER = "murmur2_random"
+
+
+def event_topic(aggregatetype: str) -> str:
+    """``outbox.event.<aggregatetype>``: where every event of that aggregate type is routed."""
+    return f"{EVENT_TOPIC_PREFIX}{aggregatetype}"
+
+
+def retry_topic(topic: str, stage: int) -> str:
+    return f"{topic}.retry.{stage}"
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"

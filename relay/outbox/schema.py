@@ -1,0 +1,84 @@
+"""Versioned SQL migrations for the outbox, and the access Debezium needs to read it.
+
+Contract:
+- migrations are the files ``migrations/NNNN_name.sql``, applied in order, each exactly once, each
+  in its own transaction together with its row in ``relay_schema_migrations``;
+- concurrent ``migrate`` runs serialise on an advisory lock, so running it twice (or from two
+  processes) is harmless;
+- ``ensure_cdc_access`` creates the publication for the outbox table only (Debezium runs with
+  ``publication.autocreate.mode=disabled``) and grants the replication role SELECT on it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+MIGRATION_LOCK_ID = 0x6F7574626F78  # "outbox": pg_advisory_xact_lock key
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for entry in resources.files("relay.outbox").joinpath("migrations").iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration versions: {versions}")
+    return found
+
+
+def applied_versions(conn: psycopg.Connection) -> set[int]:
+    exists = conn.execute("SELECT to_regclass('relay_schema_migrations') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return set()
+    return {row[0] for row in conn.execute("SELECT version FROM relay_schema_migrations")}
+
+
+def migrate(conn: psycopg.Connection) -> list[Migration]:
+    """Apply pending migrations; returns the ones applied by this call (empty when up to date)."""
+    done: list[Migration] = []
+    for migration in migrations():
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS relay_schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            if migration.version in applied_versions(conn):
+                continue
+            conn.execute(migration.sql)
+            conn.execute(
+                "INSERT INTO relay_schema_migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+            done.append(migration)
+    return done
+
+
+def ensure_cdc_access(conn: psycopg.Connection, *, publication: str, cdc_role: str | None) -> None:
+    """Publication ``publication`` for table ``outbox`` only; SELECT for the replication role."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
+        row = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
+        if row is None:
+            conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE outbox").format(sql.Identifier(publication)))
+        if cdc_role:
+            role = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (cdc_role,)).fetchone()
+            if role is not None:
+                conn.execute(sql.SQL("GRANT SELECT ON outbox TO {}").format(sql.Identifier(cdc_role)))

