@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     pg_user: str = Field("relay", description="application role: owns the outbox")
     pg_password: str = "relay"
     pg_cdc_user: str = Field("relay_cdc", description="least-privilege replication role for Debezium")
-    pg_cdc_password: str = "relay_cdc"
+    pg_cdc_password: str = Field("cdc-dev-secret", description="never printed: Connect reads it via a config provider")
     pg_dsn: str | None = Field(None, description="overrides the DSN derived from the native stack")
 
     # --- Kafka / Connect -------------------------------------------------------------------
@@ -73,6 +73,10 @@ class Settings(BaseSettings):
 
     # --- outbox connector (Debezium PostgresConnector + EventRouter) -----------------------
     connector_name: str = "relay-outbox"
+    connector_pg_host: str | None = Field(None, description="Postgres host as Connect sees it (default: host)")
+    connect_secrets_file: Path | None = Field(
+        None, description="properties file with pg.password, as the Connect worker sees it "
+                          "(default: stack_dir/connect/secrets.properties)")
     topic_prefix: str = Field("relay", pattern=r"^[A-Za-z0-9._-]+$")
     slot_name: str = Field("relay_outbox", pattern=r"^[a-z0-9_]+$")
     publication: str = Field("relay_outbox", pattern=r"^[a-z0-9_]+$")

@@ -54,6 +54,17 @@ def down(json_out: bool = JSON_OPTION) -> None:
 
 @app.command()
 @handles_errors
+def fetch() -> None:
+    """Fetch the pinned Kafka/Connect/Debezium jars from Maven Central (cached; `up` does it too)."""
+    from relay.stack.jars import ensure_jars, jars_dir
+
+    s = settings()
+    fetched = ensure_jars(s)
+    say(f"jars {'fetched into' if fetched else 'already in'} {jars_dir(s)}")
+
+
+@app.command()
+@handles_errors
 def status(json_out: bool = JSON_OPTION) -> None:
     """Each part's state, pid, address and memory; exit 1 unless all are ready."""
     stack = Stack(settings())

@@ -25,7 +25,7 @@ def template_path(name: str = "outbox-connector.json") -> Path:
 
 def template_values(settings: Settings, secrets_file: Path) -> dict[str, str]:
     return {
-        "pg_host": settings.host,
+        "pg_host": settings.connector_pg_host or settings.host,
         "pg_port": str(settings.pg_port),
         "pg_cdc_user": settings.pg_cdc_user,
         "pg_database": settings.pg_database,
@@ -66,6 +66,6 @@ def render(template: dict[str, str], values: dict[str, str]) -> dict[str, str]:
 def render_outbox_connector(settings: Settings) -> dict[str, str]:
     from relay.stack.connect import ConnectPart
 
-    secrets = ConnectPart(settings).secrets_file
+    secrets = settings.connect_secrets_file or ConnectPart(settings).secrets_file
     template = json.loads(template_path().read_text(encoding="utf-8"))
     return render(template, template_values(settings, secrets))

@@ -85,3 +85,11 @@ class ConnectPart(Part):
         except (urllib.error.URLError, OSError, ValueError):
             return False
         return any(p.get("class") == POSTGRES_CONNECTOR_CLASS for p in plugins)
+
+    def after_ready(self) -> None:
+        # the password may have changed since start; the file provider reads it at task start
+        self._write_secrets()
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.settings.connect_port]

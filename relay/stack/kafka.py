@@ -77,6 +77,10 @@ class KafkaPart(Part):
         if fmt.returncode != 0:
             raise StackError(self.name, "formatting KRaft storage failed", (fmt.stdout + fmt.stderr)[-3000:])
 
+    @property
+    def ports(self) -> list[int]:
+        return [self.settings.kafka_port, self.settings.kafka_controller_port]
+
     def start(self) -> None:
         self._prepare()
         argv = java_argv(self.settings.kafka_heap, self.dir / "log4j2.properties",

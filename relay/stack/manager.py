@@ -19,6 +19,7 @@ from relay.stack.jars import ensure_jars
 from relay.stack.kafka import KafkaPart
 from relay.stack.part import Part, PartStatus
 from relay.stack.postgres import PostgresPart
+from relay.stack.process import ManagedProcess
 
 # callback(part name, event, seconds since up() began); events: fetching, fetched, starting,
 # already-running, ready
@@ -61,6 +62,11 @@ class Stack:
                     # alive but not answering: a previous start still booting, or wedged
                     progress(part.name, "waiting", elapsed())
                 else:
+                    busy = part.busy_ports()
+                    if busy:
+                        raise StackError(part.name, f"port(s) {busy} on {self.settings.host} are in use by a "
+                                         "process that is not this stack's (another stack from a different "
+                                         "checkout?); stop it or choose other ports (RELAY_*_PORT)")
                     progress(part.name, "starting", elapsed())
                     part.start()
                 started[part] = time.monotonic()
@@ -82,14 +88,30 @@ class Stack:
         raise StackError(part.name, f"not ready after {self.settings.up_timeout_s:.0f} s", part.log_tail())
 
     def down(self, progress: Progress = _quiet) -> list[str]:
-        """Stop every part we started, Connect first; returns the names that were running."""
+        """Stop every process we started (workers, then Connect, Kafka, Postgres), by pid file.
+
+        Returns the names that were running.
+        """
         t0 = time.monotonic()
         stopped = []
+        for worker in self.workers():
+            if worker.stop():
+                stopped.append(worker.name)
+                progress(worker.name, "stopped", time.monotonic() - t0)
         for part in reversed(self.parts):
             if part.stop():
                 stopped.append(part.name)
                 progress(part.name, "stopped", time.monotonic() - t0)
         return stopped
+
+    def workers(self) -> list[ManagedProcess]:
+        """Workers started by `relay demo` (or tests) that record a pid file in the stack."""
+        pids = self.settings.stack_dir / "pids"
+        own = {part.process.pid_file for part in self.parts}
+        return [
+            ManagedProcess(f.stem, f, self.settings.stack_dir / "logs" / f"{f.stem}.log")
+            for f in sorted(pids.glob("*.pid")) if f not in own
+        ]
 
     def status(self) -> dict[str, PartStatus]:
         return {part.name: part.status() for part in self.parts}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,20 @@ class Part(abc.ABC):
     @abc.abstractmethod
     def address(self) -> str:
         """How clients reach this part (DSN, bootstrap servers, URL)."""
+
+    @property
+    @abc.abstractmethod
+    def ports(self) -> list[int]:
+        """Loopback ports this part listens on (checked free before it starts)."""
+
+    def busy_ports(self) -> list[int]:
+        busy = []
+        for port in self.ports:
+            with socket.socket() as sock:
+                sock.settimeout(0.5)
+                if sock.connect_ex((self.settings.host, port)) == 0:
+                    busy.append(port)
+        return busy
 
     @abc.abstractmethod
     def start(self) -> None:

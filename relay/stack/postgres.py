@@ -129,6 +129,10 @@ class PostgresPart(Part):
             raise StackError(self.name, f"initdb failed (exit {result.returncode})",
                              (result.stdout + result.stderr)[-3000:])
 
+    @property
+    def ports(self) -> list[int]:
+        return [self.settings.pg_port]
+
     def start(self) -> None:
         self._prepare()
         s = self.settings

@@ -1,0 +1,35 @@
+"""Connector template rendering: placeholders filled, Connect's own references kept, no secrets."""
+
+import pytest
+
+from relay.config import load_settings
+from relay.connect.render import render, render_outbox_connector
+from relay.errors import ConfigError
+
+
+def test_outbox_connector_contract():
+    s = load_settings({"RELAY_PG_CDC_PASSWORD": "s3cret-Pa55"})
+    cfg = render_outbox_connector(s)
+    assert cfg["connector.class"] == "io.debezium.connector.postgresql.PostgresConnector"
+    assert cfg["plugin.name"] == "pgoutput"
+    assert cfg["publication.autocreate.mode"] == "disabled"
+    assert cfg["table.include.list"] == "public.outbox"
+    assert cfg["transforms.outbox.type"] == "io.debezium.transforms.outbox.EventRouter"
+    assert cfg["transforms.outbox.route.topic.replacement"] == "outbox.event.${routedByValue}"
+    assert cfg["transforms.outbox.table.field.event.key"] == "aggregateid"
+    assert cfg["key.converter"].endswith("StringConverter") and cfg["value.converter"].endswith("StringConverter")
+    assert "pg_logical_emit_message(true," in cfg["heartbeat.action.query"]
+    assert cfg["poll.interval.ms"] == str(s.poll_interval_ms)
+    assert cfg["database.password"].startswith("${file:") and cfg["database.password"].endswith(":pg.password}")
+    assert not any("s3cret-Pa55" in v for v in cfg.values())
+    assert not any("{{" in v for v in cfg.values())
+    assert not any(k.startswith("_") for k in cfg)
+
+
+def test_unknown_placeholder_is_an_error_naming_it():
+    with pytest.raises(ConfigError, match=r"\{\{slot_nme\}\}"):
+        render({"slot.name": "{{slot_nme}}"}, {"slot_name": "x"})
+
+
+def test_connect_references_pass_through():
+    assert render({"a": "${file:/x:k}-{{v}}"}, {"v": "1"}) == {"a": "${file:/x:k}-1"}

@@ -1,0 +1,59 @@
+"""Outbox writer input validation: every bad field is named, with its value and the expectation.
+
+(That nothing reaches Postgres is proven against the real database in tests/integration.)
+"""
+
+import math
+import uuid
+
+import pytest
+
+from relay.errors import InvalidEvent
+from relay.outbox.writer import validate
+
+GOOD = dict(aggregatetype="order", aggregateid="o-1", type="OrderPlaced", payload={"a": 1})
+
+
+def bad(**change):
+    with pytest.raises(InvalidEvent) as info:
+        validate(**{**GOOD, **change})
+    return info.value
+
+
+@pytest.mark.parametrize("field", ["aggregatetype", "aggregateid", "type"])
+@pytest.mark.parametrize("value", [None, "", "   ", 42])
+def test_required_text_fields(field, value):
+    err = bad(**{field: value})
+    assert err.field == field and err.value == value
+    assert field in str(err) and "non-empty string" in str(err)
+
+
+def test_aggregatetype_must_be_topic_safe():
+    err = bad(aggregatetype="order events")
+    assert err.field == "aggregatetype" and "[A-Za-z0-9._-]" in err.expected
+
+
+@pytest.mark.parametrize("payload", [{1, 2}, object(), {"x": math.nan}, b"bytes"])
+def test_payload_must_be_json_serialisable(payload):
+    err = bad(payload=payload)
+    assert err.field == "payload" and "JSON-serialisable" in str(err)
+
+
+def test_headers_must_be_str_to_str():
+    assert bad(headers={"traceparent": 1}).field == "headers"
+
+
+def test_event_id_must_be_uuid():
+    assert bad(event_id="not-a-uuid").field == "event_id"
+
+
+def test_valid_event_keeps_unicode_and_null_payload():
+    eid, text, headers = validate(**{**GOOD, "payload": {"name": "Zoë ✓"}, "headers": {"traceparent": "t"}})
+    assert isinstance(eid, uuid.UUID) and "Zoë ✓" in text and headers == '{"traceparent":"t"}'
+    _, text, _ = validate(**{**GOOD, "payload": None})
+    assert text is None
+
+
+def test_invalid_event_is_a_value_error_and_not_retriable():
+    err = bad(aggregateid="")
+    assert isinstance(err, ValueError) and err.retriable is False
