@@ -53,4 +53,4 @@ integration: install
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 clean: down
-	rm -rf .stack
+	@if [ -x $(BIN)/relay ]; then $(BIN)/relay stack clean; else rm -rf .stack; fi

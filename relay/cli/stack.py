@@ -54,6 +54,14 @@ def down(json_out: bool = JSON_OPTION) -> None:
 
 @app.command()
 @handles_errors
+def clean() -> None:
+    """Delete the stopped stack's data (Postgres, Kafka, Connect state, logs)."""
+    for folder in Stack(settings()).clean():
+        say(f"removed {folder}")
+
+
+@app.command()
+@handles_errors
 def fetch() -> None:
     """Fetch the pinned Kafka/Connect/Debezium jars from Maven Central (cached; `up` does it too)."""
     from relay.stack.jars import ensure_jars, jars_dir

@@ -8,6 +8,7 @@ ready are left alone, so a second ``up`` is a no-op.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -103,6 +104,18 @@ class Stack:
                 stopped.append(part.name)
                 progress(part.name, "stopped", time.monotonic() - t0)
         return stopped
+
+    def clean(self) -> list[str]:
+        """Delete the stack's data (refused while any part runs); returns the removed folders."""
+        running = [name for name, st in self.status().items() if st.pid is not None]
+        if running:
+            raise StackError(",".join(running), "still running: `relay stack down` first")
+        removed = []
+        for folder in {self.postgres.home, self.settings.stack_dir}:
+            if folder.exists():
+                shutil.rmtree(folder)
+                removed.append(str(folder))
+        return removed
 
     def workers(self) -> list[ManagedProcess]:
         """Workers started by `relay demo` (or tests) that record a pid file in the stack."""

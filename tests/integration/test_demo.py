@@ -20,3 +20,18 @@ def test_demo_consumes_every_event_exactly_once(stack, settings):
     assert s["order_violations"] == 0 and s["key_or_header_mismatches"] == 0
     # the worker the demo started is gone
     assert not (settings.stack_dir / "pids" / "worker-orders.pid").exists()
+
+
+def test_inbox_changelog_is_compacted_and_co_partitioned(stack, settings):
+    """After a demo run the worker's inbox changelog exists, compacted, partitioned like its source."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from processors.orders import APP_ID, TOPIC
+
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    changelog = f"{APP_ID}-inbox-changelog"
+    topics = admin.list_topics(timeout=10).topics
+    assert changelog in topics, "run after test_demo_consumes_every_event_exactly_once"
+    assert len(topics[changelog].partitions) == len(topics[TOPIC].partitions)
+    (future,) = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, changelog)]).values()
+    assert future.result()["cleanup.policy"].value == "compact"
