@@ -50,21 +50,20 @@ class ConnectClient:
     def connectors(self) -> list[str]:
         return self._call("GET", "/connectors")
 
-    def config(self, name: str) -> dict[str, str] | None:
+    def _get_or_none(self, path: str) -> Any:
+        """GET ``path``; None when Connect answers 404 (no such connector)."""
         try:
-            return self._call("GET", f"/connectors/{name}/config")
+            return self._call("GET", path)
         except ConnectError as exc:
             if exc.status == 404:
                 return None
             raise
 
+    def config(self, name: str) -> dict[str, str] | None:
+        return self._get_or_none(f"/connectors/{name}/config")
+
     def status(self, name: str) -> dict | None:
-        try:
-            return self._call("GET", f"/connectors/{name}/status")
-        except ConnectError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._get_or_none(f"/connectors/{name}/status")
 
     def apply(self, name: str, config: dict[str, str]) -> ApplyResult:
         """PUT the config unless the running one is identical (then nothing is sent)."""
