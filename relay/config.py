@@ -18,15 +18,17 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from relay.errors import ConfigError
 from relay.headers import AGGREGATE_TYPE_RE
 
 ENV_PREFIX = "RELAY_"
+
+SnapshotMode = Literal["no_data", "initial", "always", "when_needed", "never"]
 
 
 def project_root() -> Path:
@@ -80,13 +82,37 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("relay", pattern=r"^[A-Za-z0-9._-]+$")
     slot_name: str = Field("relay_outbox", pattern=r"^[a-z0-9_]+$")
     publication: str = Field("relay_outbox", pattern=r"^[a-z0-9_]+$")
+    snapshot_mode: SnapshotMode = Field(
+        "no_data", description="no_data: stream from the slot's position; the outbox is not a table to re-read")
     poll_interval_ms: int = Field(50, ge=1, description="Debezium's 500 ms default costs ~0.6 s latency")
-    heartbeat_interval_ms: int = Field(5000, ge=0)
+    heartbeat_interval_ms: int = Field(5000, ge=0, description="0 disables heartbeats (idle slots then pin WAL)")
+    heartbeat_action_query: str = Field(
+        "SELECT pg_logical_emit_message(true, 'heartbeat', now()::varchar)",
+        description="transactional logical message: moves the slot even when the outbox is idle")
+    route_by_field: str = Field("aggregatetype", pattern=r"^[a-z_][a-z0-9_]*$",
+                                description="outbox column whose value names the topic")
+    tombstone_on_empty_payload: bool = Field(
+        False, description="NULL payload -> Kafka tombstone (compaction deletes the key) instead of a "
+                           "record with a null value and headers")
     max_batch_size: int = Field(2048, ge=1)
+    max_queue_size: int = Field(8192, ge=1)
+
+    # --- polling relay (`relay outbox poll`), the fallback with the same contract -----------
+    poller_batch_size: int = Field(500, ge=1, le=100_000)
+    poller_interval_s: float = Field(1.0, gt=0, description="poll when no NOTIFY arrived for this long")
+    poller_max_attempts: int = Field(10, ge=1, description="failed publishes before a row is terminal")
+    poller_metrics_port: int = Field(59465, ge=0, le=65535, description="0 disables the endpoint")
 
     # --- workers ---------------------------------------------------------------------------
     worker_metrics_port: int = Field(59464, ge=0, le=65535, description="0 disables the endpoint")
     worker_data_dir: Path | None = Field(None, description="faust table data; default stack_dir/faust")
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> "Settings":
+        if self.max_queue_size <= self.max_batch_size:
+            raise ValueError(f"max_queue_size ({self.max_queue_size}) must be greater than "
+                             f"max_batch_size ({self.max_batch_size}) (a Debezium requirement)")
+        return self
 
     @field_validator("aggregate_types", mode="before")
     @classmethod
@@ -163,9 +189,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         settings = Settings.model_validate(values)
     except ValidationError as exc:
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
-            var = ENV_PREFIX + field.upper()
-            problems.append(f"{var}={err.get('input')!r}: {err['msg']}")
+            field = ".".join(str(p) for p in err["loc"])
+            if field:
+                problems.append(f"{ENV_PREFIX + field.upper()}={err.get('input')!r}: {err['msg']}")
+            else:  # a rule across several settings
+                problems.append(err["msg"].removeprefix("Value error, "))
     if problems:
         raise ConfigError(problems)
     assert settings is not None
