@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     publication: str = Field("relay_outbox", pattern=r"^[a-z0-9_]+$")
     snapshot_mode: SnapshotMode = Field(
         "no_data", description="no_data: stream from the slot's position; the outbox is not a table to re-read")
+    offset_mismatch_strategy: Literal["trust_offset", "no_validation", "trust_slot", "trust_greater_lsn"] = Field(
+        "trust_offset", description="trust_offset: a slot that is ahead of the stored offset (dropped and "
+                                    "recreated) fails the task instead of skipping the events in between")
     poll_interval_ms: int = Field(50, ge=1, description="Debezium's 500 ms default costs ~0.6 s latency")
     heartbeat_interval_ms: int = Field(5000, ge=0, description="0 disables heartbeats (idle slots then pin WAL)")
     heartbeat_action_query: str = Field(

@@ -72,3 +72,15 @@ class StackError(RelayError):
 
 class DecodeError(RelayError):
     """A consumed record cannot be decoded (bytes, schema, missing header): never retriable."""
+
+
+class IdempotencyConflict(RelayError):
+    """The idempotency key was used before for a different request (different request hash)."""
+
+    def __init__(self, aggregatetype: str, key: str, first_event_id: str, first_hash: str | None, new_hash: str) -> None:
+        self.aggregatetype, self.key, self.first_event_id = aggregatetype, key, first_event_id
+        super().__init__(
+            f"idempotency key {key!r} (aggregatetype {aggregatetype!r}) was already used for event "
+            f"{first_event_id} with request hash {first_hash}; this request hashes to {new_hash}. "
+            "Use a new key for a different request."
+        )

@@ -37,3 +37,34 @@ class ConsumerMetrics:
     def serve(self, host: str, port: int) -> None:
         if port:
             start_http_server(port, addr=host, registry=self.registry)
+
+
+@dataclass
+class PollerMetrics:
+    registry: CollectorRegistry
+    published: Counter
+    failed: Counter
+    terminal: Counter
+    batches: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> "PollerMetrics":
+        reg = registry or CollectorRegistry()
+        return cls(
+            registry=reg,
+            published=Counter("relay_poller_published_total", "outbox rows published and marked", registry=reg),
+            failed=Counter("relay_poller_publish_failures_total", "failed publish attempts", registry=reg),
+            terminal=Counter("relay_poller_terminal_total", "rows that reached the terminal failed state",
+                             registry=reg),
+            batches=Counter("relay_poller_batches_total", "non-empty batches", registry=reg),
+        )
+
+    def observe(self, result) -> None:
+        self.batches.inc()
+        self.published.inc(result.published)
+        self.failed.inc(result.failed)
+        self.terminal.inc(result.terminal)
+
+    def serve(self, host: str, port: int) -> None:
+        if port:
+            start_http_server(port, addr=host, registry=self.registry)

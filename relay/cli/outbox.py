@@ -28,3 +28,31 @@ def migrate(json_out: bool = JSON_OPTION) -> None:
         emit_json({"applied": names})
     else:
         say(f"applied {', '.join(names)}" if names else "outbox schema up to date")
+
+
+@app.command()
+@handles_errors
+def poll(
+    max_events: int = typer.Option(0, help="stop after this many published events (0: run until stopped)"),
+) -> None:
+    """Polling relay: publish unpublished rows (same topic/key/header contract as the CDC relay).
+
+    Runs until SIGTERM/SIGINT. Several pollers may run at once; per-aggregate order holds.
+    """
+    import signal
+    import threading
+
+    from relay.metrics import PollerMetrics
+    from relay.outbox.poller import PollingRelay
+
+    s = settings()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    metrics = PollerMetrics.create()
+    metrics.serve(s.host, s.poller_metrics_port)
+    relay = PollingRelay(s, metrics=metrics)
+    say(f"polling relay: {s.host}:{s.pg_port}/{s.pg_database} -> {s.bootstrap_servers}"
+        + (f", metrics on :{s.poller_metrics_port}" if s.poller_metrics_port else ""))
+    stats = relay.run(stop, max_events=max_events or None)
+    say(f"published {stats.published}, failed attempts {stats.failed}, terminal {stats.terminal}")

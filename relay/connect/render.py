@@ -37,6 +37,7 @@ def template_values(settings: Settings, secrets_file: Path) -> dict[str, str]:
         "max_batch_size": str(settings.max_batch_size),
         "max_queue_size": str(settings.max_queue_size),
         "snapshot_mode": settings.snapshot_mode,
+        "offset_mismatch_strategy": settings.offset_mismatch_strategy,
         "heartbeat_action_query": settings.heartbeat_action_query,
         "route_by_field": settings.route_by_field,
         "tombstone_on_empty_payload": str(settings.tombstone_on_empty_payload).lower(),

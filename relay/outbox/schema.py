@@ -5,8 +5,9 @@ Contract:
   in its own transaction together with its row in ``relay_schema_migrations``;
 - concurrent ``migrate`` runs serialise on an advisory lock, so running it twice (or from two
   processes) is harmless;
-- ``ensure_cdc_access`` creates the publication for the outbox table only (Debezium runs with
-  ``publication.autocreate.mode=disabled``) and grants the replication role SELECT on it.
+- ``ensure_cdc_access`` creates the publication for the outbox table only, publishing inserts
+  only (Debezium runs with ``publication.autocreate.mode=disabled``), and grants the replication
+  role SELECT on it.
 """
 
 from __future__ import annotations
@@ -77,7 +78,12 @@ def ensure_cdc_access(conn: psycopg.Connection, *, publication: str, cdc_role: s
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
         row = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
         if row is None:
-            conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE outbox").format(sql.Identifier(publication)))
+            conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE outbox WITH (publish = 'insert')").format(
+                sql.Identifier(publication)))
+        else:
+            # inserts only: the poller's published_at updates, prune's deletes and delete-after-insert
+            # never reach Debezium, so EventRouter sees nothing but new events
+            conn.execute(sql.SQL("ALTER PUBLICATION {} SET (publish = 'insert')").format(sql.Identifier(publication)))
         if cdc_role:
             role = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (cdc_role,)).fetchone()
             if role is not None:

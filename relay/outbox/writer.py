@@ -1,47 +1,94 @@
-"""Write outbox events inside the caller's transaction.
+"""Write outbox events inside the caller's transaction (sync and async psycopg connections).
 
 Contract:
-- ``write`` only INSERTs through the connection it is given; it never commits, rolls back or opens
-  a connection. The event becomes visible (and is published) exactly when the caller's business
+- writers only run statements on the connection they are given; they never commit, roll back or
+  open a connection. An event becomes visible (and is published) exactly when the caller's
   transaction commits, and disappears with it on rollback.
-- Every argument is validated *before* anything is sent to Postgres: a bad event raises
+- every event is validated *before* anything is sent to Postgres: a bad event raises
   :class:`relay.errors.InvalidEvent` naming the field, the value and what was expected, and
-  nothing is written.
-- The returned event id (uuid4 unless given) is the Kafka header ``id`` and the consumers' dedup
-  key. Events of one ``aggregateid`` reach Kafka in commit order, on one partition.
+  nothing is written (in a batch: nothing of the batch).
+- the event id (uuid4 unless given) is the Kafka header ``id`` and the consumers' dedup key.
+  Events of one ``aggregateid`` reach Kafka in commit order, on one partition.
+- idempotency: with ``idempotency_key``, the same key (per aggregatetype) and the same request
+  hash returns the *first* event's id and writes nothing (``WriteResult.duplicate``); the same key
+  with a different hash raises :class:`relay.errors.IdempotencyConflict`. Concurrent writers with
+  one key produce exactly one row (the unique constraint decides; the loser sees the winner's row
+  once it commits). The key is remembered as long as its row exists (see ``relay outbox prune``).
+- ``delete_after=True`` deletes the row in the same transaction right after inserting it: the
+  CDC relay still publishes it (Debezium reads the insert from the WAL; the publication carries
+  inserts only) and the table does not grow. The polling relay never sees such rows.
+
+The SQL conversation is written once as a generator (``_steps``) and driven by a sync or an
+async connection, so both writers behave identically.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generator, Iterable, Mapping
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from relay.errors import DatabaseError, InvalidEvent
+from relay.errors import DatabaseError, IdempotencyConflict, InvalidEvent
 from relay.headers import AGGREGATE_TYPE_RE
 
-_INSERT = (
-    "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, headers)"
-    " VALUES (%s, %s, %s, %s, %s, %s)"
-)
+_COLUMNS = "id, aggregatetype, aggregateid, type, payload, headers, idempotency_key, request_hash"
+_INSERT = f"INSERT INTO outbox ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+_INSERT_IDEMPOTENT = _INSERT + " ON CONFLICT (aggregatetype, idempotency_key) DO NOTHING RETURNING id"
+_FIRST = "SELECT id, request_hash FROM outbox WHERE aggregatetype = %s AND idempotency_key = %s"
+_DELETE = "DELETE FROM outbox WHERE id = %s"
 
 
-def _require_text(field: str, value: Any) -> str:
+@dataclass(frozen=True)
+class OutboxEvent:
+    aggregatetype: str
+    aggregateid: str
+    type: str
+    payload: Any
+    headers: Mapping[str, str] | None = None
+    event_id: uuid.UUID | str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None  # default: sha256 of the canonical (type, aggregateid, payload)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    id: uuid.UUID
+    duplicate: bool = False  # True: an earlier event with this idempotency key stands; nothing written
+
+
+@dataclass(frozen=True)
+class _Row:
+    params: tuple
+    id: uuid.UUID
+    key: str | None = field(default=None)
+    request_hash: str | None = field(default=None)
+
+
+def _require_text(field_name: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise InvalidEvent(field, value, "a non-empty string")
+        raise InvalidEvent(field_name, value, "a non-empty string")
     if not value.strip():
-        raise InvalidEvent(field, value, "a non-empty string (not blank)")
+        raise InvalidEvent(field_name, value, "a non-empty string (not blank)")
     return value
 
 
-def _json_text(field: str, value: Any) -> str:
+def _json_text(field_name: str, value: Any) -> str:
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=False)
     except (TypeError, ValueError) as exc:
-        raise InvalidEvent(field, value, f"a JSON-serialisable value ({exc})") from None
+        raise InvalidEvent(field_name, value, f"a JSON-serialisable value ({exc})") from None
+
+
+def request_hash(aggregatetype: str, aggregateid: str, type: str, payload_text: str | None) -> str:
+    canonical = json.dumps([aggregatetype, aggregateid, type,
+                            None if payload_text is None else json.loads(payload_text)],
+                           sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def validate(
@@ -73,31 +120,125 @@ def validate(
     return eid, payload_text, headers_text
 
 
-def write(
-    conn: psycopg.Connection, *, aggregatetype: str, aggregateid: str, type: str,
-    payload: Any, headers: Mapping[str, str] | None = None, event_id: uuid.UUID | str | None = None,
-) -> uuid.UUID:
-    """Insert one event into the outbox within ``conn``'s current transaction; return its id.
-
-    ``payload`` is any JSON-serialisable value; ``None`` stores SQL NULL (no Kafka record value).
-    """
+def _prepare(event: OutboxEvent, delete_after: bool) -> _Row:
     eid, payload_text, headers_text = validate(
-        aggregatetype=aggregatetype, aggregateid=aggregateid, type=type,
-        payload=payload, headers=headers, event_id=event_id,
-    )
+        aggregatetype=event.aggregatetype, aggregateid=event.aggregateid, type=event.type,
+        payload=event.payload, headers=event.headers, event_id=event.event_id)
+    key, digest = event.idempotency_key, None
+    if key is not None:
+        _require_text("idempotency_key", key)
+        if delete_after:
+            raise InvalidEvent("idempotency_key", key, "None when delete_after=True (a deleted row remembers no key)")
+        digest = event.request_hash or request_hash(event.aggregatetype, event.aggregateid, event.type, payload_text)
+        if not isinstance(digest, str) or not digest:
+            raise InvalidEvent("request_hash", event.request_hash, "a non-empty string")
     params = (
-        eid, aggregatetype, aggregateid, type,
+        eid, event.aggregatetype, event.aggregateid, event.type,
         None if payload_text is None else Jsonb(payload_text, dumps=_identity),
         None if headers_text is None else Jsonb(headers_text, dumps=_identity),
+        key, digest,
     )
-    try:
-        conn.execute(_INSERT, params)
-    except psycopg.OperationalError as exc:
-        raise DatabaseError(f"outbox insert failed: {exc}", retriable=True) from exc
-    except psycopg.Error as exc:
-        raise DatabaseError(f"outbox insert failed: {exc}", retriable=False) from exc
-    return eid
+    return _Row(params, eid, key, digest)
 
 
 def _identity(text: str) -> str:
     return text
+
+
+# A step is (sql, params, fetch_one); the driver sends back the fetched row (or None).
+_Step = tuple[str, tuple, bool]
+
+
+def _steps(rows: list[_Row], delete_after: bool) -> Generator[_Step, Any, list[WriteResult]]:
+    results = []
+    for row in rows:
+        if row.key is None:
+            yield _INSERT, row.params, False
+            if delete_after:
+                yield _DELETE, (row.id,), False
+            results.append(WriteResult(row.id))
+            continue
+        inserted = yield _INSERT_IDEMPOTENT, row.params, True
+        if inserted is not None:
+            results.append(WriteResult(row.id))
+            continue
+        aggregatetype = row.params[1]
+        first = yield _FIRST, (aggregatetype, row.key), True
+        if first is None:  # the row holding the key vanished between the two statements
+            raise DatabaseError(f"idempotency key {row.key!r}: conflicting row disappeared; retry", retriable=True)
+        first_id, first_hash = first
+        if first_hash != row.request_hash:
+            raise IdempotencyConflict(aggregatetype, row.key, str(first_id), first_hash, row.request_hash or "")
+        results.append(WriteResult(first_id, duplicate=True))
+    return results
+
+
+def _translate(exc: psycopg.Error) -> DatabaseError:
+    retriable = isinstance(exc, (psycopg.OperationalError, psycopg.errors.SerializationFailure,
+                                 psycopg.errors.DeadlockDetected))
+    return DatabaseError(f"outbox write failed: {exc}", retriable=retriable)
+
+
+def _drive(conn: psycopg.Connection, steps: Generator) -> list[WriteResult]:
+    try:
+        step = next(steps)
+        while True:
+            sql, params, fetch = step
+            cur = conn.execute(sql, params)
+            step = steps.send(cur.fetchone() if fetch else None)
+    except StopIteration as done:
+        return done.value
+    except psycopg.Error as exc:
+        raise _translate(exc) from exc
+
+
+async def _adrive(conn: psycopg.AsyncConnection, steps: Generator) -> list[WriteResult]:
+    try:
+        step = next(steps)
+        while True:
+            sql, params, fetch = step
+            cur = await conn.execute(sql, params)
+            step = steps.send(await cur.fetchone() if fetch else None)
+    except StopIteration as done:
+        return done.value
+    except psycopg.Error as exc:
+        raise _translate(exc) from exc
+
+
+def _rows(events: Iterable[OutboxEvent], delete_after: bool) -> list[_Row]:
+    return [_prepare(e, delete_after) for e in events]  # all validated before any SQL
+
+
+def write_many(conn: psycopg.Connection, events: Iterable[OutboxEvent], *, delete_after: bool = False) -> list[WriteResult]:
+    """Insert several events in the caller's transaction, in order; one result per event."""
+    return _drive(conn, _steps(_rows(events, delete_after), delete_after))
+
+
+async def awrite_many(conn: psycopg.AsyncConnection, events: Iterable[OutboxEvent], *,
+                      delete_after: bool = False) -> list[WriteResult]:
+    """Async twin of :func:`write_many`."""
+    return await _adrive(conn, _steps(_rows(events, delete_after), delete_after))
+
+
+def write(
+    conn: psycopg.Connection, *, aggregatetype: str, aggregateid: str, type: str, payload: Any,
+    headers: Mapping[str, str] | None = None, event_id: uuid.UUID | str | None = None,
+    idempotency_key: str | None = None, request_hash: str | None = None, delete_after: bool = False,
+) -> uuid.UUID:
+    """Insert one event in ``conn``'s current transaction; return its id (the first event's id
+    when ``idempotency_key`` was already used for the same request).
+
+    ``payload`` is any JSON-serialisable value; ``None`` stores SQL NULL (a record without value).
+    """
+    event = OutboxEvent(aggregatetype, aggregateid, type, payload, headers, event_id, idempotency_key, request_hash)
+    return write_many(conn, [event], delete_after=delete_after)[0].id
+
+
+async def awrite(
+    conn: psycopg.AsyncConnection, *, aggregatetype: str, aggregateid: str, type: str, payload: Any,
+    headers: Mapping[str, str] | None = None, event_id: uuid.UUID | str | None = None,
+    idempotency_key: str | None = None, request_hash: str | None = None, delete_after: bool = False,
+) -> uuid.UUID:
+    """Async twin of :func:`write`."""
+    event = OutboxEvent(aggregatetype, aggregateid, type, payload, headers, event_id, idempotency_key, request_hash)
+    return (await awrite_many(conn, [event], delete_after=delete_after))[0].id

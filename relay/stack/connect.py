@@ -49,6 +49,11 @@ class ConnectPart(Part):
             "status.storage.partitions": 1,
             # bounds the replay after a Connect crash (EOS off): every event since the last flush
             "offset.flush.interval.ms": 5000,
+            # one worker: when it dies and comes back it is a new group member, and Connect's
+            # default (300 s) would hold the dead member's tasks unassigned that long
+            "scheduled.rebalance.max.delay.ms": 0,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 2000,
             "key.converter": "org.apache.kafka.connect.storage.StringConverter",
             "value.converter": "org.apache.kafka.connect.storage.StringConverter",
             "listeners": f"http://{s.host}:{s.connect_port}",

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from relay.outbox import write
-from tests.integration.kafka_reader import read_until
+from tests.support.kafka import read_until
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The real native stack for integration tests: started once per session, torn down at the end.
+"""Shared fixtures. The real native stack for integration and conformance tests: started once per session, torn down at the end.
 
 If the stack is already up (a developer ran `make demo`), it is reused and left running.
 Otherwise it is started here and stopped at the end, and the teardown asserts that no process
@@ -28,7 +28,8 @@ def settings():
 @pytest.fixture(scope="session")
 def stack(settings):
     stack = Stack(settings)
-    was_up = stack.is_ready()
+    # reuse (and leave running) a stack whose processes exist, even if one is still booting
+    was_up = any(part.process.pid() for part in stack.parts)
     stack.up(lambda part, event, t: print(f"[stack {t:5.1f}s] {part} {event}", flush=True))
     with psycopg.connect(settings.dsn) as conn:
         migrate(conn)

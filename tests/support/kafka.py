@@ -7,8 +7,10 @@ import time
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from relay.verify import Delivered
 
-def wait_for_topic(bootstrap: str, topic: str, timeout_s: float = 30) -> int:
+
+def wait_for_topic(bootstrap: str, topic: str, timeout_s: float = 60) -> int:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -29,9 +31,30 @@ def read_until(bootstrap: str, topic: str, done, timeout_s: float = 60) -> list:
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline and not done(records):
-            msg = consumer.poll(0.2)
-            if msg is not None and not msg.error():
-                records.append(msg)
+            msgs = consumer.consume(500, 0.2)
+            records.extend(m for m in msgs if not m.error())
     finally:
         consumer.close()
     return records
+
+
+def event_id(msg) -> str:
+    return dict(msg.headers() or []).get("id", b"").decode()
+
+
+def read_ids(bootstrap: str, topic: str, expected: set[str], timeout_s: float = 120) -> list[Delivered]:
+    """Read ``topic`` from the beginning until every id in ``expected`` was seen (or timeout);
+    returns every record (duplicates included) for relay.verify.detect_gaps."""
+    missing = set(expected)
+    checked = 0
+
+    def done(records) -> bool:
+        nonlocal checked
+        for msg in records[checked:]:
+            missing.discard(event_id(msg))
+        checked = len(records)
+        return not missing
+
+    records = read_until(bootstrap, topic, done, timeout_s)
+    return [Delivered(m.key().decode() if m.key() is not None else None, event_id(m), m.partition(), m.offset())
+            for m in records]

@@ -1,0 +1,182 @@
+"""The polling relay: publishes unpublished outbox rows with the same contract as the CDC relay.
+
+Contract (identical to Debezium + EventRouter): topic ``outbox.event.<aggregatetype>``, key =
+``aggregateid``, header ``id`` = row id (UUID text), headers ``type`` and ``aggregatetype``, value
+= the payload JSON text (absent for a NULL payload); the topic of a new aggregate type is created
+with the declared partitions/replication.
+
+Guarantees:
+- at least once: a row is marked ``published_at`` only after Kafka acknowledged it (acks=all,
+  idempotent producer), in the same transaction that locked it. A poller killed between the
+  acknowledgement and the commit publishes those rows again (duplicates, never losses).
+- per-aggregate order with any number of pollers: a batch takes rows in ``seq`` order and only of
+  aggregates whose transaction-scoped advisory lock it holds (``pg_try_advisory_xact_lock``), so
+  two pollers never hold rows of one aggregate at once; a later batch starts after the earlier one
+  committed its ``published_at`` marks. Rows are claimed ``FOR UPDATE SKIP LOCKED``.
+- a row that fails ``poller_max_attempts`` times gets ``failed_at`` (terminal, counted in
+  metrics); it and every later row of its aggregate wait for an operator rather than being
+  published out of order.
+- wakes on ``LISTEN relay_outbox`` (a statement trigger NOTIFYs at commit) and polls every
+  ``poller_interval_s`` anyway, so a lost notification costs latency, never events.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+from confluent_kafka import KafkaError, Producer
+
+from relay.config import Settings
+from relay.errors import DatabaseError, KafkaUnavailable
+from relay.headers import Header, event_topic
+from relay.topics import apply_topics, producer_config
+
+log = logging.getLogger("relay.poller")
+
+NOTIFY_CHANNEL = "relay_outbox"
+AGGREGATE_LOCK_NS = 0x7265  # advisory lock namespace ("re"): (ns, hashtext(aggregate))
+
+# Heads of line: rows in seq order, of aggregates with no terminal row, whose aggregate lock this
+# transaction can take. FOR UPDATE SKIP LOCKED keeps a row out of two batches even on a hash
+# collision of the lock key.
+CLAIM = """
+SELECT o.id::text, o.aggregatetype, o.aggregateid, o.type, o.payload::text, o.publish_attempts
+FROM outbox o
+WHERE o.published_at IS NULL AND o.failed_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM outbox f
+                  WHERE f.aggregatetype = o.aggregatetype AND f.aggregateid = o.aggregateid
+                    AND f.published_at IS NULL AND f.failed_at IS NOT NULL)
+  AND pg_try_advisory_xact_lock(%(ns)s, hashtext(o.aggregatetype || '/' || o.aggregateid))
+ORDER BY o.seq
+LIMIT %(limit)s
+FOR UPDATE OF o SKIP LOCKED
+"""
+MARK_PUBLISHED = ("UPDATE outbox SET published_at = now(), publish_attempts = publish_attempts + 1,"
+                  " last_error = NULL WHERE id = ANY(%s::uuid[])")
+MARK_FAILED = ("UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = %s,"
+               " failed_at = CASE WHEN publish_attempts + 1 >= %s THEN now() END WHERE id = %s::uuid")
+
+
+@dataclass
+class BatchResult:
+    published: int = 0
+    failed: int = 0
+    terminal: int = 0
+
+
+@dataclass
+class PollerStats:
+    batches: int = 0
+    published: int = 0
+    failed: int = 0
+    terminal: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class PollingRelay:
+    def __init__(self, settings: Settings, *, metrics=None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.stats = PollerStats()
+        self.producer = Producer(producer_config(settings, **{"linger.ms": 2, "compression.type": "lz4"}))
+        self._known_topics: set[str] = set()
+
+    # -- one batch ---------------------------------------------------------------------------
+    def publish_batch(self, conn: psycopg.Connection) -> BatchResult:
+        """Claim, publish and mark one batch in one transaction."""
+        result = BatchResult()
+        with conn.transaction():
+            rows = conn.execute(CLAIM, {"ns": AGGREGATE_LOCK_NS, "limit": self.settings.poller_batch_size}).fetchall()
+            if not rows:
+                return result
+            self._ensure_topics({event_topic(r[1]) for r in rows})
+            errors: dict[str, str] = {}
+
+            def delivered(err: KafkaError | None, msg) -> None:
+                if err is not None:
+                    eid = dict(msg.headers() or [])[Header.ID.value].decode()
+                    errors[eid] = f"{err.name()}: {err.str()}"
+
+            for row in rows:
+                try:
+                    self._produce(row, delivered)
+                except Exception as exc:  # noqa: BLE001 - e.g. message too large: recorded on the row
+                    errors[row[0]] = f"{type(exc).__name__}: {exc}"
+            remaining = self.producer.flush(60)
+            if remaining:
+                raise KafkaUnavailable(f"{remaining} records not acknowledged by Kafka within 60 s; "
+                                       "rolling back (they will be published again)")
+            ok = [r[0] for r in rows if r[0] not in errors]
+            if ok:
+                conn.execute(MARK_PUBLISHED, (ok,))
+            for eid, error in errors.items():
+                row = conn.execute(MARK_FAILED + " RETURNING failed_at IS NOT NULL",
+                                   (error[:2000], self.settings.poller_max_attempts, eid)).fetchone()
+                result.terminal += bool(row and row[0])
+                log.warning("publish of %s failed: %s", eid, error)
+            result.published, result.failed = len(ok), len(errors)
+        self._count(result)
+        return result
+
+    def _produce(self, row: tuple, on_delivery) -> None:
+        eid, agg_type, agg_id, etype, payload, _attempts = row
+        record = dict(
+            topic=event_topic(agg_type), key=agg_id.encode(),
+            value=None if payload is None else payload.encode(),
+            headers=[(Header.ID.value, eid.encode()), (Header.TYPE.value, etype.encode()),
+                     (Header.AGGREGATE_TYPE.value, agg_type.encode())],
+            on_delivery=on_delivery)
+        try:
+            self.producer.produce(**record)
+        except BufferError:  # local queue full: drain it, then this record fits
+            self.producer.flush(30)
+            self.producer.produce(**record)
+
+    def _ensure_topics(self, topics: set[str]) -> None:
+        missing = topics - self._known_topics
+        if missing:
+            apply_topics(self.settings, sorted(missing))
+            self._known_topics |= missing
+
+    def _count(self, result: BatchResult) -> None:
+        s = self.stats
+        s.batches += 1
+        s.published += result.published
+        s.failed += result.failed
+        s.terminal += result.terminal
+        if self.metrics is not None:
+            self.metrics.observe(result)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, stop: threading.Event | None = None, *, max_events: int | None = None) -> PollerStats:
+        """Publish until ``stop`` is set (or ``max_events`` were published)."""
+        stop = stop or threading.Event()
+        try:
+            conn = psycopg.connect(self.settings.dsn, autocommit=True)
+            listener = psycopg.connect(self.settings.dsn, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(f"Postgres unreachable: {exc}", retriable=True) from None
+        with conn, listener:
+            listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            while not stop.is_set():
+                result = self.publish_batch(conn)
+                if max_events is not None and self.stats.published >= max_events:
+                    break
+                if result.published or result.failed:
+                    continue  # more may be waiting: go again without sleeping
+                self._wait_for_notify(listener, stop)
+        self.producer.flush(30)
+        return self.stats
+
+    def _wait_for_notify(self, listener: psycopg.Connection, stop: threading.Event) -> None:
+        deadline = time.monotonic() + self.settings.poller_interval_s
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            for _notify in listener.notifies(timeout=min(remaining, 0.5), stop_after=1):
+                return
