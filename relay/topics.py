@@ -23,6 +23,8 @@ def producer_config(settings: Settings, **extra: object) -> dict:
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
+        # below the broker's default (1048588) so an oversized record fails at produce() time
+        "message.max.bytes": 1_000_000,
         **extra,
     }
 

@@ -15,7 +15,11 @@ Guarantees:
   committed its ``published_at`` marks. Rows are claimed ``FOR UPDATE SKIP LOCKED``.
 - a row that fails ``poller_max_attempts`` times gets ``failed_at`` (terminal, counted in
   metrics); it and every later row of its aggregate wait for an operator rather than being
-  published out of order.
+  published out of order. Within a batch, a row that cannot be produced (e.g. too large) holds
+  back the later rows of its aggregate. Failures reported asynchronously by Kafka (timeouts,
+  broker errors) are partition-wide and, with the idempotent producer, never leave a later record
+  of a partition delivered after an earlier one failed; the producer's ``message.max.bytes`` stays
+  below the broker's so that size errors are always the synchronous kind.
 - wakes on ``LISTEN relay_outbox`` (a statement trigger NOTIFYs at commit) and polls every
   ``poller_interval_s`` anyway, so a lost notification costs latency, never events.
 """
@@ -101,16 +105,23 @@ class PollingRelay:
                     eid = dict(msg.headers() or [])[Header.ID.value].decode()
                     errors[eid] = f"{err.name()}: {err.str()}"
 
+            blocked: set[tuple[str, str]] = set()
+            skipped: set[str] = set()
             for row in rows:
+                aggregate = (row[1], row[2])
+                if aggregate in blocked:  # an earlier row of it failed: keep the rest back, in order
+                    skipped.add(row[0])
+                    continue
                 try:
                     self._produce(row, delivered)
                 except Exception as exc:  # noqa: BLE001 - e.g. message too large: recorded on the row
                     errors[row[0]] = f"{type(exc).__name__}: {exc}"
+                    blocked.add(aggregate)
             remaining = self.producer.flush(60)
             if remaining:
                 raise KafkaUnavailable(f"{remaining} records not acknowledged by Kafka within 60 s; "
                                        "rolling back (they will be published again)")
-            ok = [r[0] for r in rows if r[0] not in errors]
+            ok = [r[0] for r in rows if r[0] not in errors and r[0] not in skipped]
             if ok:
                 conn.execute(MARK_PUBLISHED, (ok,))
             for eid, error in errors.items():

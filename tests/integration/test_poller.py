@@ -1,0 +1,52 @@
+"""Polling-relay specifics: several pollers keep per-aggregate order; a row that keeps failing
+becomes terminal after N attempts, is counted, and holds back later rows of its aggregate."""
+
+import psycopg
+import pytest
+
+from relay.config import load_settings
+from relay.metrics import PollerMetrics
+from relay.outbox import write
+from relay.outbox.poller import PollingRelay
+from relay.verify import detect_gaps
+from tests.support.kafka import read_ids
+from tests.support.relays import poller_relay
+from tests.support.writers import Writers
+
+pytestmark = pytest.mark.integration
+
+
+def test_three_pollers_keep_per_aggregate_order(stack, settings, unique):
+    relays = poller_relay(stack, settings, count=3, RELAY_POLLER_BATCH_SIZE="25")
+    relays.start()
+    try:
+        w = Writers(relays.dsn, f"m{unique}", [f"agg-{i}" for i in range(10)], threads=5, per_aggregate=40).run()
+        records = read_ids(settings.bootstrap_servers, f"outbox.event.m{unique}", w.ids)
+    finally:
+        relays.stop()
+    report = detect_gaps(w.committed, records)
+    assert report.ok, report.summary()
+    assert report.committed == 400 and report.duplicates == 0
+
+
+def test_terminal_row_is_counted_and_holds_its_aggregate(stack, settings, unique):
+    relays = poller_relay(stack, settings)  # only for the database; the relay runs in-process here
+    s = load_settings(pg_dsn=relays.dsn, poller_max_attempts=2)
+    agg_type = f"f{unique}"
+    with psycopg.connect(s.dsn) as conn:
+        with conn.transaction():
+            too_big = write(conn, aggregatetype=agg_type, aggregateid="X", type="Huge", payload={"blob": "x" * 2_000_000})
+            held = write(conn, aggregatetype=agg_type, aggregateid="X", type="After", payload={})
+            free = write(conn, aggregatetype=agg_type, aggregateid="Y", type="Other", payload={})
+        metrics = PollerMetrics.create()
+        relay = PollingRelay(s, metrics=metrics)
+        for _ in range(4):
+            relay.publish_batch(conn)
+        state = {str(r[0]): r[1:] for r in conn.execute(
+            "SELECT id, published_at IS NOT NULL, failed_at IS NOT NULL, publish_attempts, last_error"
+            " FROM outbox WHERE aggregatetype = %s", (agg_type,))}
+    assert state[str(free)][:2] == (True, False)
+    published, failed, attempts, error = state[str(too_big)]
+    assert (published, failed, attempts) == (False, True, 2) and "MSG_SIZE_TOO_LARGE" in error.upper().replace(" ", "_")
+    assert state[str(held)][:3] == (False, False, 0), "a later row of the failed aggregate waits"
+    assert metrics.terminal._value.get() == 1 and metrics.failed._value.get() == 2
