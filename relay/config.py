@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     poller_interval_s: float = Field(1.0, gt=0, description="poll when no NOTIFY arrived for this long")
     poller_max_attempts: int = Field(10, ge=1, description="failed publishes before a row is terminal")
     poller_metrics_port: int = Field(59465, ge=0, le=65535, description="0 disables the endpoint")
+    monitor_metrics_port: int = Field(59466, ge=0, le=65535,
+                                      description="`relay outbox stats --serve` (slot guardian gauges)")
 
     # --- workers ---------------------------------------------------------------------------
     worker_metrics_port: int = Field(59464, ge=0, le=65535, description="0 disables the endpoint")

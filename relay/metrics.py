@@ -68,3 +68,53 @@ class PollerMetrics:
     def serve(self, host: str, port: int) -> None:
         if port:
             start_http_server(port, addr=host, registry=self.registry)
+
+
+@dataclass
+class HealthMetrics:
+    """Gauges of `relay outbox stats --serve` (the slot guardian)."""
+
+    registry: CollectorRegistry
+    gauges: dict
+
+    NAMES = {
+        "unpublished_rows": "outbox rows not marked published (polling relay view)",
+        "oldest_unpublished_age_seconds": "age of the oldest unmarked row",
+        "terminal_rows": "rows the polling relay gave up on",
+        "rows_after_cdc_position": "rows created after the connector's stored position",
+        "cdc_position_age_seconds": "seconds since the commit of the connector's stored position",
+        "slot_retained_wal_bytes": "WAL the replication slot pins",
+        "slot_active": "1 while Debezium streams from the slot",
+        "slot_healthy": "1 while the slot exists with wal_status reserved/extended",
+        "connector_running": "1 while connector and tasks are RUNNING",
+        "problems": "problems found (see `relay outbox stats`)",
+    }
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> "HealthMetrics":
+        from prometheus_client import Gauge
+
+        reg = registry or CollectorRegistry()
+        return cls(reg, {n: Gauge(f"relay_outbox_{n}", doc, registry=reg) for n, doc in cls.NAMES.items()})
+
+    def update(self, health) -> None:
+        import time as _time
+
+        o, slot, g = health.outbox, health.slot, self.gauges
+        g["unpublished_rows"].set(o["unpublished_rows"] or 0)
+        g["oldest_unpublished_age_seconds"].set(o["oldest_unpublished_age_s"] or 0)
+        g["terminal_rows"].set(o["terminal_rows"] or 0)
+        g["rows_after_cdc_position"].set(o["rows_after_cdc_position"] or 0)
+        g["cdc_position_age_seconds"].set(
+            _time.time() - health.position.committed_at.timestamp() if health.position else 0)
+        g["slot_retained_wal_bytes"].set(slot.retained_bytes or 0)
+        g["slot_active"].set(int(slot.active))
+        g["slot_healthy"].set(int(slot.healthy))
+        running = bool(health.connector) and health.connector["connector"]["state"] == "RUNNING" and all(
+            t["state"] == "RUNNING" for t in health.connector.get("tasks", []))
+        g["connector_running"].set(int(running))
+        g["problems"].set(len(health.problems))
+
+    def serve(self, host: str, port: int) -> None:
+        if port:
+            start_http_server(port, addr=host, registry=self.registry)

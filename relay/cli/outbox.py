@@ -56,3 +56,80 @@ def poll(
         + (f", metrics on :{s.poller_metrics_port}" if s.poller_metrics_port else ""))
     stats = relay.run(stop, max_events=max_events or None)
     say(f"published {stats.published}, failed attempts {stats.failed}, terminal {stats.terminal}")
+
+
+@app.command()
+@handles_errors
+def stats(
+    json_out: bool = JSON_OPTION,
+    serve: bool = typer.Option(False, help="keep running and export the figures as Prometheus gauges"),
+    interval: float = typer.Option(5.0, help="seconds between refreshes with --serve"),
+) -> None:
+    """Outbox backlog, replication slot (retained WAL, wal_status), connector state and problems.
+
+    Exit 1 when a problem is found (a gap, a failed task, ...), each with the action to take.
+    """
+    import sys
+    import time
+
+    from relay.outbox.guardian import check
+
+    s = settings()
+    if serve:
+        from relay.metrics import HealthMetrics
+
+        metrics = HealthMetrics.create()
+        metrics.serve(s.host, s.monitor_metrics_port)
+        say(f"exporting outbox health on http://{s.host}:{s.monitor_metrics_port}/metrics every {interval:.0f} s")
+        while True:
+            metrics.update(check(s))
+            time.sleep(interval)
+    health = check(s)
+    if json_out:
+        emit_json(health.as_dict())
+    else:
+        o, slot = health.outbox, health.slot
+        typer.echo(f"outbox: {o['unpublished_rows']} unmarked rows (oldest {o['oldest_unpublished_age_s']} s), "
+                   f"{o['terminal_rows']} terminal")
+        if health.position:
+            typer.echo(f"cdc position: LSN {health.position.lsn_text} committed at "
+                       f"{health.position.committed_at.isoformat()}; {o['rows_after_cdc_position']} rows after it")
+        typer.echo(f"slot {slot.name}: " + (f"active={slot.active} wal_status={slot.wal_status} retained "
+                                             f"{slot.retained_bytes} bytes" if slot.exists else "MISSING"))
+        state = health.connector["connector"]["state"] if health.connector else "ABSENT"
+        typer.echo(f"connector {s.connector_name}: {state}")
+        for p in health.problems:
+            typer.echo(f"PROBLEM [{p.code}]: {p.message}\n  -> {p.action}")
+    sys.exit(0 if health.ok else 1)
+
+
+@app.command()
+@handles_errors
+def reconcile(
+    since: str = typer.Option("", help="republish rows created at/after this ISO time (default: the "
+                                       "connector's last stored position minus --margin)"),
+    margin: float = typer.Option(60.0, help="seconds before the stored position to start from"),
+    yes: bool = typer.Option(False, "--yes", help="do it (without it, only say what would happen)"),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Recover from a lost or dropped slot: fresh slot, republish rows since the last known position."""
+    from datetime import datetime, timedelta
+
+    from relay.connect import ConnectClient
+    from relay.outbox.guardian import cdc_position, reconcile as run
+
+    s = settings()
+    start = datetime.fromisoformat(since) if since else None
+    if not yes:
+        pos = cdc_position(ConnectClient(s.connect_rest_url), s.connector_name)
+        frm = start or (pos.committed_at - timedelta(seconds=margin) if pos else None)
+        say(f"would stop {s.connector_name}, drop and recreate slot {s.slot_name}, clear its offsets, republish "
+            f"outbox rows created since {frm.isoformat() if frm else '(unknown: pass --since)'} and resume; "
+            "add --yes to do it")
+        return
+    report = run(s, since=start, margin=timedelta(seconds=margin), progress=say)
+    if json_out:
+        emit_json(report.as_dict())
+    else:
+        say(f"reconciled: {report.republished} events republished since {report.since.isoformat()} "
+            f"in {report.duration_s} s")

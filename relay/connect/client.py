@@ -299,6 +299,20 @@ class ConnectClient:
     def resume(self, name: str) -> None:
         self._call("PUT", f"{self._path(name)}/resume")
 
+    def stop(self, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
+        """PUT .../stop (Connect >= 3.5): tasks shut down, config kept; offsets may then be reset."""
+        self._call("PUT", f"{self._path(name)}/stop")
+        return self.wait_for(name, lambda st: st["connector"]["state"] == "STOPPED", "STOPPED", timeout_s)
+
+    def offsets(self, name: str) -> list[dict[str, Any]]:
+        """The connector's stored source offsets ([] when none or not registered)."""
+        answer = self._get_or_none(f"{self._path(name)}/offsets")
+        return (answer or {}).get("offsets", [])
+
+    def reset_offsets(self, name: str) -> None:
+        """DELETE .../offsets: only allowed while the connector is STOPPED."""
+        self._call("DELETE", f"{self._path(name)}/offsets")
+
     def restart(self, name: str, *, include_tasks: bool = True, only_failed: bool = True) -> dict | None:
         """Ask Connect to restart; the answer marks the instances it restarts as RESTARTING."""
         query = urllib.parse.urlencode({"includeTasks": str(include_tasks).lower(),

@@ -65,6 +65,49 @@ MARK_FAILED = ("UPDATE outbox SET publish_attempts = publish_attempts + 1, last_
                " failed_at = CASE WHEN publish_attempts + 1 >= %s THEN now() END WHERE id = %s::uuid")
 
 
+def produce(producer: Producer, row: tuple, on_delivery=None) -> None:
+    """Produce one outbox row ``(id, aggregatetype, aggregateid, type, payload text, ...)`` with the
+    EventRouter contract; waits for room when the local queue is full."""
+    eid, agg_type, agg_id, etype, payload = row[:5]
+    record = dict(
+        topic=event_topic(agg_type), key=agg_id.encode(),
+        value=None if payload is None else payload.encode(),
+        headers=[(Header.ID.value, eid.encode()), (Header.TYPE.value, etype.encode()),
+                 (Header.AGGREGATE_TYPE.value, agg_type.encode())],
+        on_delivery=on_delivery)
+    try:
+        producer.produce(**record)
+    except BufferError:  # local queue full: drain it, then this record fits
+        producer.flush(30)
+        producer.produce(**record)
+
+
+def republish(settings: Settings, conn: psycopg.Connection, since) -> int:
+    """Publish every outbox row created at or after ``since`` again, in ``seq`` order (gap
+    reconciliation after a lost slot). Marks nothing; duplicates are expected downstream."""
+    producer = Producer(producer_config(settings, **{"linger.ms": 20, "compression.type": "lz4"}))
+    failures: list[str] = []
+
+    def delivered(err, _msg) -> None:
+        if err is not None:
+            failures.append(err.str())
+
+    count, topics = 0, set()
+    with conn.cursor(name="relay_republish") as cur:
+        cur.execute("SELECT id::text, aggregatetype, aggregateid, type, payload::text FROM outbox"
+                    " WHERE created_at >= %s ORDER BY seq", (since,))
+        for row in cur:
+            topic = event_topic(row[1])
+            if topic not in topics:
+                apply_topics(settings, [topic])
+                topics.add(topic)
+            produce(producer, row, delivered)
+            count += 1
+    if producer.flush(120) or failures:
+        raise KafkaUnavailable(f"republishing: {len(failures)} records failed ({failures[:3]}); run it again")
+    return count
+
+
 @dataclass
 class BatchResult:
     published: int = 0
@@ -134,18 +177,7 @@ class PollingRelay:
         return result
 
     def _produce(self, row: tuple, on_delivery) -> None:
-        eid, agg_type, agg_id, etype, payload, _attempts = row
-        record = dict(
-            topic=event_topic(agg_type), key=agg_id.encode(),
-            value=None if payload is None else payload.encode(),
-            headers=[(Header.ID.value, eid.encode()), (Header.TYPE.value, etype.encode()),
-                     (Header.AGGREGATE_TYPE.value, agg_type.encode())],
-            on_delivery=on_delivery)
-        try:
-            self.producer.produce(**record)
-        except BufferError:  # local queue full: drain it, then this record fits
-            self.producer.flush(30)
-            self.producer.produce(**record)
+        produce(self.producer, row, on_delivery)
 
     def _ensure_topics(self, topics: set[str]) -> None:
         missing = topics - self._known_topics
