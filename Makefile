@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install jars up down status demo test unit integration clean
+.PHONY: install jars up down status demo test unit integration faults clean
 
 install: $(STAMP)
 
@@ -51,6 +51,10 @@ unit: install
 
 integration: install
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+# the long kill tests: 20 hard kills of each relay (Kafka Connect, poller) while writers commit
+faults: install
+	FAULT_KILLS=$${FAULT_KILLS:-20} $(BIN)/python -m pytest -s tests/conformance/test_kills.py $(PYTEST_ARGS)
 
 clean: down
 	@if [ -x $(BIN)/relay ]; then $(BIN)/relay stack clean; else rm -rf .stack; fi

@@ -133,3 +133,34 @@ def reconcile(
     else:
         say(f"reconciled: {report.republished} events republished since {report.since.isoformat()} "
             f"in {report.duration_s} s")
+
+
+@app.command()
+@handles_errors
+def prune(
+    older_than: str = typer.Option(..., "--older-than", help="age, e.g. 7d, 12h, 30m"),
+    margin: float = typer.Option(300.0, help="seconds before the connector's stored position still kept"),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Delete published rows older than --older-than (unpublished and terminal rows stay)."""
+    from datetime import timedelta
+
+    from relay.connect import ConnectClient
+    from relay.errors import ConnectError
+    from relay.outbox.guardian import cdc_position
+    from relay.outbox.prune import parse_duration, prune as run
+
+    s = settings()
+    age = parse_duration(older_than)
+    try:
+        position = cdc_position(ConnectClient(s.connect_rest_url), s.connector_name)
+    except ConnectError:
+        position = None  # no Connect: only rows the polling relay marked count as published
+    before = position.committed_at - timedelta(seconds=margin) if position else None
+    with psycopg.connect(s.dsn) as conn:
+        deleted = run(conn, older_than=age, cdc_published_before=before)
+    if json_out:
+        emit_json({"deleted": deleted, "cdc_published_before": before})
+    else:
+        say(f"deleted {deleted} published rows older than {older_than}"
+            + (f" (CDC position minus margin: {before.isoformat()})" if before else " (no CDC position known)"))

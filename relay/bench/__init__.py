@@ -1,0 +1,1 @@
+"""Benchmarks (`relay bench`): figures next to a baseline measured in the same run."""

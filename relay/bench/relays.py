@@ -1,0 +1,134 @@
+"""CDC relay vs polling relay on the same workload, in one run (commit -> Kafka).
+
+Workload: ``writers`` connections commit ``events`` single-event transactions (business row +
+outbox row, ~``payload_bytes`` of JSON) as fast as they can. An independent confluent-kafka
+consumer records when each event id arrives. Figures: relay throughput (events / time from the
+first commit to the last arrival), commit -> Kafka latency p50/p99 (arrival - commit), raw commit
+rate with no relay reading (the ceiling), and the gap detector's verdict.
+
+The polling relay runs as a separate ``relay outbox poll`` process on its own database so the two
+never see each other's rows; both databases live in the same Postgres server.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
+
+from relay.config import Settings
+from relay.headers import event_topic
+from relay.outbox import write
+from relay.topics import apply_topics
+from relay.verify import Delivered, detect_gaps
+
+
+@dataclass
+class RelayFigures:
+    relay: str
+    events: int
+    commit_rate: float  # events/s committed by the writers during this run
+    relay_rate: float  # events/s from first commit to last arrival in Kafka
+    p50_ms: float
+    p99_ms: float
+    lost: int
+    duplicates: int
+
+
+def _commit(dsn: str, aggregatetype: str, events: int, writers: int, payload_bytes: int):
+    committed_at: dict[str, float] = {}
+    per_agg: dict[str, list[str]] = {}
+    lock = threading.Lock()
+    pad = "x" * max(0, payload_bytes - 60)
+
+    def run(w: int) -> None:
+        with psycopg.connect(dsn) as conn:
+            for i in range(events // writers):
+                agg = f"w{w}-{i % 50}"
+                with conn.transaction():
+                    eid = str(write(conn, aggregatetype=aggregatetype, aggregateid=agg, type="Bench",
+                                    payload={"i": i, "pad": pad}))
+                now = time.time()
+                with lock:
+                    committed_at[eid] = now
+                    per_agg.setdefault(agg, []).append(eid)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(writers)]
+    t0 = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return t0, time.time(), committed_at, per_agg
+
+
+def _observe(settings: Settings, topic: str, expected: int, stop: threading.Event, out: list) -> None:
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"bench-{time.time_ns()}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.topic_partitions)])
+    while not stop.is_set():
+        for msg in consumer.consume(1000, 0.1):
+            if not msg.error():
+                eid = dict(msg.headers() or []).get("id", b"").decode()
+                out.append((time.time(), Delivered(msg.key().decode(), eid, msg.partition(), msg.offset())))
+    consumer.close()
+
+
+def measure(settings: Settings, relay: str, dsn: str, *, events: int, writers: int, payload_bytes: int,
+            timeout_s: float = 300) -> RelayFigures:
+    aggregatetype = f"bench{relay}{int(time.time())}"
+    topic = event_topic(aggregatetype)
+    apply_topics(settings, [topic])
+    arrivals: list = []
+    stop = threading.Event()
+    observer = threading.Thread(target=_observe, args=(settings, topic, events, stop, arrivals), daemon=True)
+    observer.start()
+    t0, t1, committed_at, per_agg = _commit(dsn, aggregatetype, events, writers, payload_bytes)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and len({d.event_id for _, d in arrivals}) < len(committed_at):
+        time.sleep(0.1)
+    stop.set()
+    observer.join(10)
+    first: dict[str, float] = {}
+    for at, d in arrivals:
+        first.setdefault(d.event_id, at)
+    report = detect_gaps(per_agg, [d for _, d in arrivals])
+    lat = sorted((first[e] - c) * 1000 for e, c in committed_at.items() if e in first)
+    last = max(first.values()) if first else t1
+    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [float("nan")] * 99
+    return RelayFigures(relay, len(committed_at), len(committed_at) / (t1 - t0), len(committed_at) / (last - t0),
+                        q[49], q[98], len(report.lost), report.duplicates)
+
+
+def main() -> None:  # python -m relay.bench.relays [events] [writers]
+    from relay.config import load_settings
+
+    s = load_settings()
+    events = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+    writers = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    poller_dsn = s.dsn.rsplit("/", 1)[0] + "/relay_poller"
+    env = {**os.environ, "RELAY_PG_DSN": poller_dsn, "RELAY_POLLER_METRICS_PORT": "0"}
+    poller = subprocess.Popen([sys.executable, "-m", "relay", "outbox", "poll"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        rows = [measure(s, "cdc", s.dsn, events=events, writers=writers, payload_bytes=1000),
+                measure(s, "poller", poller_dsn, events=events, writers=writers, payload_bytes=1000)]
+    finally:
+        poller.terminate()
+        poller.wait(30)
+    for r in rows:
+        print(asdict(r))
+    cdc, pol = rows
+    print(f"poller/cdc throughput ratio {pol.relay_rate / cdc.relay_rate:.2f}; "
+          f"cdc relay/commit {cdc.relay_rate / cdc.commit_rate:.2f}; poller relay/commit {pol.relay_rate / pol.commit_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
