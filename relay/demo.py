@@ -237,7 +237,8 @@ def _inject_duplicates(settings: Settings, conn: psycopg.Connection, ids: list[s
     """Re-send events as an outside producer would: same key, value and ``id`` header."""
     if not ids:
         return 0
-    producer = Producer(producer_config(settings))
+    # lz4, as the polling relay sends: the worker must decode every codec a producer may use
+    producer = Producer(producer_config(settings, **{"compression.type": "lz4"}))
     rows = conn.execute("SELECT id::text, aggregatetype, aggregateid, type, payload::text FROM outbox WHERE id = ANY(%s)",
                         (ids,)).fetchall()
     for eid, agg_type, agg_id, etype, payload in rows:
