@@ -10,6 +10,7 @@ class Header(StrEnum):
     ID = "id"
     TYPE = "type"
     AGGREGATE_TYPE = "aggregatetype"
+    PAYLOAD_SCHEMA = "payload-schema"  # declared schema the payload was validated against
     IDEMPOTENCY_KEY = "idempotency-key"
     TRACEPARENT = "traceparent"
     SAGA_ID = "saga-id"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from relay.cli import connectors, outbox, stack, topics
+from relay.cli import connectors, outbox, schemas, stack, topics
 from relay.cli.worker import worker
 
 
@@ -15,6 +15,7 @@ def build() -> typer.Typer:
     cli.add_typer(outbox.app, name="outbox")
     cli.add_typer(connectors.app, name="connectors")
     cli.add_typer(topics.app, name="topics")
+    cli.add_typer(schemas.app, name="schemas")
     cli.command("worker")(worker)
     from relay.cli.demo import demo
 

@@ -48,7 +48,7 @@ AGGREGATE_LOCK_NS = 0x7265  # advisory lock namespace ("re"): (ns, hashtext(aggr
 # transaction can take. FOR UPDATE SKIP LOCKED keeps a row out of two batches even on a hash
 # collision of the lock key.
 CLAIM = """
-SELECT o.id::text, o.aggregatetype, o.aggregateid, o.type, o.payload::text, o.publish_attempts
+SELECT o.id::text, o.aggregatetype, o.aggregateid, o.type, o.payload::text, o.payload_schema, o.publish_attempts
 FROM outbox o
 WHERE o.published_at IS NULL AND o.failed_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM outbox f
@@ -66,15 +66,16 @@ MARK_FAILED = ("UPDATE outbox SET publish_attempts = publish_attempts + 1, last_
 
 
 def produce(producer: Producer, row: tuple, on_delivery=None) -> None:
-    """Produce one outbox row ``(id, aggregatetype, aggregateid, type, payload text, ...)`` with the
-    EventRouter contract; waits for room when the local queue is full."""
-    eid, agg_type, agg_id, etype, payload = row[:5]
+    """Produce one outbox row ``(id, aggregatetype, aggregateid, type, payload text, payload_schema,
+    ...)`` with the EventRouter contract; waits for room when the local queue is full."""
+    eid, agg_type, agg_id, etype, payload, schema = row[:6]
+    # EventRouter sends a header for every placed column, with a null value for NULL: same here
+    headers = [(Header.ID.value, eid.encode()), (Header.TYPE.value, etype.encode()),
+               (Header.AGGREGATE_TYPE.value, agg_type.encode()),
+               (Header.PAYLOAD_SCHEMA.value, None if schema is None else schema.encode())]
     record = dict(
         topic=event_topic(agg_type), key=agg_id.encode(),
-        value=None if payload is None else payload.encode(),
-        headers=[(Header.ID.value, eid.encode()), (Header.TYPE.value, etype.encode()),
-                 (Header.AGGREGATE_TYPE.value, agg_type.encode())],
-        on_delivery=on_delivery)
+        value=None if payload is None else payload.encode(), headers=headers, on_delivery=on_delivery)
     try:
         producer.produce(**record)
     except BufferError:  # local queue full: drain it, then this record fits
@@ -94,7 +95,7 @@ def republish(settings: Settings, conn: psycopg.Connection, since) -> int:
 
     count, topics = 0, set()
     with conn.cursor(name="relay_republish") as cur:
-        cur.execute("SELECT id::text, aggregatetype, aggregateid, type, payload::text FROM outbox"
+        cur.execute("SELECT id::text, aggregatetype, aggregateid, type, payload::text, payload_schema FROM outbox"
                     " WHERE created_at >= %s ORDER BY seq", (since,))
         for row in cur:
             topic = event_topic(row[1])

@@ -36,8 +36,8 @@ from psycopg.types.json import Jsonb
 from relay.errors import DatabaseError, IdempotencyConflict, InvalidEvent
 from relay.headers import AGGREGATE_TYPE_RE
 
-_COLUMNS = "id, aggregatetype, aggregateid, type, payload, headers, idempotency_key, request_hash"
-_INSERT = f"INSERT INTO outbox ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+_COLUMNS = "id, aggregatetype, aggregateid, type, payload, headers, idempotency_key, request_hash, payload_schema"
+_INSERT = f"INSERT INTO outbox ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 _INSERT_IDEMPOTENT = _INSERT + " ON CONFLICT (aggregatetype, idempotency_key) DO NOTHING RETURNING id"
 _FIRST = "SELECT id, request_hash FROM outbox WHERE aggregatetype = %s AND idempotency_key = %s"
 _DELETE = "DELETE FROM outbox WHERE id = %s"
@@ -120,10 +120,13 @@ def validate(
     return eid, payload_text, headers_text
 
 
-def _prepare(event: OutboxEvent, delete_after: bool) -> _Row:
+def _prepare(event: OutboxEvent, delete_after: bool, schemas: Any) -> _Row:
     eid, payload_text, headers_text = validate(
         aggregatetype=event.aggregatetype, aggregateid=event.aggregateid, type=event.type,
         payload=event.payload, headers=event.headers, event_id=event.event_id)
+    declared = None
+    if schemas is not None and event.payload is not None:
+        declared = schemas.validate(event.aggregatetype, event.type, event.payload)  # InvalidEvent with path
     key, digest = event.idempotency_key, None
     if key is not None:
         _require_text("idempotency_key", key)
@@ -136,7 +139,7 @@ def _prepare(event: OutboxEvent, delete_after: bool) -> _Row:
         eid, event.aggregatetype, event.aggregateid, event.type,
         None if payload_text is None else Jsonb(payload_text, dumps=_identity),
         None if headers_text is None else Jsonb(headers_text, dumps=_identity),
-        key, digest,
+        key, digest, None if declared is None else declared.ref,
     )
     return _Row(params, eid, key, digest)
 
@@ -205,40 +208,64 @@ async def _adrive(conn: psycopg.AsyncConnection, steps: Generator) -> list[Write
         raise _translate(exc) from exc
 
 
-def _rows(events: Iterable[OutboxEvent], delete_after: bool) -> list[_Row]:
-    return [_prepare(e, delete_after) for e in events]  # all validated before any SQL
+class _Default:
+    def __repr__(self) -> str:
+        return "the repo's schemas/ folder"
 
 
-def write_many(conn: psycopg.Connection, events: Iterable[OutboxEvent], *, delete_after: bool = False) -> list[WriteResult]:
+DEFAULT_SCHEMAS: Any = _Default()
+
+
+def _registry(schemas: Any) -> Any:
+    if schemas is DEFAULT_SCHEMAS:
+        from relay.schemas import SchemaRegistry
+
+        return SchemaRegistry.default()
+    return schemas
+
+
+def _rows(events: Iterable[OutboxEvent], delete_after: bool, schemas: Any) -> list[_Row]:
+    registry = _registry(schemas)
+    return [_prepare(e, delete_after, registry) for e in events]  # all validated before any SQL
+
+
+def write_many(conn: psycopg.Connection, events: Iterable[OutboxEvent], *, delete_after: bool = False,
+               schemas: Any = DEFAULT_SCHEMAS) -> list[WriteResult]:
     """Insert several events in the caller's transaction, in order; one result per event."""
-    return _drive(conn, _steps(_rows(events, delete_after), delete_after))
+    return _drive(conn, _steps(_rows(events, delete_after, schemas), delete_after))
 
 
 async def awrite_many(conn: psycopg.AsyncConnection, events: Iterable[OutboxEvent], *,
-                      delete_after: bool = False) -> list[WriteResult]:
+                      delete_after: bool = False, schemas: Any = DEFAULT_SCHEMAS) -> list[WriteResult]:
     """Async twin of :func:`write_many`."""
-    return await _adrive(conn, _steps(_rows(events, delete_after), delete_after))
+    return await _adrive(conn, _steps(_rows(events, delete_after, schemas), delete_after))
 
 
 def write(
     conn: psycopg.Connection, *, aggregatetype: str, aggregateid: str, type: str, payload: Any,
     headers: Mapping[str, str] | None = None, event_id: uuid.UUID | str | None = None,
     idempotency_key: str | None = None, request_hash: str | None = None, delete_after: bool = False,
+    schemas: Any = DEFAULT_SCHEMAS,
 ) -> uuid.UUID:
     """Insert one event in ``conn``'s current transaction; return its id (the first event's id
     when ``idempotency_key`` was already used for the same request).
 
     ``payload`` is any JSON-serialisable value; ``None`` stores SQL NULL (a record without value).
+    When ``schemas`` (default: the repo's ``schemas/`` folder) declares an Avro schema for
+    (aggregatetype, type), the payload must fit its latest version (InvalidEvent names the field
+    path otherwise) and the version travels as header ``payload-schema``. ``schemas=None``
+    skips the check.
     """
     event = OutboxEvent(aggregatetype, aggregateid, type, payload, headers, event_id, idempotency_key, request_hash)
-    return write_many(conn, [event], delete_after=delete_after)[0].id
+    return write_many(conn, [event], delete_after=delete_after, schemas=schemas)[0].id
 
 
 async def awrite(
     conn: psycopg.AsyncConnection, *, aggregatetype: str, aggregateid: str, type: str, payload: Any,
     headers: Mapping[str, str] | None = None, event_id: uuid.UUID | str | None = None,
     idempotency_key: str | None = None, request_hash: str | None = None, delete_after: bool = False,
+    schemas: Any = DEFAULT_SCHEMAS,
 ) -> uuid.UUID:
     """Async twin of :func:`write`."""
     event = OutboxEvent(aggregatetype, aggregateid, type, payload, headers, event_id, idempotency_key, request_hash)
-    return (await awrite_many(conn, [event], delete_after=delete_after))[0].id
+    return (await awrite_many(conn, [event], delete_after=delete_after, schemas=schemas))[0].id

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from relay.verify import detect_gaps
+from relay.verify import Delivered, detect_gaps
 from tests.support.kafka import event_id, read_until
 from tests.support.writers import Writers
 
@@ -35,17 +35,17 @@ def test_routing_key_headers_payload_and_order(relay_impl, settings, unique):
     w = Writers(relay_impl.dsn, aggregatetype, [f"agg-{i}" for i in range(8)], threads=4,
                 per_aggregate=12, payload=payload).run()
     records = read_all(settings, f"outbox.event.{aggregatetype}", w.ids)
-    report = detect_gaps(w.committed, [
-        __import__("relay.verify", fromlist=["Delivered"]).Delivered(
-            m.key().decode(), event_id(m), m.partition(), m.offset()) for m in records])
+    report = detect_gaps(w.committed, [Delivered(m.key().decode(), event_id(m), m.partition(), m.offset())
+                                       for m in records])
     assert report.ok, report.summary()
     assert report.duplicates == 0, "no duplicates without crashes"
     for m in records:
-        h = {k: v.decode() for k, v in m.headers()}
+        assert [k for k, _ in m.headers()] == ["id", "type", "aggregatetype", "payload-schema"]
+        h = {k: v.decode() for k, v in m.headers() if v is not None}
         body = w.payloads[h["id"]]
         assert json.loads(m.value()) == body
         assert h["type"] == f"E{body['seq']}" and h["aggregatetype"] == aggregatetype
-        assert not any(k.startswith("__debezium") for k in h), h
+        assert dict(m.headers())["payload-schema"] is None, "schemaless event: null payload-schema header"
 
 
 @pytest.mark.parametrize("payload, expected_value", [
@@ -64,3 +64,32 @@ def test_null_empty_and_large_payloads(relay_impl, settings, unique, payload, ex
         assert json.loads(msg.value()) == payload
     else:
         assert msg.value() == expected_value
+
+
+def test_declared_schema_travels_as_payload_schema_header(relay_impl, settings, unique, tmp_path):
+    import psycopg
+
+    from relay.errors import InvalidEvent
+    from relay.outbox import write
+    from relay.schemas import SchemaRegistry
+
+    aggregatetype = f"s{unique}"
+    folder = tmp_path / aggregatetype / "Shipped"
+    folder.mkdir(parents=True)
+    (folder / "v1.avsc").write_text(json.dumps({"type": "record", "name": "Shipped", "fields": [
+        {"name": "parcel", "type": "string"}, {"name": "grams", "type": "int"}]}))
+    registry = SchemaRegistry.load(tmp_path)
+    with psycopg.connect(relay_impl.dsn) as conn:
+        with pytest.raises(InvalidEvent) as bad:
+            write(conn, aggregatetype=aggregatetype, aggregateid="p1", type="Shipped",
+                  payload={"parcel": "p1", "grams": "heavy"}, schemas=registry)
+        assert bad.value.field == "payload.grams" and bad.value.expected == "int"
+        conn.rollback()
+        with conn.transaction():
+            eid = write(conn, aggregatetype=aggregatetype, aggregateid="p1", type="Shipped",
+                        payload={"parcel": "p1", "grams": 250}, schemas=registry)
+        assert conn.execute("SELECT count(*) FROM outbox WHERE aggregatetype = %s",
+                            (aggregatetype,)).fetchone()[0] == 1
+    (msg,) = read_all(settings, f"outbox.event.{aggregatetype}", {str(eid)})
+    assert dict(msg.headers())["payload-schema"] == f"{aggregatetype}/Shipped/v1".encode()
+    assert json.loads(msg.value()) == {"parcel": "p1", "grams": 250}
