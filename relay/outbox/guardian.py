@@ -88,7 +88,8 @@ SELECT count(*) FILTER (WHERE published_at IS NULL AND failed_at IS NULL),
        count(*) FILTER (WHERE failed_at IS NOT NULL AND published_at IS NULL),
        count(*) FILTER (WHERE created_at > %(since)s),
        extract(epoch FROM now() - min(created_at) FILTER (WHERE created_at > %(since)s))
-FROM outbox
+FROM (SELECT created_at, published_at, failed_at FROM outbox
+      UNION ALL SELECT created_at, published_at, failed_at FROM outbox_avro) o
 """
 
 

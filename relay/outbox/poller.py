@@ -37,6 +37,7 @@ from confluent_kafka import KafkaError, Producer
 from relay.config import Settings
 from relay.errors import DatabaseError, KafkaUnavailable
 from relay.headers import Header, event_topic
+from relay.outbox.schema import OUTBOX_TABLES
 from relay.topics import apply_topics, producer_config
 
 log = logging.getLogger("relay.poller")
@@ -48,10 +49,10 @@ AGGREGATE_LOCK_NS = 0x7265  # advisory lock namespace ("re"): (ns, hashtext(aggr
 # transaction can take. FOR UPDATE SKIP LOCKED keeps a row out of two batches even on a hash
 # collision of the lock key.
 CLAIM = """
-SELECT o.id::text, o.aggregatetype, o.aggregateid, o.type, o.payload::text, o.payload_schema, o.publish_attempts
-FROM outbox o
+SELECT o.id::text, o.aggregatetype, o.aggregateid, o.type, {payload}, o.payload_schema, o.publish_attempts
+FROM {table} o
 WHERE o.published_at IS NULL AND o.failed_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM outbox f
+  AND NOT EXISTS (SELECT 1 FROM {table} f
                   WHERE f.aggregatetype = o.aggregatetype AND f.aggregateid = o.aggregateid
                     AND f.published_at IS NULL AND f.failed_at IS NOT NULL)
   AND pg_try_advisory_xact_lock(%(ns)s, hashtext(o.aggregatetype || '/' || o.aggregateid))
@@ -59,9 +60,11 @@ ORDER BY o.seq
 LIMIT %(limit)s
 FOR UPDATE OF o SKIP LOCKED
 """
-MARK_PUBLISHED = ("UPDATE outbox SET published_at = now(), publish_attempts = publish_attempts + 1,"
+# JSON payloads travel as their text, Avro payloads (bytea) as their bytes
+PAYLOAD = {"outbox": "o.payload::text", "outbox_avro": "o.payload"}
+MARK_PUBLISHED = ("UPDATE {table} SET published_at = now(), publish_attempts = publish_attempts + 1,"
                   " last_error = NULL WHERE id = ANY(%s::uuid[])")
-MARK_FAILED = ("UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = %s,"
+MARK_FAILED = ("UPDATE {table} SET publish_attempts = publish_attempts + 1, last_error = %s,"
                " failed_at = CASE WHEN publish_attempts + 1 >= %s THEN now() END WHERE id = %s::uuid")
 
 
@@ -69,13 +72,15 @@ def produce(producer: Producer, row: tuple, on_delivery=None) -> None:
     """Produce one outbox row ``(id, aggregatetype, aggregateid, type, payload text, payload_schema,
     ...)`` with the EventRouter contract; waits for room when the local queue is full."""
     eid, agg_type, agg_id, etype, payload, schema = row[:6]
+    if isinstance(payload, str):
+        payload = payload.encode()
     # EventRouter sends a header for every placed column, with a null value for NULL: same here
     headers = [(Header.ID.value, eid.encode()), (Header.TYPE.value, etype.encode()),
                (Header.AGGREGATE_TYPE.value, agg_type.encode()),
                (Header.PAYLOAD_SCHEMA.value, None if schema is None else schema.encode())]
     record = dict(
         topic=event_topic(agg_type), key=agg_id.encode(),
-        value=None if payload is None else payload.encode(), headers=headers, on_delivery=on_delivery)
+        value=payload, headers=headers, on_delivery=on_delivery)
     try:
         producer.produce(**record)
     except BufferError:  # local queue full: drain it, then this record fits
@@ -94,16 +99,17 @@ def republish(settings: Settings, conn: psycopg.Connection, since) -> int:
             failures.append(err.str())
 
     count, topics = 0, set()
-    with conn.cursor(name="relay_republish") as cur:
-        cur.execute("SELECT id::text, aggregatetype, aggregateid, type, payload::text, payload_schema FROM outbox"
-                    " WHERE created_at >= %s ORDER BY seq", (since,))
-        for row in cur:
-            topic = event_topic(row[1])
-            if topic not in topics:
-                apply_topics(settings, [topic])
-                topics.add(topic)
-            produce(producer, row, delivered)
-            count += 1
+    for table in OUTBOX_TABLES:
+        with conn.cursor(name="relay_republish") as cur:
+            cur.execute(f"SELECT id::text, aggregatetype, aggregateid, type, {PAYLOAD[table].removeprefix('o.')},"
+                        f" payload_schema FROM {table} WHERE created_at >= %s ORDER BY seq", (since,))
+            for row in cur:
+                topic = event_topic(row[1])
+                if topic not in topics:
+                    apply_topics(settings, [topic])
+                    topics.add(topic)
+                produce(producer, row, delivered)
+                count += 1
     if producer.flush(120) or failures:
         raise KafkaUnavailable(f"republishing: {len(failures)} records failed ({failures[:3]}); run it again")
     return count
@@ -135,10 +141,20 @@ class PollingRelay:
 
     # -- one batch ---------------------------------------------------------------------------
     def publish_batch(self, conn: psycopg.Connection) -> BatchResult:
-        """Claim, publish and mark one batch in one transaction."""
+        """One batch from each outbox table (JSON, Avro); each table's batch is one transaction."""
+        total = BatchResult()
+        for table in OUTBOX_TABLES:
+            r = self._publish_table(conn, table)
+            total.published += r.published
+            total.failed += r.failed
+            total.terminal += r.terminal
+        return total
+
+    def _publish_table(self, conn: psycopg.Connection, table: str) -> BatchResult:
         result = BatchResult()
         with conn.transaction():
-            rows = conn.execute(CLAIM, {"ns": AGGREGATE_LOCK_NS, "limit": self.settings.poller_batch_size}).fetchall()
+            claim = CLAIM.format(table=table, payload=PAYLOAD[table])
+            rows = conn.execute(claim, {"ns": AGGREGATE_LOCK_NS, "limit": self.settings.poller_batch_size}).fetchall()
             if not rows:
                 return result
             self._ensure_topics({event_topic(r[1]) for r in rows})
@@ -167,9 +183,9 @@ class PollingRelay:
                                        "rolling back (they will be published again)")
             ok = [r[0] for r in rows if r[0] not in errors and r[0] not in skipped]
             if ok:
-                conn.execute(MARK_PUBLISHED, (ok,))
+                conn.execute(MARK_PUBLISHED.format(table=table), (ok,))
             for eid, error in errors.items():
-                row = conn.execute(MARK_FAILED + " RETURNING failed_at IS NOT NULL",
+                row = conn.execute(MARK_FAILED.format(table=table) + " RETURNING failed_at IS NOT NULL",
                                    (error[:2000], self.settings.poller_max_attempts, eid)).fetchone()
                 result.terminal += bool(row and row[0])
                 log.warning("publish of %s failed: %s", eid, error)

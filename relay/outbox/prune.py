@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 import psycopg
 
 from relay.errors import InvalidEvent
+from relay.outbox.schema import OUTBOX_TABLES
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 PRUNE = """
-DELETE FROM outbox WHERE id IN (
-    SELECT id FROM outbox
+DELETE FROM {table} WHERE id IN (
+    SELECT id FROM {table}
     WHERE created_at < now() - %(age)s
       AND (published_at IS NOT NULL OR created_at < %(cdc_before)s)
     LIMIT %(batch)s)
@@ -39,9 +40,12 @@ def prune(conn: psycopg.Connection, *, older_than: timedelta, cdc_published_befo
     """Delete in batches (one transaction each, so locks stay short); returns rows deleted."""
     floor = cdc_published_before or datetime.fromtimestamp(0).astimezone()
     total = 0
-    while True:
-        with conn.transaction():
-            deleted = conn.execute(PRUNE, {"age": older_than, "cdc_before": floor, "batch": batch}).rowcount
-        total += deleted
-        if deleted < batch:
-            return total
+    for table in OUTBOX_TABLES:
+        while True:
+            with conn.transaction():
+                deleted = conn.execute(PRUNE.format(table=table),
+                                       {"age": older_than, "cdc_before": floor, "batch": batch}).rowcount
+            total += deleted
+            if deleted < batch:
+                break
+    return total

@@ -5,7 +5,7 @@ Contract:
   in its own transaction together with its row in ``relay_schema_migrations``;
 - concurrent ``migrate`` runs serialise on an advisory lock, so running it twice (or from two
   processes) is harmless;
-- ``ensure_cdc_access`` creates the publication for the outbox table only, publishing inserts
+- ``ensure_cdc_access`` creates the publication for the outbox tables only, publishing inserts
   only (Debezium runs with ``publication.autocreate.mode=disabled``), and grants the replication
   role SELECT on it.
 """
@@ -20,6 +20,8 @@ import psycopg
 from psycopg import sql
 
 MIGRATION_LOCK_ID = 0x6F7574626F78  # "outbox": pg_advisory_xact_lock key
+# JSON payloads (jsonb) and Avro payloads (bytea, aggregate types declared `avro`)
+OUTBOX_TABLES = ("outbox", "outbox_avro")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -77,14 +79,22 @@ def ensure_cdc_access(conn: psycopg.Connection, *, publication: str, cdc_role: s
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
         row = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
+        pub = sql.Identifier(publication)
         if row is None:
-            conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE outbox WITH (publish = 'insert')").format(
-                sql.Identifier(publication)))
+            conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert')").format(
+                pub, sql.SQL(", ").join(sql.Identifier(t) for t in OUTBOX_TABLES)))
         else:
             # inserts only: the poller's published_at updates, prune's deletes and delete-after-insert
             # never reach Debezium, so EventRouter sees nothing but new events
-            conn.execute(sql.SQL("ALTER PUBLICATION {} SET (publish = 'insert')").format(sql.Identifier(publication)))
+            conn.execute(sql.SQL("ALTER PUBLICATION {} SET (publish = 'insert')").format(pub))
+            members = {r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (publication,))}
+            for table in OUTBOX_TABLES:
+                if table not in members:
+                    conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(pub, sql.Identifier(table)))
         if cdc_role:
             role = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (cdc_role,)).fetchone()
             if role is not None:
-                conn.execute(sql.SQL("GRANT SELECT ON outbox TO {}").format(sql.Identifier(cdc_role)))
+                for table in OUTBOX_TABLES:
+                    conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
+                        sql.Identifier(table), sql.Identifier(cdc_role)))

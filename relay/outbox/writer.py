@@ -37,10 +37,25 @@ from relay.errors import DatabaseError, IdempotencyConflict, InvalidEvent
 from relay.headers import AGGREGATE_TYPE_RE
 
 _COLUMNS = "id, aggregatetype, aggregateid, type, payload, headers, idempotency_key, request_hash, payload_schema"
-_INSERT = f"INSERT INTO outbox ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-_INSERT_IDEMPOTENT = _INSERT + " ON CONFLICT (aggregatetype, idempotency_key) DO NOTHING RETURNING id"
-_FIRST = "SELECT id, request_hash FROM outbox WHERE aggregatetype = %s AND idempotency_key = %s"
-_DELETE = "DELETE FROM outbox WHERE id = %s"
+
+
+@dataclass(frozen=True)
+class _Sql:
+    insert: str
+    insert_idempotent: str
+    first: str
+    delete: str
+
+    @classmethod
+    def for_table(cls, table: str) -> "_Sql":
+        insert = f"INSERT INTO {table} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        return cls(insert, insert + " ON CONFLICT (aggregatetype, idempotency_key) DO NOTHING RETURNING id",
+                   f"SELECT id, request_hash FROM {table} WHERE aggregatetype = %s AND idempotency_key = %s",
+                   f"DELETE FROM {table} WHERE id = %s")
+
+
+# JSON payloads go to `outbox` (jsonb); aggregate types declared avro go to `outbox_avro` (bytea)
+_TABLES = {"json": _Sql.for_table("outbox"), "avro": _Sql.for_table("outbox_avro")}
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ class _Row:
     id: uuid.UUID
     key: str | None = field(default=None)
     request_hash: str | None = field(default=None)
+    sql: _Sql = field(default=_TABLES["json"])
 
 
 def _require_text(field_name: str, value: Any) -> str:
@@ -125,8 +141,18 @@ def _prepare(event: OutboxEvent, delete_after: bool, schemas: Any) -> _Row:
         aggregatetype=event.aggregatetype, aggregateid=event.aggregateid, type=event.type,
         payload=event.payload, headers=event.headers, event_id=event.event_id)
     declared = None
+    fmt = "json" if schemas is None else schemas.format(event.aggregatetype)
+    if fmt == "avro" and schemas.latest(event.aggregatetype, event.type) is None:
+        raise InvalidEvent("type", event.type, f"an event type with a declared schema (aggregate type "
+                                               f"{event.aggregatetype!r} is declared avro in {schemas.root})")
     if schemas is not None and event.payload is not None:
         declared = schemas.validate(event.aggregatetype, event.type, event.payload)  # InvalidEvent with path
+    if fmt == "avro":
+        from relay.schemas.codec import encode
+
+        stored = None if event.payload is None else encode(declared, event.payload)
+    else:
+        stored = None if payload_text is None else Jsonb(payload_text, dumps=_identity)
     key, digest = event.idempotency_key, None
     if key is not None:
         _require_text("idempotency_key", key)
@@ -136,12 +162,11 @@ def _prepare(event: OutboxEvent, delete_after: bool, schemas: Any) -> _Row:
         if not isinstance(digest, str) or not digest:
             raise InvalidEvent("request_hash", event.request_hash, "a non-empty string")
     params = (
-        eid, event.aggregatetype, event.aggregateid, event.type,
-        None if payload_text is None else Jsonb(payload_text, dumps=_identity),
+        eid, event.aggregatetype, event.aggregateid, event.type, stored,
         None if headers_text is None else Jsonb(headers_text, dumps=_identity),
         key, digest, None if declared is None else declared.ref,
     )
-    return _Row(params, eid, key, digest)
+    return _Row(params, eid, key, digest, _TABLES[fmt])
 
 
 def _identity(text: str) -> str:
@@ -155,18 +180,19 @@ _Step = tuple[str, tuple, bool]
 def _steps(rows: list[_Row], delete_after: bool) -> Generator[_Step, Any, list[WriteResult]]:
     results = []
     for row in rows:
+        q = row.sql
         if row.key is None:
-            yield _INSERT, row.params, False
+            yield q.insert, row.params, False
             if delete_after:
-                yield _DELETE, (row.id,), False
+                yield q.delete, (row.id,), False
             results.append(WriteResult(row.id))
             continue
-        inserted = yield _INSERT_IDEMPOTENT, row.params, True
+        inserted = yield q.insert_idempotent, row.params, True
         if inserted is not None:
             results.append(WriteResult(row.id))
             continue
         aggregatetype = row.params[1]
-        first = yield _FIRST, (aggregatetype, row.key), True
+        first = yield q.first, (aggregatetype, row.key), True
         if first is None:  # the row holding the key vanished between the two statements
             raise DatabaseError(f"idempotency key {row.key!r}: conflicting row disappeared; retry", retriable=True)
         first_id, first_hash = first

@@ -81,9 +81,19 @@ class SchemaVersion:
 class SchemaRegistry:
     """Every declared version of every event type under one root; immutable once loaded."""
 
-    def __init__(self, root: Path, versions: Mapping[tuple[str, str], list[SchemaVersion]]) -> None:
+    def __init__(self, root: Path, versions: Mapping[tuple[str, str], list[SchemaVersion]],
+                 formats: Mapping[str, str] | None = None) -> None:
         self.root = root
         self._versions = {key: sorted(vs, key=lambda v: v.version) for key, vs in versions.items()}
+        self._formats = dict(formats or {})
+        self._by_fingerprint = {v.fingerprint: v for vs in self._versions.values() for v in vs}
+
+    def format(self, aggregatetype: str) -> str:
+        """``avro`` when ``<aggregatetype>/format`` says so (binary Avro on the wire), else ``json``."""
+        return self._formats.get(aggregatetype, "json")
+
+    def by_fingerprint(self, fingerprint: str) -> SchemaVersion | None:
+        return self._by_fingerprint.get(fingerprint)
 
     @classmethod
     def load(cls, root: Path | str) -> "SchemaRegistry":
@@ -94,6 +104,7 @@ class SchemaRegistry:
             raise ConfigError([f"{root}: the schema root must be a folder"])
         problems: list[str] = []
         found: dict[tuple[str, str], list[SchemaVersion]] = {}
+        formats: dict[str, str] = {}
         for agg_dir in _entries(root):
             if agg_dir.is_file():
                 continue  # README.md and friends
@@ -102,14 +113,25 @@ class SchemaRegistry:
                                 "of [A-Za-z0-9._-] (it names a Kafka topic)")
                 continue
             for type_dir in _entries(agg_dir):
+                if type_dir.name == FORMAT_FILE and type_dir.is_file():
+                    declared = type_dir.read_text(encoding="utf-8").strip()
+                    if declared not in FORMATS:
+                        problems.append(f"{_shown(root, type_dir)}: payload format {declared!r}; expected one of "
+                                        f"{', '.join(FORMATS)}")
+                    else:
+                        formats[agg_dir.name] = declared
+                    continue
                 if not type_dir.is_dir():
                     problems.append(f"{_shown(root, type_dir)}: expected only event-type folders here "
                                     "(<aggregatetype>/<EventType>/v<N>.avsc)")
                     continue
                 found[(agg_dir.name, type_dir.name)] = _load_type(root, agg_dir.name, type_dir, problems)
+        problems += [f"{_shown(root, root / agg)}/{FORMAT_FILE}: format avro needs a schema for every event "
+                     "type, and none is declared" for agg, f in formats.items()
+                     if f == "avro" and not any(a == agg for a, _ in found)]
         if problems:
             raise ConfigError(problems)
-        return cls(root, found)
+        return cls(root, found, formats)
 
     @classmethod
     def default(cls) -> "SchemaRegistry":
@@ -149,6 +171,10 @@ class SchemaRegistry:
                 for p in check_compatibility(old.raw, new.raw, mode, old=f"v{old.version}", new=f"v{new.version}"):
                     problems.append(f"{aggregatetype}/{type} v{old.version} -> v{new.version}: {p}")
         return problems
+
+
+FORMAT_FILE = "format"  # <aggregatetype>/format: "avro" or "json" (the default)
+FORMATS = ("json", "avro")
 
 
 @functools.lru_cache(maxsize=1)

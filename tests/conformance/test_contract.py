@@ -93,3 +93,32 @@ def test_declared_schema_travels_as_payload_schema_header(relay_impl, settings, 
     (msg,) = read_all(settings, f"outbox.event.{aggregatetype}", {str(eid)})
     assert dict(msg.headers())["payload-schema"] == f"{aggregatetype}/Shipped/v1".encode()
     assert json.loads(msg.value()) == {"parcel": "p1", "grams": 250}
+
+
+def test_avro_aggregate_type_travels_as_single_object_encoded_bytes(relay_impl, settings, unique, tmp_path):
+    import psycopg
+
+    from relay.outbox import write
+    from relay.schemas import SchemaRegistry
+    from relay.schemas.codec import decode
+
+    aggregatetype = f"av{unique}"
+    (tmp_path / aggregatetype / "Paid").mkdir(parents=True)
+    (tmp_path / aggregatetype / "format").write_text("avro\n")
+    (tmp_path / aggregatetype / "Paid" / "v1.avsc").write_text(json.dumps({
+        "type": "record", "name": "Paid", "fields": [
+            {"name": "cents", "type": "long"}, {"name": "note", "type": ["null", "string"], "default": None},
+            {"name": "tags", "type": {"type": "array", "items": "string"}}]}))
+    registry = SchemaRegistry.load(tmp_path)
+    payloads = [{"cents": 2**40, "note": "Zoë ✓", "tags": ["a", "b"]}, {"cents": -1, "note": None, "tags": []}]
+    with psycopg.connect(relay_impl.dsn) as conn, conn.transaction():
+        ids = [str(write(conn, aggregatetype=aggregatetype, aggregateid="acct-1", type="Paid", payload=p,
+                         schemas=registry)) for p in payloads]
+    records = read_all(settings, f"outbox.event.{aggregatetype}", set(ids))
+    assert [event_id(m) for m in records] == ids, "both events, in commit order"
+    for msg, expected in zip(records, payloads):
+        assert msg.value()[:2] == b"\xc3\x01", "Avro single-object encoding"
+        version, payload = decode(registry, msg.value())
+        assert payload == expected and version.ref == f"{aggregatetype}/Paid/v1"
+        assert dict(msg.headers())["payload-schema"] == version.ref.encode()
+        assert msg.key() == b"acct-1"

@@ -13,11 +13,14 @@ def test_outbox_connector_contract():
     assert cfg["connector.class"] == "io.debezium.connector.postgresql.PostgresConnector"
     assert cfg["plugin.name"] == "pgoutput"
     assert cfg["publication.autocreate.mode"] == "disabled"
-    assert cfg["table.include.list"] == "public.outbox"
+    assert cfg["table.include.list"] == "public.outbox,public.outbox_avro"
     assert cfg["transforms.outbox.type"] == "io.debezium.transforms.outbox.EventRouter"
     assert cfg["transforms.outbox.route.topic.replacement"] == "outbox.event.${routedByValue}"
     assert cfg["transforms.outbox.table.field.event.key"] == "aggregateid"
-    assert cfg["key.converter"].endswith("StringConverter") and cfg["value.converter"].endswith("StringConverter")
+    assert cfg["key.converter"].endswith("StringConverter")
+    # bytes (Avro payloads) pass through; JSON text goes to StringConverter
+    assert cfg["value.converter"] == "io.debezium.converters.BinaryDataConverter"
+    assert cfg["value.converter.delegate.converter.type"].endswith("StringConverter")
     assert "pg_logical_emit_message(true," in cfg["heartbeat.action.query"]
     assert cfg["poll.interval.ms"] == str(s.poll_interval_ms)
     assert cfg["database.password"].startswith("${file:") and cfg["database.password"].endswith(":pg.password}")
