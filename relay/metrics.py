@@ -7,8 +7,17 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 
+class _Served:
+    registry: CollectorRegistry
+
+    def serve(self, host: str, port: int) -> None:
+        """Expose this registry on http://host:port/metrics (port 0: not at all)."""
+        if port:
+            start_http_server(port, addr=host, registry=self.registry)
+
+
 @dataclass
-class ConsumerMetrics:
+class ConsumerMetrics(_Served):
     registry: CollectorRegistry
     handled: Counter
     duplicates: Counter
@@ -34,13 +43,9 @@ class ConsumerMetrics:
                                       buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5)),
         )
 
-    def serve(self, host: str, port: int) -> None:
-        if port:
-            start_http_server(port, addr=host, registry=self.registry)
-
 
 @dataclass
-class PollerMetrics:
+class PollerMetrics(_Served):
     registry: CollectorRegistry
     published: Counter
     failed: Counter
@@ -65,13 +70,9 @@ class PollerMetrics:
         self.failed.inc(result.failed)
         self.terminal.inc(result.terminal)
 
-    def serve(self, host: str, port: int) -> None:
-        if port:
-            start_http_server(port, addr=host, registry=self.registry)
-
 
 @dataclass
-class HealthMetrics:
+class HealthMetrics(_Served):
     """Gauges of `relay outbox stats --serve` (the slot guardian)."""
 
     registry: CollectorRegistry
@@ -114,7 +115,3 @@ class HealthMetrics:
             t["state"] == "RUNNING" for t in health.connector.get("tasks", []))
         g["connector_running"].set(int(running))
         g["problems"].set(len(health.problems))
-
-    def serve(self, host: str, port: int) -> None:
-        if port:
-            start_http_server(port, addr=host, registry=self.registry)
