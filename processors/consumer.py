@@ -1,16 +1,23 @@
-"""The idempotent consumer agent: decode -> inbox check -> handler -> inbox record.
+"""The idempotent consumer: decode -> inbox check -> handler -> inbox record, with a retry
+ladder that keeps per-key order, and dead letters.
 
-Guarantees (per source partition, concurrency 1):
-- every record is handled at least once; a record whose id is already in the inbox is counted as
-  a duplicate and not handed to the handler again;
-- events are handled in partition order, hence in commit order per aggregate;
-- nothing escapes the loop: a record that cannot be decoded, or whose handler fails with a
-  terminal error, goes to ``<topic>.dlq`` with the reason in headers (ARCHITECTURE.md); a
-  retriable error is retried in place with capped backoff, holding the partition so that order
-  is kept. (Faust would otherwise ack and silently skip a message whose agent raised.)
-- the inbox entry is written after the handler returned, to a compacted changelog on the same
-  partition as the event, so a restarted worker sees it.
-Concurrency stays 1: faust-streaming#606 commits past in-flight events with concurrency > 1.
+Topics per source topic T: the stages ``T.retry.1 .. T.retry.n`` (one fixed delay each, from the
+RetryPolicy) and ``T.dlq``. One agent reads T, one agent per stage reads that stage.
+
+Guarantees (concurrency 1 per agent: faust-streaming#606 commits past in-flight events otherwise):
+- at least once: an offset is acknowledged only after its record was handled, recorded as a
+  duplicate, forwarded to a retry stage or written to the dead-letter topic (Faust flushes the
+  producer before committing offsets);
+- effectively once: the inbox (a table with a compacted changelog, co-partitioned with T, keyed
+  by event id) is written after the handler returned; a later copy is counted and skipped;
+- per-key order across retries: while an event of key K waits in a stage, later events of K are
+  forwarded behind it (relay.handling.parking) and handled after it, in order; other keys flow;
+- nothing escapes: undecodable records, terminal errors and exhausted retries go to ``T.dlq``
+  with the reason (relay.handling.dlq). Faust would otherwise ack and skip a record whose agent
+  raised.
+Stage topics must have T's partition count (``relay topics apply`` / ``relay worker`` create
+them) so that a key lands on the same partition number and the parking table sees it. Verified
+with one worker; several workers rely on Faust assigning co-partitioned topics together.
 """
 
 from __future__ import annotations
@@ -19,21 +26,24 @@ import asyncio
 import inspect
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator, MutableMapping
 
 import faust
 
-from relay.errors import DecodeError, RelayError
+from relay.errors import DecodeError
 from relay.handling import Event, Inbox, decode
-from relay.headers import Header, dlq_topic
+from relay.handling.dlq import dead_letter_headers
+from relay.handling.parking import ParkedKey, Parking, Route
+from relay.handling.retry import RetryPolicy, Verdict
+from relay.headers import Header, dlq_topic, retry_topic
 from relay.metrics import ConsumerMetrics
 
 log = logging.getLogger("relay.consumer")
 
 Handler = Callable[[Event, Any], Awaitable[None] | None]
-MAX_INPLACE_RETRIES = 5
+HEAD, BEHIND = b"head", b"behind"
 
 
 @dataclass
@@ -42,78 +52,173 @@ class ConsumerSpec:
     handler: Handler
     context: Any
     metrics: ConsumerMetrics
-    backoff_s: tuple[float, ...] = field(default=(0.1, 0.5, 1.0, 2.0, 5.0))
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    schemas: Any = None  # relay.schemas.SchemaRegistry for binary Avro; default: the repo's
+    inbox_window_s: float = 7 * 24 * 3600
+
+    def topics(self) -> list[str]:
+        """Every topic this consumer reads or writes besides its changelogs."""
+        stages = [retry_topic(self.topic, n) for n in range(1, len(self.policy.delays_s) + 1)]
+        return [self.topic, *stages, dlq_topic(self.topic)]
 
 
-def _is_retriable(exc: BaseException) -> bool:
-    if isinstance(exc, RelayError):
-        return exc.retriable
-    return isinstance(exc, (TimeoutError, ConnectionError, asyncio.TimeoutError))
+class _ParkedTable(MutableMapping):
+    """ParkedKey values stored as plain dicts in a Faust table (JSON changelog)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> ParkedKey | None:
+        raw = self.table[key]
+        return None if raw is None else ParkedKey(**raw)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raw = self.table.get(key)
+        return default if raw is None else ParkedKey(**raw)
+
+    def __setitem__(self, key: str, value: ParkedKey | None) -> None:
+        self.table[key] = None if value is None else asdict(value)
+
+    def __delitem__(self, key: str) -> None:
+        self.table[key] = None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def values(self):  # type: ignore[override]
+        return [None if v is None else ParkedKey(**v) for v in self.table.values()]
 
 
-def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: str = "inbox") -> faust.types.AgentT:
-    source = app.topic(spec.topic, key_type=bytes, value_type=bytes, key_serializer="raw",
-                       value_serializer="raw", allow_empty=True)
-    dead = app.topic(dlq_topic(spec.topic), key_type=bytes, value_type=bytes,
-                     key_serializer="raw", value_serializer="raw")
-    table = app.Table(inbox_name, default=None, partitions=app.conf.topic_partitions,
-                      key_type=str, value_type=float)
-    inbox = Inbox(table)
+def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                     allow_empty=True)
+
+
+def _headers(message: Any) -> list[tuple[str, bytes | None]]:
+    raw = message.headers or []
+    return list(raw.items()) if isinstance(raw, dict) else list(raw)
+
+
+def _header(message: Any, name: Header) -> bytes | None:
+    return dict(_headers(message)).get(name.value)
+
+
+def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: str = "inbox") -> list:
+    partitions = app.conf.topic_partitions
+    source = _raw_topic(app, spec.topic)
+    stages = {n: _raw_topic(app, retry_topic(spec.topic, n)) for n in range(1, len(spec.policy.delays_s) + 1)}
+    dead = _raw_topic(app, dlq_topic(spec.topic))
+    window_ms = int(spec.inbox_window_s * 1000)
+    inbox = Inbox(app.Table(inbox_name, default=None, partitions=partitions, key_type=str, value_type=float,
+                            extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": window_ms}),
+                  window_s=spec.inbox_window_s)
+    parking = Parking(_ParkedTable(app.Table(f"{inbox_name}-parked", default=None, partitions=partitions,
+                                             key_type=str)))
     m = spec.metrics
 
-    async def to_dlq(message: Any, reason: str, exc: BaseException, attempts: int) -> None:
-        headers = dict(message.headers or {})
-        headers.update({
-            Header.DLQ_ORIGINAL_TOPIC.value: message.topic.encode(),
-            Header.DLQ_ORIGINAL_PARTITION.value: str(message.partition).encode(),
-            Header.DLQ_ORIGINAL_OFFSET.value: str(message.offset).encode(),
-            Header.DLQ_ERROR_CLASS.value: type(exc).__name__.encode(),
-            Header.DLQ_ERROR_MESSAGE.value: str(exc)[:1000].encode(),
-            Header.DLQ_ATTEMPTS.value: str(attempts).encode(),
-            Header.DLQ_FIRST_FAILURE_AT.value: datetime.now(timezone.utc).isoformat().encode(),
-        })
+    async def to_dlq(message: Any, reason: str, exc: BaseException, attempts: int, first: datetime | None) -> None:
+        headers = dead_letter_headers(_strip_retry(_headers(message)), topic=spec.topic,
+                                      partition=message.partition, offset=message.offset, error=exc,
+                                      attempts=attempts, first_failure_at=first)
         await dead.send(key=message.key, value=message.value, headers=headers)
         m.dead_lettered.labels(spec.topic, reason).inc()
-        log.error("dead-lettered %s/%s@%s: %s: %s", message.topic, message.partition, message.offset,
-                  type(exc).__name__, exc)
+        log.error("dead-lettered %s/%s@%s after %d attempt(s): %s: %s", message.topic, message.partition,
+                  message.offset, attempts, type(exc).__name__, exc)
 
-    async def handle_one(message: Any) -> None:
+    async def forward(message: Any, stage: int, role: bytes, attempt: int, delay_s: float, first: datetime) -> None:
+        headers = _strip_retry(_headers(message)) + [
+            (Header.RETRY_ROLE.value, role), (Header.RETRY_ATTEMPT.value, str(attempt).encode()),
+            (Header.RETRY_DUE_AT.value, f"{time.time() + delay_s:.3f}".encode()),
+            (Header.RETRY_FIRST_FAILURE_AT.value, first.isoformat().encode())]
+        await stages[stage].send(key=message.key, value=message.value, headers=headers)
+
+    async def attempt(message: Any, key: str | None, number: int, first: datetime | None) -> bool:
+        """One handling attempt; True when finished (handled, duplicate, dead), False when parked."""
         try:
-            event = decode(key=message.key, value=message.value, headers=message.headers,
-                           topic=message.topic, partition=message.partition, offset=message.offset,
+            event = decode(key=message.key, value=message.value, headers=message.headers, topic=spec.topic,
+                           partition=message.partition, offset=message.offset, schemas=spec.schemas,
                            timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None)
         except DecodeError as exc:
-            await to_dlq(message, "decode", exc, 1)
-            return
+            await to_dlq(message, "decode", exc, number, first)
+            return True
         if inbox.seen(event.id):
             m.duplicates.labels(spec.topic).inc()
-            return
-        attempt = 0
-        while True:
-            attempt += 1
-            started = time.perf_counter()
-            try:
-                result = spec.handler(event, spec.context)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
-                retriable = _is_retriable(exc)
-                m.handler_errors.labels(spec.topic, str(retriable).lower()).inc()
-                if retriable and attempt <= MAX_INPLACE_RETRIES:
-                    delay = spec.backoff_s[min(attempt - 1, len(spec.backoff_s) - 1)]
-                    log.warning("retriable failure on %s (attempt %d), retrying in %.1fs: %s",
-                                event.id, attempt, delay, exc)
-                    await asyncio.sleep(delay)
-                    continue
-                await to_dlq(message, "handler", exc, attempt)
-                return
-            m.handler_latency.labels(spec.topic).observe(time.perf_counter() - started)
-            break
+            return True
+        started = time.perf_counter()
+        try:
+            result = spec.handler(event, spec.context)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
+            step = spec.policy.next_step(number, exc)
+            m.handler_errors.labels(spec.topic, str(step.verdict == Verdict.RETRY).lower()).inc()
+            first = first or datetime.now(timezone.utc)
+            if step.verdict == Verdict.DEAD_LETTER or key is None:
+                await to_dlq(message, "handler", exc, number, first)
+                return True
+            log.warning("attempt %d of %s failed (%s: %s); retry stage %d in %.1fs",
+                        number, event.id, type(exc).__name__, exc, step.stage, step.delay_s)
+            parking.park_head(key, event.id, step.stage)
+            await forward(message, step.stage, HEAD, number + 1, step.delay_s, first)
+            m.retries.labels(spec.topic, str(step.stage)).inc()
+            return False
+        m.handler_latency.labels(spec.topic).observe(time.perf_counter() - started)
         inbox.record(event.id, time.time())
         m.handled.labels(spec.topic).inc()
+        return True
 
-    async def consume(stream: faust.StreamT) -> None:
+    async def consume_source(stream: faust.StreamT) -> None:
         async for ev in stream.events():
-            await handle_one(ev.message)
+            message = ev.message
+            key = message.key.decode("utf-8", "replace") if message.key is not None else None
+            if key is not None and parking.route(key) == Route.PARK:
+                stage = parking.add_behind(key)
+                await forward(message, stage, BEHIND, 1, 0.0, datetime.now(timezone.utc))
+            else:
+                await attempt(message, key, 1, None)
+            m.parked_keys.set(parking.parked_keys())
 
-    return app.agent(source, name=f"consume-{spec.topic}", concurrency=1)(consume)
+    def consume_stage(n: int) -> Callable:
+        async def consume(stream: faust.StreamT) -> None:
+            async for ev in stream.events():
+                message = ev.message
+                key = message.key.decode("utf-8", "replace") if message.key is not None else None
+                role = _header(message, Header.RETRY_ROLE)
+                number = int(_header(message, Header.RETRY_ATTEMPT) or b"1")
+                first = _first_failure(message)
+                due = float(_header(message, Header.RETRY_DUE_AT) or b"0")
+                if role == HEAD and due > time.time():
+                    await asyncio.sleep(due - time.time())  # stage FIFO: due times never decrease
+                if key is None:
+                    await attempt(message, None, number, first)
+                elif role == HEAD:
+                    event_id = (_header(message, Header.ID) or b"").decode()
+                    was_head = parking.is_head(key, event_id)
+                    if await attempt(message, key, number, first) and was_head:
+                        parking.head_done(key)
+                elif parking.head_pending(key):  # its head moved on to a later stage: follow it
+                    await forward(message, parking.state(key).stage, BEHIND, 1, 0.0, first or datetime.now(timezone.utc))
+                else:
+                    if parking.state(key) is not None:
+                        parking.behind_done(key)
+                    await attempt(message, key, 1, None)
+                m.parked_keys.set(parking.parked_keys())
+        return consume
+
+    agents = [app.agent(source, name=f"consume-{spec.topic}", concurrency=1)(consume_source)]
+    for n, stage in stages.items():
+        agents.append(app.agent(stage, name=f"retry-{n}-{spec.topic}", concurrency=1)(consume_stage(n)))
+    app.relay_topics = getattr(app, "relay_topics", []) + spec.topics()  # type: ignore[attr-defined]
+    return agents
+
+
+def _strip_retry(headers: list[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
+    return [(k, v) for k, v in headers if not k.startswith("retry.")]
+
+
+def _first_failure(message: Any) -> datetime | None:
+    raw = _header(message, Header.RETRY_FIRST_FAILURE_AT)
+    return datetime.fromisoformat(raw.decode()) if raw else None

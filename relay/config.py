@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     # --- workers ---------------------------------------------------------------------------
     worker_metrics_port: int = Field(59464, ge=0, le=65535, description="0 disables the endpoint")
     worker_data_dir: Path | None = Field(None, description="faust table data; default stack_dir/faust")
+    retry_delays: str = Field("1s,10s,1m,10m", pattern=r"^\s*\d+(\.\d+)?(ms|s|m|h)(\s*,\s*\d+(\.\d+)?(ms|s|m|h))*\s*$",
+                              description="retry ladder: one stage topic <topic>.retry.<n> per delay")
+    inbox_window_s: int = Field(7 * 24 * 3600, ge=60, description="dedup window: inbox entries (and their "
+                                "changelog records) expire after this long, as NServiceBus' default")
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> "Settings":

@@ -23,6 +23,11 @@ class Header(StrEnum):
     DLQ_ERROR_MESSAGE = "dlq.error.message"
     DLQ_ATTEMPTS = "dlq.attempts"
     DLQ_FIRST_FAILURE_AT = "dlq.first-failure-at"
+    RETRY_ATTEMPT = "retry.attempt"  # the attempt a retry-stage record will be (2 = first retry)
+    RETRY_DUE_AT = "retry.due-at"  # epoch seconds before which a stage consumer must not handle it
+    RETRY_ROLE = "retry.role"  # head (it failed) | behind (parked behind its key's head)
+    RETRY_FIRST_FAILURE_AT = "retry.first-failure-at"
+    DLQ_REPLAYS = "dlq.replays"  # how often this record was replayed from a dead-letter topic
 
 
 EVENT_TOPIC_PREFIX = "outbox.event."
@@ -44,3 +49,6 @@ def retry_topic(topic: str, stage: int) -> str:
 
 def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
+
+
+DLQ_SUFFIX = ".dlq"

@@ -24,9 +24,13 @@ class ConsumerMetrics(_Served):
     dead_lettered: Counter
     handler_errors: Counter
     handler_latency: Histogram
+    retries: Counter
+    parked_keys: "Gauge"
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "ConsumerMetrics":
+        from prometheus_client import Gauge
+
         reg = registry or CollectorRegistry()
         return cls(
             registry=reg,
@@ -41,6 +45,9 @@ class ConsumerMetrics(_Served):
             handler_latency=Histogram("relay_handler_seconds", "handler run time", ["topic"],
                                       registry=reg,
                                       buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5)),
+            retries=Counter("relay_retries_total", "records sent to a retry stage", ["topic", "stage"],
+                            registry=reg),
+            parked_keys=Gauge("relay_parked_keys", "keys whose events wait behind a retry", registry=reg),
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from relay.cli import connectors, outbox, schemas, stack, topics
+from relay.cli import connectors, dlq, outbox, schemas, stack, topics
 from relay.cli.worker import worker
 
 
@@ -16,6 +16,7 @@ def build() -> typer.Typer:
     cli.add_typer(connectors.app, name="connectors")
     cli.add_typer(topics.app, name="topics")
     cli.add_typer(schemas.app, name="schemas")
+    cli.add_typer(dlq.app, name="dlq")
     cli.command("worker")(worker)
     from relay.cli.demo import demo
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings
-from relay.headers import dlq_topic
+from relay.headers import dlq_topic, retry_topic
 from relay.topics import apply_topics, declared_topics
 
 app = typer.Typer(help="Declared Kafka topics.", no_args_is_help=True)
@@ -14,10 +14,13 @@ app = typer.Typer(help="Declared Kafka topics.", no_args_is_help=True)
 @app.command()
 @handles_errors
 def apply(json_out: bool = JSON_OPTION) -> None:
-    """Create the declared outbox.event.<type> topics and their .dlq topics (existing ones are kept)."""
+    """Create the declared outbox.event.<type> topics, their retry stages and .dlq (existing ones are kept)."""
+    from relay.handling.retry import RetryPolicy
+
     s = settings()
     events = declared_topics(s)
-    result = apply_topics(s, events + [dlq_topic(t) for t in events])
+    stages = range(1, len(RetryPolicy.parse(s.retry_delays).delays_s) + 1)
+    result = apply_topics(s, events + [retry_topic(t, n) for t in events for n in stages] + [dlq_topic(t) for t in events])
     if json_out:
         emit_json(result)
     else:

@@ -33,6 +33,11 @@ def worker(
     """Run a processor app (idempotent consumers) until stopped; metrics on RELAY_WORKER_METRICS_PORT."""
     s = settings()
     app = _factory(app_name)(s, store=store)
+    topics = getattr(app, "relay_topics", [])
+    if topics:  # source, retry stages, dead letters: declared (auto-creation is off)
+        from relay.topics import apply_topics
+
+        apply_topics(s, topics)
     metrics = getattr(app, "relay_metrics", None)
     if metrics is not None and s.worker_metrics_port:
         metrics.serve(s.host, s.worker_metrics_port)

@@ -8,15 +8,25 @@ producer of ours uses the Java-compatible partitioner.
 
 from __future__ import annotations
 
+import time
 from typing import MutableMapping
 
 
 class Inbox:
-    def __init__(self, table: MutableMapping[str, float]) -> None:
-        self.table = table
+    """``window_s``: how long an id counts as seen (entries older than that are expired; their
+    changelog records are deleted by retention, so the changelog stays bounded)."""
 
-    def seen(self, event_id: str) -> bool:
-        return self.table.get(event_id) is not None
+    def __init__(self, table: MutableMapping[str, float], window_s: float | None = None) -> None:
+        self.table = table
+        self.window_s = window_s
+
+    def seen(self, event_id: str, now: float | None = None) -> bool:
+        handled_at = self.table.get(event_id)
+        if handled_at is None:
+            return False
+        if self.window_s is None:
+            return True
+        return (time.time() if now is None else now) - handled_at < self.window_s
 
     def record(self, event_id: str, handled_at: float) -> None:
         self.table[event_id] = handled_at
