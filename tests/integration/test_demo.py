@@ -23,7 +23,8 @@ def test_demo_consumes_every_event_exactly_once(stack, settings):
 
 
 def test_inbox_changelog_is_compacted_and_co_partitioned(stack, settings):
-    """After a demo run the worker's inbox changelog exists, compacted, partitioned like its source."""
+    """After a demo run the worker's inbox changelog exists, compacted with the dedup window as
+    retention, partitioned like its source."""
     from confluent_kafka.admin import AdminClient, ConfigResource
 
     from processors.orders import APP_ID, TOPIC
@@ -34,4 +35,7 @@ def test_inbox_changelog_is_compacted_and_co_partitioned(stack, settings):
     assert changelog in topics, "run after test_demo_consumes_every_event_exactly_once"
     assert len(topics[changelog].partitions) == len(topics[TOPIC].partitions)
     (future,) = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, changelog)]).values()
-    assert future.result()["cleanup.policy"].value == "compact"
+    config = future.result()
+    # compacted (one record per event id) and expiring after the dedup window (bounded size)
+    assert set(config["cleanup.policy"].value.split(",")) == {"compact", "delete"}
+    assert int(config["retention.ms"].value) == settings.inbox_window_s * 1000
