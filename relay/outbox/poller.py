@@ -88,6 +88,15 @@ def produce(producer: Producer, row: tuple, on_delivery=None) -> None:
         producer.produce(**record)
 
 
+def ensure_topics(settings: Settings, known: set[str], topics: set[str]) -> None:
+    """Create the topics of new aggregate types (broker auto-creation is off), once per process:
+    ``known`` remembers what was already ensured."""
+    missing = topics - known
+    if missing:
+        apply_topics(settings, sorted(missing))
+        known |= missing
+
+
 def republish(settings: Settings, conn: psycopg.Connection, since) -> int:
     """Publish every outbox row created at or after ``since`` again, in ``seq`` order (gap
     reconciliation after a lost slot). Marks nothing; duplicates are expected downstream."""
@@ -104,10 +113,7 @@ def republish(settings: Settings, conn: psycopg.Connection, since) -> int:
             cur.execute(f"SELECT id::text, aggregatetype, aggregateid, type, {PAYLOAD[table].removeprefix('o.')},"
                         f" payload_schema FROM {table} WHERE created_at >= %s ORDER BY seq", (since,))
             for row in cur:
-                topic = event_topic(row[1])
-                if topic not in topics:
-                    apply_topics(settings, [topic])
-                    topics.add(topic)
+                ensure_topics(settings, topics, {event_topic(row[1])})
                 produce(producer, row, delivered)
                 count += 1
     if producer.flush(120) or failures:
@@ -157,7 +163,7 @@ class PollingRelay:
             rows = conn.execute(claim, {"ns": AGGREGATE_LOCK_NS, "limit": self.settings.poller_batch_size}).fetchall()
             if not rows:
                 return result
-            self._ensure_topics({event_topic(r[1]) for r in rows})
+            ensure_topics(self.settings, self._known_topics, {event_topic(r[1]) for r in rows})
             errors: dict[str, str] = {}
 
             def delivered(err: KafkaError | None, msg) -> None:
@@ -195,12 +201,6 @@ class PollingRelay:
 
     def _produce(self, row: tuple, on_delivery) -> None:
         produce(self.producer, row, on_delivery)
-
-    def _ensure_topics(self, topics: set[str]) -> None:
-        missing = topics - self._known_topics
-        if missing:
-            apply_topics(self.settings, sorted(missing))
-            self._known_topics |= missing
 
     def _count(self, result: BatchResult) -> None:
         s = self.stats

@@ -10,23 +10,14 @@ import json
 import pytest
 
 from relay.verify import Delivered, detect_gaps
-from tests.support.kafka import event_id, read_until
+from tests.support.kafka import event_id, read_messages
 from tests.support.writers import Writers
 
 pytestmark = pytest.mark.integration
 
 
 def read_all(settings, topic, ids, timeout_s=120):
-    missing = set(ids)
-
-    def done(records):
-        for m in records[done.n:]:
-            missing.discard(event_id(m))
-        done.n = len(records)
-        return not missing
-
-    done.n = 0
-    return read_until(settings.bootstrap_servers, topic, done, timeout_s)
+    return read_messages(settings.bootstrap_servers, topic, set(ids), timeout_s)
 
 
 def test_routing_key_headers_payload_and_order(relay_impl, settings, unique):

@@ -42,9 +42,9 @@ def event_id(msg) -> str:
     return dict(msg.headers() or []).get("id", b"").decode()
 
 
-def read_ids(bootstrap: str, topic: str, expected: set[str], timeout_s: float = 120) -> list[Delivered]:
+def read_messages(bootstrap: str, topic: str, expected: set[str], timeout_s: float = 120) -> list:
     """Read ``topic`` from the beginning until every id in ``expected`` was seen (or timeout);
-    returns every record (duplicates included) for relay.verify.detect_gaps."""
+    returns every message read (duplicates included)."""
     missing = set(expected)
     checked = 0
 
@@ -55,6 +55,10 @@ def read_ids(bootstrap: str, topic: str, expected: set[str], timeout_s: float = 
         checked = len(records)
         return not missing
 
-    records = read_until(bootstrap, topic, done, timeout_s)
+    return read_until(bootstrap, topic, done, timeout_s)
+
+
+def read_ids(bootstrap: str, topic: str, expected: set[str], timeout_s: float = 120) -> list[Delivered]:
+    """:func:`read_messages` as relay.verify.Delivered records, for detect_gaps."""
     return [Delivered(m.key().decode() if m.key() is not None else None, event_id(m), m.partition(), m.offset())
-            for m in records]
+            for m in read_messages(bootstrap, topic, expected, timeout_s)]
