@@ -11,8 +11,9 @@ Guarantees:
   acknowledgement and the commit publishes those rows again (duplicates, never losses).
 - per-aggregate order with any number of pollers: a batch takes rows in ``seq`` order and only of
   aggregates whose transaction-scoped advisory lock it holds (``pg_try_advisory_xact_lock``), so
-  two pollers never hold rows of one aggregate at once; a later batch starts after the earlier one
-  committed its ``published_at`` marks. Rows are claimed ``FOR UPDATE SKIP LOCKED``.
+  two pollers never hold rows of one aggregate at once; the rows are read by a statement that
+  starts after the lock was granted, hence after the previous holder committed its
+  ``published_at`` marks (see HEADS/CLAIM for why one statement is not enough).
 - a row that fails ``poller_max_attempts`` times gets ``failed_at`` (terminal, counted in
   metrics); it and every later row of its aggregate wait for an operator rather than being
   published out of order. Within a batch, a row that cannot be produced (e.g. too large) holds
@@ -45,21 +46,43 @@ log = logging.getLogger("relay.poller")
 NOTIFY_CHANNEL = "relay_outbox"
 AGGREGATE_LOCK_NS = 0x7265  # advisory lock namespace ("re"): (ns, hashtext(aggregate))
 
-# Heads of line: rows in seq order, of aggregates with no terminal row, whose aggregate lock this
-# transaction can take. FOR UPDATE SKIP LOCKED keeps a row out of two batches even on a hash
-# collision of the lock key.
+# Claiming is two statements. A lock decided inside the row scan is not enough: a poller's scan
+# that finds aggregate X locked on row X2 can see X's lock released (the holder committed) by the
+# time it reaches X3, and would publish X3 before X2. So:
+# 1. HEADS: the aggregates of the oldest unpublished rows (a window of them; aggregates with a
+#    terminal row are left alone), oldest first, each tried once for its transaction-scoped
+#    advisory lock, until batch-size aggregates are locked.
+# 2. CLAIM: a new statement, hence (READ COMMITTED) a snapshot taken after the locks were granted,
+#    so the previous holder's published_at marks are visible: the unpublished rows of the locked
+#    aggregates, in seq order. Per aggregate that is a prefix of its backlog. No SKIP LOCKED: only
+#    the advisory lock holder claims rows, and skipping a row would break the order.
+NO_TERMINAL_ROW = """NOT EXISTS (SELECT 1 FROM {table} f
+                  WHERE f.aggregatetype = {alias}.aggregatetype AND f.aggregateid = {alias}.aggregateid
+                    AND f.published_at IS NULL AND f.failed_at IS NOT NULL)"""
+HEADS = """
+WITH heads AS MATERIALIZED (
+    SELECT aggregatetype, aggregateid, min(seq) AS head
+    FROM (SELECT o.aggregatetype, o.aggregateid, o.seq FROM {table} o
+          WHERE o.published_at IS NULL AND o.failed_at IS NULL AND """ + NO_TERMINAL_ROW.format(table="{table}", alias="o") + """
+          ORDER BY o.seq LIMIT %(window)s) w
+    GROUP BY aggregatetype, aggregateid
+    ORDER BY head
+)
+SELECT aggregatetype, aggregateid FROM heads
+WHERE pg_try_advisory_xact_lock(%(ns)s, hashtext(aggregatetype || '/' || aggregateid))
+LIMIT %(limit)s
+"""
 CLAIM = """
 SELECT o.id::text, o.aggregatetype, o.aggregateid, o.type, {payload}, o.payload_schema, o.publish_attempts
 FROM {table} o
 WHERE o.published_at IS NULL AND o.failed_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM {table} f
-                  WHERE f.aggregatetype = o.aggregatetype AND f.aggregateid = o.aggregateid
-                    AND f.published_at IS NULL AND f.failed_at IS NOT NULL)
-  AND pg_try_advisory_xact_lock(%(ns)s, hashtext(o.aggregatetype || '/' || o.aggregateid))
+  AND (o.aggregatetype, o.aggregateid) IN (SELECT * FROM unnest(%(types)s::text[], %(ids)s::text[]))
+  AND """ + NO_TERMINAL_ROW.format(table="{table}", alias="o") + """
 ORDER BY o.seq
 LIMIT %(limit)s
-FOR UPDATE OF o SKIP LOCKED
+FOR UPDATE OF o
 """
+HEAD_WINDOW = 4  # heads are looked for among the oldest HEAD_WINDOW x batch size unpublished rows
 # JSON payloads travel as their text, Avro payloads (bytea) as their bytes
 PAYLOAD = {"outbox": "o.payload::text", "outbox_avro": "o.payload"}
 MARK_PUBLISHED = ("UPDATE {table} SET published_at = now(), publish_attempts = publish_attempts + 1,"
@@ -159,8 +182,7 @@ class PollingRelay:
     def _publish_table(self, conn: psycopg.Connection, table: str) -> BatchResult:
         result = BatchResult()
         with conn.transaction():
-            claim = CLAIM.format(table=table, payload=PAYLOAD[table])
-            rows = conn.execute(claim, {"ns": AGGREGATE_LOCK_NS, "limit": self.settings.poller_batch_size}).fetchall()
+            rows = self._claim(conn, table)
             if not rows:
                 return result
             ensure_topics(self.settings, self._known_topics, {event_topic(r[1]) for r in rows})
@@ -198,6 +220,17 @@ class PollingRelay:
             result.published, result.failed = len(ok), len(errors)
         self._count(result)
         return result
+
+    def _claim(self, conn: psycopg.Connection, table: str) -> list[tuple]:
+        """Lock aggregates, then take their unpublished rows in ``seq`` order (see HEADS/CLAIM)."""
+        batch = self.settings.poller_batch_size
+        locked = conn.execute(HEADS.format(table=table),
+                              {"window": batch * HEAD_WINDOW, "ns": AGGREGATE_LOCK_NS, "limit": batch}).fetchall()
+        if not locked:
+            return []
+        types, ids = [list(col) for col in zip(*locked)]
+        return conn.execute(CLAIM.format(table=table, payload=PAYLOAD[table]),
+                            {"types": types, "ids": ids, "limit": batch}).fetchall()
 
     def _produce(self, row: tuple, on_delivery) -> None:
         produce(self.producer, row, on_delivery)
