@@ -15,6 +15,10 @@ Guarantees (concurrency 1 per agent: faust-streaming#606 commits past in-flight 
 - nothing escapes: undecodable records, terminal errors and exhausted retries go to ``T.dlq``
   with the reason (relay.handling.dlq). Faust would otherwise ack and skip a record whose agent
   raised.
+- nothing skipped: Faust can hand over a partition with a hole after an assignment (a prefetch
+  that lands after the seek to committed; relay.handling.continuity). Each agent compares every
+  record's offset with the committed offset at assignment / the last one handled and first
+  handles the records of a hole, read independently (processors.guard).
 Stage topics must have T's partition count (``relay topics apply`` / ``relay worker`` create
 them) so that a key lands on the same partition number and the parking table sees it. Verified
 with one worker; several workers rely on Faust assigning co-partitioned topics together.
@@ -32,6 +36,8 @@ from typing import Any, Awaitable, Callable, Iterator, MutableMapping
 
 import faust
 
+from processors.gapfill import GapReader
+from processors.guard import ContinuityGuard
 from relay.errors import DecodeError
 from relay.handling import Event, Inbox, decode
 from relay.handling.dlq import dead_letter_headers
@@ -170,49 +176,61 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         m.handled.labels(spec.topic).inc()
         return True
 
-    async def consume_source(stream: faust.StreamT) -> None:
-        async for ev in stream.events():
-            message = ev.message
-            key = message.key.decode("utf-8", "replace") if message.key is not None else None
-            if key is not None and parking.route(key) == Route.PARK:
-                stage = parking.add_behind(key)
-                await forward(message, stage, BEHIND, 1, 0.0, datetime.now(timezone.utc))
-            else:
-                await attempt(message, key, 1, None)
-            m.parked_keys.set(parking.parked_keys())
+    async def on_source(message: Any) -> None:
+        key = message.key.decode("utf-8", "replace") if message.key is not None else None
+        if key is not None and parking.route(key) == Route.PARK:
+            stage = parking.add_behind(key)
+            await forward(message, stage, BEHIND, 1, 0.0, datetime.now(timezone.utc))
+        else:
+            await attempt(message, key, 1, None)
 
-    def consume_stage(n: int) -> Callable:
+    async def on_stage(message: Any) -> None:
+        key = message.key.decode("utf-8", "replace") if message.key is not None else None
+        role = _header(message, Header.RETRY_ROLE)
+        number = int(_header(message, Header.RETRY_ATTEMPT) or b"1")
+        first = _first_failure(message)
+        due = float(_header(message, Header.RETRY_DUE_AT) or b"0")
+        if role == HEAD and due > time.time():
+            await asyncio.sleep(due - time.time())  # stage FIFO: due times never decrease
+        if key is None:
+            await attempt(message, None, number, first)
+        elif role == HEAD:
+            event_id = (_header(message, Header.ID) or b"").decode()
+            was_head = parking.is_head(key, event_id)
+            if await attempt(message, key, number, first) and was_head:
+                parking.head_done(key)
+        elif parking.head_pending(key):  # its head moved on to a later stage: follow it
+            await forward(message, parking.state(key).stage, BEHIND, 1, 0.0, first or datetime.now(timezone.utc))
+        else:
+            if parking.state(key) is not None:
+                parking.behind_done(key)
+            await attempt(message, key, 1, None)
+
+    guard = ContinuityGuard(GapReader(_bootstrap(app), app.conf.id), [spec.topic, *(t.get_topic_name() for t in stages.values())], m)
+    guard.attach(app)
+
+    def agent_loop(process: Callable[[Any], Awaitable[None]]) -> Callable:
         async def consume(stream: faust.StreamT) -> None:
             async for ev in stream.events():
                 message = ev.message
-                key = message.key.decode("utf-8", "replace") if message.key is not None else None
-                role = _header(message, Header.RETRY_ROLE)
-                number = int(_header(message, Header.RETRY_ATTEMPT) or b"1")
-                first = _first_failure(message)
-                due = float(_header(message, Header.RETRY_DUE_AT) or b"0")
-                if role == HEAD and due > time.time():
-                    await asyncio.sleep(due - time.time())  # stage FIFO: due times never decrease
-                if key is None:
-                    await attempt(message, None, number, first)
-                elif role == HEAD:
-                    event_id = (_header(message, Header.ID) or b"").decode()
-                    was_head = parking.is_head(key, event_id)
-                    if await attempt(message, key, number, first) and was_head:
-                        parking.head_done(key)
-                elif parking.head_pending(key):  # its head moved on to a later stage: follow it
-                    await forward(message, parking.state(key).stage, BEHIND, 1, 0.0, first or datetime.now(timezone.utc))
-                else:
-                    if parking.state(key) is not None:
-                        parking.behind_done(key)
-                    await attempt(message, key, 1, None)
+                for missed in await guard.missed(message):  # what Faust skipped comes first
+                    await process(missed)
+                await process(message)
+                guard.done(message)
                 m.parked_keys.set(parking.parked_keys())
+                m.lag.labels(message.topic, str(message.partition)).set(
+                    max(0, (app.consumer.highwater(message.tp) or 0) - message.offset - 1))
         return consume
 
-    agents = [app.agent(source, name=f"consume-{spec.topic}", concurrency=1)(consume_source)]
+    agents = [app.agent(source, name=f"consume-{spec.topic}", concurrency=1)(agent_loop(on_source))]
     for n, stage in stages.items():
-        agents.append(app.agent(stage, name=f"retry-{n}-{spec.topic}", concurrency=1)(consume_stage(n)))
+        agents.append(app.agent(stage, name=f"retry-{n}-{spec.topic}", concurrency=1)(agent_loop(on_stage)))
     app.relay_topics = getattr(app, "relay_topics", []) + spec.topics()  # type: ignore[attr-defined]
     return agents
+
+
+def _bootstrap(app: faust.App) -> str:
+    return ",".join(f"{url.host}:{url.port}" for url in app.conf.broker)
 
 
 def _strip_retry(headers: list[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:

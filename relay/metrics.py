@@ -26,6 +26,8 @@ class ConsumerMetrics(_Served):
     handler_latency: Histogram
     retries: Counter
     parked_keys: "Gauge"
+    recovered: Counter
+    lag: "Gauge"
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "ConsumerMetrics":
@@ -48,6 +50,11 @@ class ConsumerMetrics(_Served):
             retries=Counter("relay_retries_total", "records sent to a retry stage", ["topic", "stage"],
                             registry=reg),
             parked_keys=Gauge("relay_parked_keys", "keys whose events wait behind a retry", registry=reg),
+            recovered=Counter("relay_skipped_records_recovered_total",
+                              "records Faust did not hand over (offset hole) that were read and handled",
+                              ["topic"], registry=reg),
+            lag=Gauge("relay_consumer_lag", "records behind the high watermark after the last handled one",
+                      ["topic", "partition"], registry=reg),
         )
 
 

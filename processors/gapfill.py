@@ -1,0 +1,103 @@
+"""Reads what Faust skipped (see relay.handling.continuity): the group's committed offsets, and the
+records of an offset range, with an independent confluent-kafka consumer.
+
+The consumer carries the app's ``group.id`` only to *read* committed offsets; it never subscribes
+(so it never joins the group) and never commits. It reads ``read_uncommitted`` like Faust's
+consumer, so a range holds exactly the records Faust would have handed over. Blocking calls; the
+agent runs them in a thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+
+from relay.errors import KafkaUnavailable
+
+
+@dataclass
+class Record:
+    """The attributes of a Faust message that the consumer reads, for a record read here."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list = field(default_factory=list)
+    timestamp: float | None = None
+
+
+class GapReader:
+    def __init__(self, bootstrap: str, group_id: str, timeout_s: float = 30.0) -> None:
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
+            "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 10,
+            "enable.partition.eof": True, "client.id": f"{group_id}-gapfill"})
+
+    def committed(self, topic: str, partition: int) -> int:
+        """The group's committed offset (next to read); the log start when none was committed
+        (the app reads from the earliest offset then)."""
+        tp = TopicPartition(topic, partition)
+        with self._lock:
+            try:
+                [got] = self._consumer.committed([tp], timeout=self.timeout_s)
+                if got.offset != OFFSET_INVALID and got.offset >= 0:
+                    return got.offset
+                low, _high = self._consumer.get_watermark_offsets(tp, timeout=self.timeout_s)
+                return low
+            except KafkaException as exc:
+                raise KafkaUnavailable(f"reading committed offset of {topic}[{partition}]: {exc}") from None
+
+    def committed_many(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """:meth:`committed` for several partitions in one request."""
+        if not tps:
+            return {}
+        with self._lock:
+            try:
+                got = self._consumer.committed([TopicPartition(t, p) for t, p in tps], timeout=self.timeout_s)
+                result = {}
+                for tp in got:
+                    if tp.offset != OFFSET_INVALID and tp.offset >= 0:
+                        result[(tp.topic, tp.partition)] = tp.offset
+                    else:
+                        low, _ = self._consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
+                                                                      timeout=self.timeout_s)
+                        result[(tp.topic, tp.partition)] = low
+                return result
+            except KafkaException as exc:
+                raise KafkaUnavailable(f"reading committed offsets of {len(tps)} partitions: {exc}") from None
+
+    def read(self, topic: str, partition: int, first: int, end: int) -> list[Record]:
+        """Every record with ``first <= offset < end`` (possibly none: transaction markers)."""
+        records: list[Record] = []
+        deadline = time.monotonic() + self.timeout_s
+        with self._lock:
+            self._consumer.assign([TopicPartition(topic, partition, first)])
+            try:
+                while time.monotonic() < deadline:
+                    msg = self._consumer.poll(0.2)
+                    if msg is None:
+                        continue
+                    if msg.error():  # the end of the log (offset = high watermark) ends it too
+                        if msg.error().code() == KafkaError._PARTITION_EOF and msg.offset() >= end:
+                            return records
+                        continue
+                    if msg.offset() >= end:
+                        return records
+                    ts_type, ts_ms = msg.timestamp()
+                    records.append(Record(topic, partition, msg.offset(), msg.key(), msg.value(),
+                                          list(msg.headers() or []), ts_ms / 1000 if ts_type else None))
+                raise KafkaUnavailable(f"reading {topic}[{partition}] offsets {first}..{end - 1}: not done "
+                                       f"within {self.timeout_s:.0f} s ({len(records)} records so far)")
+            finally:
+                self._consumer.unassign()
+
+    def close(self) -> None:
+        with self._lock:
+            self._consumer.close()
