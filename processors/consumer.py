@@ -4,8 +4,15 @@ ladder that keeps per-key order, and dead letters.
 Topics per source topic T: the stages ``T.retry.1 .. T.retry.n`` (one fixed delay each, from the
 RetryPolicy) and ``T.dlq``. One agent reads T, one agent per stage reads that stage.
 
-Guarantees (concurrency 1 per agent: faust-streaming#606 commits past in-flight events otherwise):
-- at least once: an offset is acknowledged only after its record was handled, recorded as a
+Each agent runs Faust concurrency 1 and hands records to ``spec.concurrency`` lanes by key
+(processors.lanes: per-key order, bounded in flight per partition, acks in offset order; Faust's
+own concurrency commits past in-flight events, faust-streaming#606). A circuit breaker over the
+handler stops taking records after ``breaker_failures`` consecutive retriable failures, then
+probes with one record (relay.handling.breaker).
+
+Guarantees:
+- at least once: an offset is acknowledged only after its record, and every earlier record of
+  its partition, was handled, recorded as a
   duplicate, forwarded to a retry stage or written to the dead-letter topic (Faust flushes the
   producer before committing offsets);
 - effectively once: the inbox (a table with a compacted changelog, co-partitioned with T, keyed
@@ -30,6 +37,7 @@ import asyncio
 import inspect
 import logging
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Iterator, MutableMapping
@@ -38,8 +46,10 @@ import faust
 
 from processors.gapfill import GapReader
 from processors.guard import ContinuityGuard
+from processors.lanes import Lanes
 from relay.errors import DecodeError
 from relay.handling import Event, Inbox, decode
+from relay.handling.breaker import BreakerState, CircuitBreaker
 from relay.handling.dlq import dead_letter_headers
 from relay.handling.parking import ParkedKey, Parking, Route
 from relay.handling.retry import RetryPolicy, Verdict
@@ -50,6 +60,7 @@ log = logging.getLogger("relay.consumer")
 
 Handler = Callable[[Event, Any], Awaitable[None] | None]
 HEAD, BEHIND = b"head", b"behind"
+BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
 
 
 @dataclass
@@ -61,6 +72,19 @@ class ConsumerSpec:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     schemas: Any = None  # relay.schemas.SchemaRegistry for binary Avro; default: the repo's
     inbox_window_s: float = 7 * 24 * 3600
+    concurrency: int = 1  # lanes per agent (processors.lanes)
+    max_in_flight: int = 64  # per partition
+    breaker_failures: int = 5
+    breaker_open_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Any, **fields: Any) -> "ConsumerSpec":
+        """A spec with the consumer settings (RELAY_CONSUMER_*, RELAY_BREAKER_*, retry ladder, dedup
+        window) taken from ``settings``; ``fields`` gives topic, handler, context, metrics, ..."""
+        return cls(policy=RetryPolicy.parse(settings.retry_delays), inbox_window_s=settings.inbox_window_s,
+                   concurrency=settings.consumer_concurrency, max_in_flight=settings.consumer_max_in_flight,
+                   breaker_failures=settings.breaker_failures, breaker_open_s=settings.breaker_open_s,
+                   **fields)
 
     def topics(self) -> list[str]:
         """Every topic this consumer reads or writes besides its changelogs."""
@@ -160,6 +184,7 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
                 await result
         except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
             step = spec.policy.next_step(number, exc)
+            breaker.record_failure(step.verdict == Verdict.RETRY)
             m.handler_errors.labels(spec.topic, str(step.verdict == Verdict.RETRY).lower()).inc()
             first = first or datetime.now(timezone.utc)
             if step.verdict == Verdict.DEAD_LETTER or key is None:
@@ -172,6 +197,7 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             m.retries.labels(spec.topic, str(step.stage)).inc()
             return False
         m.handler_latency.labels(spec.topic).observe(time.perf_counter() - started)
+        breaker.record_success()
         inbox.record(event.id, time.time())
         m.handled.labels(spec.topic).inc()
         return True
@@ -209,17 +235,39 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
     guard = ContinuityGuard(GapReader(_bootstrap(app), app.conf.id), [spec.topic, *(t.get_topic_name() for t in stages.values())], m)
     guard.attach(app)
 
+    breaker = CircuitBreaker(failure_threshold=spec.breaker_failures, open_for_s=spec.breaker_open_s)
+
+    async def gate() -> None:
+        """While the circuit is open nothing is taken (Faust stops fetching once its buffer is
+        full): records wait in Kafka instead of burning retry attempts; then one probe."""
+        while not breaker.allow():
+            m.breaker_state.labels(spec.topic).set(BREAKER_GAUGE[breaker.state])
+            await asyncio.sleep(min(max(breaker.retry_after_s(), 0.05), 1.0))
+        m.breaker_state.labels(spec.topic).set(BREAKER_GAUGE[breaker.state])
+
     def agent_loop(process: Callable[[Any], Awaitable[None]]) -> Callable:
+        async def settled(message: Any) -> None:
+            await process(message)
+            breaker.record_no_verdict()  # no-op unless a probe ended without calling the handler
+            m.parked_keys.set(parking.parked_keys())
+
         async def consume(stream: faust.StreamT) -> None:
-            async for ev in stream.events():
-                message = ev.message
-                for missed in await guard.missed(message):  # what Faust skipped comes first
-                    await process(missed)
-                await process(message)
-                guard.done(message)
-                m.parked_keys.set(parking.parked_keys())
-                m.lag.labels(message.topic, str(message.partition)).set(
-                    max(0, (app.consumer.highwater(message.tp) or 0) - message.offset - 1))
+            lanes = Lanes(spec.concurrency, spec.max_in_flight, settled, bind=_bind_event)
+            try:
+                async for ev in stream.noack().events():  # acked by the lanes, in offset order
+                    message = ev.message
+                    missed = await guard.missed(message)
+                    if missed:  # what Faust skipped comes first, after what is in flight
+                        await lanes.drain(message.topic, message.partition)
+                        for record in missed:
+                            await settled(record)
+                    await gate()
+                    await lanes.submit(ev)
+                    guard.done(message)
+                    m.lag.labels(message.topic, str(message.partition)).set(
+                        max(0, (app.consumer.highwater(message.tp) or 0) - message.offset - 1))
+            finally:
+                await lanes.stop()
         return consume
 
     agents = [app.agent(source, name=f"consume-{spec.topic}", concurrency=1)(agent_loop(on_source))]
@@ -227,6 +275,14 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         agents.append(app.agent(stage, name=f"retry-{n}-{spec.topic}", concurrency=1)(agent_loop(on_stage)))
     app.relay_topics = getattr(app, "relay_topics", []) + spec.topics()  # type: ignore[attr-defined]
     return agents
+
+
+def _bind_event(event: Any) -> None:
+    """Make ``event`` Faust's current event in this task, as stream iteration does (private API:
+    faust.streams._current_event; table writes use it to pick the changelog partition)."""
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
 
 
 def _bootstrap(app: faust.App) -> str:

@@ -90,10 +90,7 @@ def create_app(settings: Settings, *, store: str = "memory"):
 
     app = create_faust_app(settings, APP_ID, store=store)
     metrics = ConsumerMetrics.create()
-    from relay.handling.retry import RetryPolicy
-
-    add_idempotent_consumer(app, ConsumerSpec(
-        topic=TOPIC, handler=handle_order_event, context=OrdersContext(settings.dsn), metrics=metrics,
-        policy=RetryPolicy.parse(settings.retry_delays), inbox_window_s=settings.inbox_window_s))
+    add_idempotent_consumer(app, ConsumerSpec.from_settings(
+        settings, topic=TOPIC, handler=handle_order_event, context=OrdersContext(settings.dsn), metrics=metrics))
     app.relay_metrics = metrics  # type: ignore[attr-defined] - read by `relay worker` to serve /metrics
     return app

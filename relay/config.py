@@ -115,6 +115,13 @@ class Settings(BaseSettings):
                               description="retry ladder: one stage topic <topic>.retry.<n> per delay")
     inbox_window_s: int = Field(7 * 24 * 3600, ge=60, description="dedup window: inbox entries (and their "
                                 "changelog records) expire after this long, as NServiceBus' default")
+    consumer_concurrency: int = Field(1, ge=1, le=256, description="lanes per agent: records of one key "
+                                      "stay on one lane (in order); lanes run concurrently")
+    consumer_max_in_flight: int = Field(64, ge=1, le=100_000, description="records taken but unfinished per "
+                                        "partition; the agent waits for room (backpressure)")
+    breaker_failures: int = Field(5, ge=1, description="consecutive retriable handler failures that open the "
+                                  "circuit: consumption pauses, then one probe record")
+    breaker_open_s: float = Field(5.0, gt=0, description="first open period; doubles per failed probe, up to 60 s")
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> "Settings":

@@ -28,6 +28,7 @@ class ConsumerMetrics(_Served):
     parked_keys: "Gauge"
     recovered: Counter
     lag: "Gauge"
+    breaker_state: "Gauge"
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "ConsumerMetrics":
@@ -53,6 +54,8 @@ class ConsumerMetrics(_Served):
             recovered=Counter("relay_skipped_records_recovered_total",
                               "records Faust did not hand over (offset hole) that were read and handled",
                               ["topic"], registry=reg),
+            breaker_state=Gauge("relay_circuit_state", "handler circuit: 0 closed, 1 open, 2 half-open",
+                                ["topic"], registry=reg),
             lag=Gauge("relay_consumer_lag", "records behind the high watermark after the last handled one",
                       ["topic", "partition"], registry=reg),
         )

@@ -38,12 +38,10 @@ async def handle(event: Event, ctx: dict) -> None:
 def create_app(settings: Settings, *, store: str = "memory"):
     from processors.app import create_app as create_faust_app
     from processors.consumer import ConsumerSpec, add_idempotent_consumer
-    from relay.handling.retry import RetryPolicy
-
     topic = os.environ["FLAKY_TOPIC"]
     app = create_faust_app(settings, f"relay-flaky-{topic}", store=store)
     metrics = ConsumerMetrics.create()
-    add_idempotent_consumer(app, ConsumerSpec(topic=topic, handler=handle, context={"dsn": settings.dsn},
-                                              metrics=metrics, policy=RetryPolicy.parse(settings.retry_delays)))
+    add_idempotent_consumer(app, ConsumerSpec.from_settings(settings, topic=topic, handler=handle,
+                                                            context={"dsn": settings.dsn}, metrics=metrics))
     app.relay_metrics = metrics  # type: ignore[attr-defined]
     return app
