@@ -51,6 +51,7 @@ from relay.errors import DecodeError
 from relay.handling import Event, Inbox, decode
 from relay.handling.breaker import BreakerState, CircuitBreaker
 from relay.handling.dlq import dead_letter_headers
+from relay.handling.pg_inbox import DUPLICATE
 from relay.handling.parking import ParkedKey, Parking, Route
 from relay.handling.retry import RetryPolicy, Verdict
 from relay.headers import Header, dlq_topic, retry_topic
@@ -181,7 +182,7 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         try:
             result = spec.handler(event, spec.context)
             if inspect.isawaitable(result):
-                await result
+                result = await result
         except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
             step = spec.policy.next_step(number, exc)
             breaker.record_failure(step.verdict == Verdict.RETRY)
@@ -199,7 +200,10 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         m.handler_latency.labels(spec.topic).observe(time.perf_counter() - started)
         breaker.record_success()
         inbox.record(event.id, time.time())
-        m.handled.labels(spec.topic).inc()
+        if result is DUPLICATE:  # the handler's own (Postgres) inbox had it: a copy past ours
+            m.duplicates.labels(spec.topic).inc()
+        else:
+            m.handled.labels(spec.topic).inc()
         return True
 
     async def on_source(message: Any) -> None:

@@ -36,14 +36,14 @@ def wait_all_handled(settings, ids: set[str], timeout_s: float) -> dict[str, int
         time.sleep(0.5)
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
-def test_worker_restarted_while_records_arrive_loses_nothing(stack, settings, unique, how):
-    topic = f"outbox.event.restart{how[3:]}{unique}"
+@pytest.mark.parametrize(("how", "store"), [("sigterm", "memory"), ("sigkill", "memory"), ("sigterm", "rocksdb")])
+def test_worker_restarted_while_records_arrive_loses_nothing(stack, settings, unique, how, store):
+    topic = f"outbox.event.restart{how[3:]}{store[0]}{unique}"
     apply_topics(settings, [topic])
     with psycopg.connect(settings.dsn, autocommit=True) as conn:
         conn.execute(SCHEMA)
     workers = Workers(settings, "tests.support.flaky_app:create_app", f"worker-restart-{unique}",
-                      env={"FLAKY_TOPIC": topic})
+                      env={"FLAKY_TOPIC": topic}, args=("--store", store))
     workers.start()
     try:
         feed = Feed(settings, topic, count=4000, keys=100, rate=600).start()
@@ -67,5 +67,5 @@ def test_worker_restarted_while_records_arrive_loses_nothing(stack, settings, un
     for key, sent in feed.sent.items():
         assert [eid for k, eid in order if k == key] == sent, f"key {key}: first handling out of order"
     extra = sum(runs.values()) - len(runs)
-    print(f"[{how}] {restarts} restarts, {len(runs)} records, {extra} handler re-runs (effectively once "
+    print(f"[{how}, {store}] {restarts} restarts, {len(runs)} records, {extra} handler re-runs (effectively once "
           "with the table inbox; exactly once needs the Postgres inbox)")
