@@ -54,7 +54,8 @@ integration: install
 
 # the long kill tests: 20 hard kills of each relay (Kafka Connect, poller) while writers commit
 faults: install
-	FAULT_KILLS=$${FAULT_KILLS:-20} $(BIN)/python -m pytest -s tests/conformance/test_kills.py $(PYTEST_ARGS)
+	FAULT_KILLS=$${FAULT_KILLS:-20} $(BIN)/python -m pytest -s tests/conformance/test_kills.py \
+		tests/integration/test_worker_kills.py $(PYTEST_ARGS)
 
 clean: down
 	@if [ -x $(BIN)/relay ]; then $(BIN)/relay stack clean; else rm -rf .stack; fi
