@@ -144,7 +144,9 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
     dead = _raw_topic(app, dlq_topic(spec.topic))
     window_ms = int(spec.inbox_window_s * 1000)
     inbox = Inbox(app.Table(inbox_name, default=None, partitions=partitions, key_type=str, value_type=float,
-                            extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": window_ms}),
+                            extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": window_ms,
+                                                 # retention drops whole segments: roll them often enough
+                                                 "segment.ms": max(60_000, window_ms // 7)}),
                   window_s=spec.inbox_window_s)
     parking = Parking(_ParkedTable(app.Table(f"{inbox_name}-parked", default=None, partitions=partitions,
                                              key_type=str)))
@@ -199,7 +201,9 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             return False
         m.handler_latency.labels(spec.topic).observe(time.perf_counter() - started)
         breaker.record_success()
-        inbox.record(event.id, time.time())
+        now = time.time()
+        inbox.record(event.id, now, message.partition)
+        inbox.expire(message.partition, now)  # here the current event is of this partition
         if result is DUPLICATE:  # the handler's own (Postgres) inbox had it: a copy past ours
             m.duplicates.labels(spec.topic).inc()
         else:
@@ -238,6 +242,10 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
 
     guard = ContinuityGuard(GapReader(_bootstrap(app), app.conf.id), [spec.topic, *(t.get_topic_name() for t in stages.values())], m)
     guard.attach(app)
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(_sender: Any, revoked: Any, **_kw: Any) -> None:
+        inbox.forget({tp.partition for tp in revoked if tp.topic == spec.topic})
 
     breaker = CircuitBreaker(failure_threshold=spec.breaker_failures, open_for_s=spec.breaker_open_s)
 
