@@ -73,6 +73,7 @@ class ConsumerSpec:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     schemas: Any = None  # relay.schemas.SchemaRegistry for binary Avro; default: the repo's
     inbox_window_s: float = 7 * 24 * 3600
+    event_types: frozenset[str] | None = None  # only these `type` headers reach the handler
     concurrency: int = 1  # lanes per agent (processors.lanes)
     max_in_flight: int = 64  # per partition
     breaker_failures: int = 5
@@ -179,6 +180,9 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             return True
         if inbox.seen(event.id):
             m.duplicates.labels(spec.topic).inc()
+            return True
+        if spec.event_types is not None and event.type not in spec.event_types:
+            m.ignored.labels(spec.topic).inc()  # another consumer's business: acked, not handled
             return True
         started = time.perf_counter()
         try:

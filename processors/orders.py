@@ -3,8 +3,9 @@
 Publishing side: ``place_order`` / ``confirm_order`` change the business row *and* write the
 outbox event in the same transaction (``relay.outbox.write``).
 Consuming side: ``handle_order_event`` is the handler the idempotent consumer calls; its effect is
-one row in ``demo_order_effects`` per handled event (deliberately without a unique constraint, so
-a handler that ran twice for one event is visible to the demo's checks).
+one row in ``demo_order_effects`` per handled event, written with the Postgres inbox (exactly
+once; the table deliberately has no unique constraint, so a handler that ran twice for one event
+would be visible to the demo's checks).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 import psycopg
 
 from relay.config import Settings
-from relay.handling import Event
+from relay.handling import Event, pg_inbox
+from relay.handling.pg_inbox import pg_idempotent
 from relay.headers import event_topic
 from relay.metrics import ConsumerMetrics
 from relay.outbox import write
@@ -40,6 +42,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(7261)")
         conn.execute(SCHEMA)
+    pg_inbox.ensure_schema(conn)
 
 
 def place_order(conn: psycopg.Connection, *, run_id: str, order_id: str, amount_cents: int) -> str:
@@ -61,21 +64,18 @@ def confirm_order(conn: psycopg.Connection, *, run_id: str, order_id: str) -> st
 
 @dataclass
 class OrdersContext:
-    """What the handler may touch: one autocommit connection to the service's database."""
+    """What the handler may touch: the service's database (a connection per context, opened by
+    the Postgres inbox wrapper)."""
 
     dsn: str
-    _conn: psycopg.AsyncConnection | None = None
-
-    async def db(self) -> psycopg.AsyncConnection:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
-        return self._conn
 
 
-async def handle_order_event(event: Event, ctx: OrdersContext) -> None:
-    """Record the effect of one order event (idempotency is the inbox's job, not this one's)."""
+@pg_idempotent(APP_ID)
+async def handle_order_event(event: Event, ctx: OrdersContext, conn: psycopg.AsyncConnection) -> None:
+    """Record the effect of one order event. Runs inside a transaction that also claims the event
+    id in ``processed_events`` (Postgres inbox), so the effect is exactly once even when the
+    worker dies between this commit and the Faust inbox record."""
     p: dict[str, Any] = event.payload or {}
-    conn = await ctx.db()
     await conn.execute(
         "INSERT INTO demo_order_effects (event_id, run_id, order_id, seq, type, kafka_partition, kafka_offset)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s)",

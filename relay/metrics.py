@@ -27,6 +27,7 @@ class ConsumerMetrics(_Served):
     retries: Counter
     parked_keys: "Gauge"
     recovered: Counter
+    ignored: Counter
     lag: "Gauge"
     breaker_state: "Gauge"
 
@@ -54,6 +55,8 @@ class ConsumerMetrics(_Served):
             recovered=Counter("relay_skipped_records_recovered_total",
                               "records Faust did not hand over (offset hole) that were read and handled",
                               ["topic"], registry=reg),
+            ignored=Counter("relay_events_ignored_total", "events of types this consumer does not handle",
+                            ["topic"], registry=reg),
             breaker_state=Gauge("relay_circuit_state", "handler circuit: 0 closed, 1 open, 2 half-open",
                                 ["topic"], registry=reg),
             lag=Gauge("relay_consumer_lag", "records behind the high watermark after the last handled one",

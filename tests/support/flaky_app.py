@@ -41,7 +41,9 @@ def create_app(settings: Settings, *, store: str = "memory"):
     topic = os.environ["FLAKY_TOPIC"]
     app = create_faust_app(settings, f"relay-flaky-{topic}", store=store)
     metrics = ConsumerMetrics.create()
-    add_idempotent_consumer(app, ConsumerSpec.from_settings(settings, topic=topic, handler=handle,
-                                                            context={"dsn": settings.dsn}, metrics=metrics))
+    types = os.environ.get("FLAKY_TYPES")  # comma-separated: only these event types are handled
+    add_idempotent_consumer(app, ConsumerSpec.from_settings(
+        settings, topic=topic, handler=handle, context={"dsn": settings.dsn}, metrics=metrics,
+        event_types=frozenset(types.split(",")) if types else None))
     app.relay_metrics = metrics  # type: ignore[attr-defined]
     return app
