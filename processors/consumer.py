@@ -256,7 +256,12 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
     async def gate() -> None:
         """While the circuit is open nothing is taken (Faust stops fetching once its buffer is
         full): records wait in Kafka instead of burning retry attempts; then one probe."""
+        waited = False
         while not breaker.allow():
+            if not waited and breaker.state is BreakerState.OPEN:
+                log.warning("%s: circuit open after repeated retriable handler failures; taking no records "
+                            "for %.1f s, then one probe", spec.topic, breaker.retry_after_s())
+            waited = True
             m.breaker_state.labels(spec.topic).set(BREAKER_GAUGE[breaker.state])
             await asyncio.sleep(min(max(breaker.retry_after_s(), 0.05), 1.0))
         m.breaker_state.labels(spec.topic).set(BREAKER_GAUGE[breaker.state])
@@ -277,7 +282,8 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
                         await lanes.drain(message.topic, message.partition)
                         for record in missed:
                             await settled(record)
-                    await gate()
+                    await lanes.wait_room(message.topic, message.partition)
+                    await gate()  # after the wait: the breaker may have opened meanwhile
                     await lanes.submit(ev)
                     guard.done(message)
                     m.lag.labels(message.topic, str(message.partition)).set(

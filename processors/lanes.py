@@ -54,6 +54,12 @@ class Lanes:
     def lane_of(self, key: bytes | None) -> int:
         return zlib.crc32(key or b"") % self.count
 
+    async def wait_room(self, topic: str, partition: int) -> None:
+        """Wait until the partition has room (the caller is the only one adding records)."""
+        part = self._partitions.setdefault((topic, partition), _Partition())
+        async with part.room:
+            await part.room.wait_for(lambda: len(part.pending) < self.limit)
+
     async def submit(self, event: Any) -> None:
         """Queue ``event`` on its key's lane once its partition has room."""
         self._start()
