@@ -33,7 +33,7 @@ def test_failing_key_is_parked_in_order_while_others_flow(stack, settings, uniqu
     worker.start([sys.executable, "-m", "relay", "worker", "tests.support.flaky_app:create_app"], env=env)
     try:
         producer = Producer(producer_config(settings))
-        probe = str(uuid.uuid4())  # produce only once the worker handles events (startup skips, see notes)
+        probe = str(uuid.uuid4())  # produce once the worker handles events: timings below exclude startup
         producer.produce(topic, key=b"P", value=b'{"seq": 0}', headers=[("id", probe.encode()), ("type", b"T")])
         producer.flush(30)
         deadline = time.monotonic() + 90
