@@ -52,6 +52,8 @@ class KafkaPart(Part):
             "group.initial.rebalance.delay.ms": 0,
             "log.segment.bytes": 64 * 1024 * 1024,
             "log.retention.hours": 168,
+            # dev stack: apply retention (e.g. the inbox changelogs' dedup window) within a minute
+            "log.retention.check.interval.ms": 60_000,
         }
         return "".join(f"{k}={v}\n" for k, v in props.items())
 

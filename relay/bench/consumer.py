@@ -1,0 +1,298 @@
+"""Idempotent Faust consumer (no-op handler) vs a raw confluent-kafka loop, on one topic, in one run.
+
+Workload: ``events`` JSON records (~200 bytes, header ``id`` = uuid4, header ``type``, keys over
+1000 aggregates) produced once into a fresh ``outbox.event.bench<hex>`` topic. Then:
+
+- raw: one confluent-kafka consumer (new group, earliest, auto commit at the default interval)
+  decodes the JSON, reads the ``id`` header and keeps a dict of seen ids (a naive dedup set);
+- worker(store): ``relay worker relay.bench.noop_app:create_app --store <store>`` as a subprocess
+  (own app id / group per store); progress from its /metrics (``relay_events_handled_total``),
+  RSS from /proc every 0.5 s; SIGTERM once every event is handled.
+
+Rates count from the first event seen (startup excluded; ``rate_with_startup`` includes it). The
+inbox changelog size is read from the broker's data dir after the worker stopped: ``.log``
+segments (what the records take), all files (active ``.index``/``.timeindex`` are preallocated
+sparse files) and allocated blocks. Only ratios mean something: machines are noisy.
+
+    python -m relay.bench.consumer [--events N] [--stores memory,rocksdb] [--timeout 900]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from relay.bench.noop_app import app_id
+from relay.config import Settings
+from relay.stack.process import rss_bytes
+from relay.topics import admin, apply_topics, producer_config
+
+APP = "relay.bench.noop_app:create_app"
+
+
+@dataclass
+class RunFigures:
+    run: str  # raw | worker
+    store: str | None
+    events: int
+    seconds: float  # first event seen -> all events handled
+    rate: float  # events/s over ``seconds`` (events after the first observation)
+    seconds_with_startup: float  # process/consumer start -> all events handled
+    rate_with_startup: float
+    peak_rss_bytes: int | None = None
+    stop_seconds: float | None = None  # SIGTERM -> exit
+    changelog_log_bytes: int | None = None  # inbox changelog: .log segment files
+    changelog_file_bytes: int | None = None  # inbox changelog: every file's size
+    changelog_disk_bytes: int | None = None  # inbox changelog: allocated blocks
+    changelog_records: int | None = None  # inbox changelog: high - low watermarks
+    store_bytes: int | None = None  # the worker's table data dir (rocksdb) after stop
+    log_errors: int | None = None  # ERROR / Traceback lines in the worker's log
+    first_error: str | None = None
+
+
+def produce(settings: Settings, topic: str, events: int, payload_bytes: int = 200) -> float:
+    """Produce ``events`` records; returns events/s (acknowledged)."""
+    producer = Producer(producer_config(settings, **{"linger.ms": 20}))
+    rng = random.Random(7)
+    base = len(json.dumps({"seq": 0, "aggregate": "agg-0000", "amount": 0.0, "pad": ""}))
+    pad = "x" * max(0, payload_bytes - base - 8)
+    errors: list[str] = []
+
+    def delivered(err, _msg) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    t0 = time.monotonic()
+    for i in range(events):
+        key = f"agg-{rng.randrange(1000):04d}"
+        value = json.dumps({"seq": i, "aggregate": key, "amount": round(rng.random() * 1000, 2), "pad": pad})
+        while True:
+            try:
+                producer.produce(topic, key=key.encode(), value=value.encode(), on_delivery=delivered,
+                                 headers=[("id", str(uuid.uuid4()).encode()), ("type", b"BenchEvent")])
+                break
+            except BufferError:
+                producer.poll(0.1)
+        if i % 1000 == 0:
+            producer.poll(0)
+    if producer.flush(120) or errors:
+        raise RuntimeError(f"produce failed: {len(errors)} errors {errors[:3]}, or not acknowledged in 120 s")
+    return events / (time.monotonic() - t0)
+
+
+def run_raw(settings: Settings, topic: str, events: int, deadline: float) -> RunFigures:
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"bench-raw-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": True})
+    seen: dict[str, int] = {}
+    duplicates = count = first_count = 0
+    started = time.monotonic()
+    first = None
+    consumer.subscribe([topic])
+    try:
+        while count < events:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"raw consumer: {count}/{events} events before the deadline")
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error():
+                    continue
+                headers = dict(msg.headers() or [])
+                eid = headers.get("id", b"").decode()
+                json.loads(msg.value())
+                if eid in seen:
+                    duplicates += 1
+                    continue
+                seen[eid] = msg.offset()
+                count += 1
+            if first is None and count:
+                first, first_count = time.monotonic(), count
+        end = time.monotonic()
+    finally:
+        consumer.close()
+    if duplicates:
+        print(f"raw consumer: {duplicates} duplicate ids", file=sys.stderr)
+    return RunFigures("raw", None, count, end - first, (count - first_count) / max(end - first, 1e-9),
+                      end - started, count / (end - started))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def handled(port: int, topic: str) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None  # not serving yet
+    match = re.search(r'^relay_events_handled_total\{topic="%s"\} (\S+)$' % re.escape(topic), text, re.M)
+    return int(float(match.group(1))) if match else 0
+
+
+def stop(proc: subprocess.Popen, grace_s: float = 30) -> float:
+    """SIGTERM our child by pid, SIGKILL after ``grace_s``; returns the seconds it took."""
+    t0 = time.monotonic()
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            print(f"worker pid {proc.pid} ignored SIGTERM for {grace_s} s: SIGKILL", file=sys.stderr)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return time.monotonic() - t0
+
+
+def topic_files(settings: Settings, topic: str) -> tuple[int, int, int]:
+    """(.log bytes, all file bytes, allocated bytes) of ``topic``'s partition dirs in the broker."""
+    data = settings.stack_dir / "kafka" / "data"
+    pattern = re.compile(rf"^{re.escape(topic)}-\d+$")
+    log = files = disk = 0
+    for part in data.iterdir():
+        if part.is_dir() and pattern.match(part.name):
+            for f in part.iterdir():
+                try:
+                    st = f.stat()
+                except FileNotFoundError:
+                    continue
+                files, disk = files + st.st_size, disk + st.st_blocks * 512
+                log += st.st_size if f.suffix == ".log" else 0
+    return log, files, disk
+
+
+def record_count(settings: Settings, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "bench-watermarks"})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(hi - lo for lo, hi in (consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                                          for p in parts))
+    finally:
+        consumer.close()
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def run_worker(settings: Settings, topic: str, events: int, store: str, workdir: Path, deadline: float) -> RunFigures:
+    port, data, log = free_port(), workdir / f"data-{store}", workdir / f"worker-{store}.log"
+    env = {**os.environ, "BENCH_TOPIC": topic, "RELAY_WORKER_METRICS_PORT": str(port),
+           "RELAY_WORKER_DATA_DIR": str(data)}
+    started = time.monotonic()
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "relay", "worker", APP, "--store", store], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    peak, first, first_count, count = 0, None, 0, 0
+    try:
+        while True:
+            tick = time.monotonic()
+            if tick > deadline:
+                raise TimeoutError(f"worker {store}: {count}/{events} handled before the deadline (log {log})")
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker {store} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            peak = max(peak, rss_bytes(proc.pid) or 0)
+            count = handled(port, topic) or 0
+            if count and first is None:
+                first, first_count = tick, count
+            if count >= events:
+                end = tick
+                break
+            time.sleep(max(0.0, 0.5 - (time.monotonic() - tick)))
+    finally:
+        stop_s = stop(proc)
+    changelog = f"{app_id(topic, store)}-inbox-changelog"
+    log_bytes, file_bytes, disk_bytes = topic_files(settings, changelog)
+    lines = log.read_text(errors="replace").splitlines()
+    errors = [ln for ln in lines if "ERROR" in ln or "Traceback" in ln]
+    return RunFigures("worker", store, count, end - first, (count - first_count) / max(end - first, 1e-9),
+                      end - started, count / (end - started), peak, stop_s, log_bytes, file_bytes, disk_bytes,
+                      record_count(settings, changelog), du(data), len(errors), errors[0][:300] if errors else None)
+
+
+def delete_topics(settings: Settings, marker: str) -> None:
+    client = admin(settings)
+    ours = [t for t in client.list_topics(timeout=30).topics if marker in t]
+    for _topic, future in client.delete_topics(ours, operation_timeout=60).items() if ours else []:
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - best effort cleanup, reported
+            print(f"deleting {_topic}: {exc}", file=sys.stderr)
+
+
+def show(r: RunFigures) -> str:
+    return json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(r).items()})
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    from relay.config import load_settings
+
+    ap = argparse.ArgumentParser(prog="python -m relay.bench.consumer", description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--stores", default="memory,rocksdb", help="comma separated: memory, rocksdb")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds for the whole run")
+    ap.add_argument("--delete-topics", action="store_true", help="delete the run's topics at the end")
+    args = ap.parse_args(argv)
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    if unknown := set(stores) - {"memory", "rocksdb"}:
+        ap.error(f"--stores: unknown {sorted(unknown)}")
+    s = load_settings()
+    deadline = time.monotonic() + args.timeout
+    marker = f"bench{uuid.uuid4().hex[:10]}"
+    topic = f"outbox.event.{marker}"
+    workdir = Path(tempfile.mkdtemp(prefix=f"relay-{marker}-"))
+    rows: list[RunFigures] = []
+    try:
+        apply_topics(s, [topic])
+        rate = produce(s, topic, args.events)
+        print(json.dumps({"topic": topic, "events": args.events, "partitions": s.topic_partitions,
+                          "produce_rate": round(rate), "workdir": str(workdir)}), flush=True)
+        rows.append(run_raw(s, topic, args.events, deadline))
+        print(show(rows[-1]), flush=True)
+        for store in stores:
+            rows.append(run_worker(s, topic, args.events, store, workdir, deadline))
+            print(show(rows[-1]), flush=True)
+    finally:
+        for store in stores:
+            shutil.rmtree(workdir / f"data-{store}", ignore_errors=True)  # logs stay in workdir
+        if args.delete_topics:
+            delete_topics(s, marker)
+    by = {r.store or "raw": r for r in rows}
+    raw, mem, rdb = by.get("raw"), by.get("memory"), by.get("rocksdb")
+    summary = {
+        "events": args.events,
+        "memory/raw events/s": ratio(mem and mem.rate, raw and raw.rate),
+        "rocksdb/raw events/s": ratio(rdb and rdb.rate, raw and raw.rate),
+        "rocksdb/memory events/s": ratio(rdb and rdb.rate, mem and mem.rate),
+        "rocksdb/memory events/s with startup": ratio(rdb and rdb.rate_with_startup, mem and mem.rate_with_startup),
+        "RSS rocksdb/memory": ratio(rdb and rdb.peak_rss_bytes, mem and mem.peak_rss_bytes),
+        **{f"changelog .log bytes/event {r.store}": round(r.changelog_log_bytes / r.events, 1)
+           for r in (mem, rdb) if r and r.events},
+        **{f"changelog records/event {r.store}": round(r.changelog_records / r.events, 3)
+           for r in (mem, rdb) if r and r.events},
+    }
+    print(json.dumps({"summary": summary}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
