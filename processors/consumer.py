@@ -157,7 +157,8 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         headers = dead_letter_headers(_strip_retry(_headers(message)), topic=spec.topic,
                                       partition=message.partition, offset=message.offset, error=exc,
                                       attempts=attempts, first_failure_at=first)
-        await dead.send(key=message.key, value=message.value, headers=headers)
+        # wait for the broker's ack: the source offset may be acked right after this returns
+        await (await dead.send(key=message.key, value=message.value, headers=headers))
         m.dead_lettered.labels(spec.topic, reason).inc()
         log.error("dead-lettered %s/%s@%s after %d attempt(s): %s: %s", message.topic, message.partition,
                   message.offset, attempts, type(exc).__name__, exc)
@@ -167,7 +168,7 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             (Header.RETRY_ROLE.value, role), (Header.RETRY_ATTEMPT.value, str(attempt).encode()),
             (Header.RETRY_DUE_AT.value, f"{time.time() + delay_s:.3f}".encode()),
             (Header.RETRY_FIRST_FAILURE_AT.value, first.isoformat().encode())]
-        await stages[stage].send(key=message.key, value=message.value, headers=headers)
+        await (await stages[stage].send(key=message.key, value=message.value, headers=headers))  # acked
 
     async def attempt(message: Any, key: str | None, number: int, first: datetime | None) -> bool:
         """One handling attempt; True when finished (handled, duplicate, dead), False when parked."""
@@ -217,6 +218,10 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
     async def on_source(message: Any) -> None:
         key = message.key.decode("utf-8", "replace") if message.key is not None else None
         if key is not None and parking.route(key) == Route.PARK:
+            if parking.is_head(key, _event_id(message)):  # parked, then the worker died before its
+                state = parking.state(key)                # copy reached the stage: send it again
+                await forward(message, state.stage, HEAD, 2, 0.0, datetime.now(timezone.utc))
+                return
             stage = parking.add_behind(key)
             await forward(message, stage, BEHIND, 1, 0.0, datetime.now(timezone.utc))
         else:
@@ -227,24 +232,27 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         role = _header(message, Header.RETRY_ROLE)
         number = int(_header(message, Header.RETRY_ATTEMPT) or b"1")
         first = _first_failure(message)
-        due = float(_header(message, Header.RETRY_DUE_AT) or b"0")
-        if role == HEAD and due > time.time():
-            await asyncio.sleep(due - time.time())  # stage FIFO: due times never decrease
         if key is None:
             await attempt(message, None, number, first)
         elif role == HEAD:
-            event_id = (_header(message, Header.ID) or b"").decode()
+            event_id = _event_id(message)
             was_head = parking.is_head(key, event_id)
             if await attempt(message, key, number, first) and was_head:
                 parking.head_done(key)
-        elif parking.head_pending(key):  # its head moved on to a later stage: follow it
+        elif parking.head_pending(key) and parking.state(key).stage != stage_of[message.topic]:
+            # its head moved on to a later stage: follow it
             await forward(message, parking.state(key).stage, BEHIND, 1, 0.0, first or datetime.now(timezone.utc))
         else:
-            if parking.state(key) is not None:
+            if parking.head_pending(key):  # a head "in this stage" would have come first (FIFO): it is
+                log.warning("%s: head of key %s is gone (a worker died mid-retry); moving on", message.topic, key)
+                parking.head_done(key)
+            was_parked = parking.state(key) is not None
+            await attempt(message, key, 1, None)  # K stays parked meanwhile: later events queue behind
+            if was_parked:
                 parking.behind_done(key)
-            await attempt(message, key, 1, None)
 
-    guard = ContinuityGuard(GapReader(_bootstrap(app), app.conf.id), [spec.topic, *(t.get_topic_name() for t in stages.values())], m)
+    stage_of = {t.get_topic_name(): n for n, t in stages.items()}
+    guard = ContinuityGuard(GapReader(_bootstrap(app), app.conf.id), [spec.topic, *stage_of], m)
     guard.attach(app)
 
     @app.on_partitions_revoked.connect
@@ -266,11 +274,31 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             await asyncio.sleep(min(max(breaker.retry_after_s(), 0.05), 1.0))
         m.breaker_state.labels(spec.topic).set(BREAKER_GAUGE[breaker.state])
 
-    def agent_loop(process: Callable[[Any], Awaitable[None]]) -> Callable:
+    def agent_loop(process: Callable[[Any], Awaitable[None]], *, retry_stage: bool = False) -> Callable:
         async def settled(message: Any) -> None:
-            await process(message)
-            breaker.record_no_verdict()  # no-op unless a probe ended without calling the handler
-            m.parked_keys.set(parking.parked_keys())
+            """``process``, and whatever escapes it (a bug, not input) still ends the record: as a
+            dead letter, or, when even that fails, by crashing the worker (it then restarts from
+            the committed offset) rather than leaving the partition stuck."""
+            try:
+                await process(message)
+            except Exception as exc:  # noqa: BLE001
+                log.exception("unrouted failure on %s[%s]@%s", message.topic, message.partition, message.offset)
+                try:
+                    await to_dlq(message, "internal", exc, int(_header(message, Header.RETRY_ATTEMPT) or b"1"), None)
+                except Exception as again:  # noqa: BLE001
+                    await app.crash(again)
+                    raise
+            finally:
+                breaker.record_no_verdict()  # no-op unless a probe ended without calling the handler
+                m.parked_keys.set(parking.parked_keys())
+
+        async def due(message: Any) -> None:
+            """Retry stages: wait until the record is due (stage FIFO: due times never decrease)
+            before taking it, so no lane sleeps holding a probe or an in-flight slot."""
+            if retry_stage and _header(message, Header.RETRY_ROLE) == HEAD:
+                wait = float(_header(message, Header.RETRY_DUE_AT) or b"0") - time.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
 
         async def consume(stream: faust.StreamT) -> None:
             lanes = Lanes(spec.concurrency, spec.max_in_flight, settled, bind=_bind_event)
@@ -281,7 +309,9 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
                     if missed:  # what Faust skipped comes first, after what is in flight
                         await lanes.drain(message.topic, message.partition)
                         for record in missed:
+                            await due(record)
                             await settled(record)
+                    await due(message)
                     await lanes.wait_room(message.topic, message.partition)
                     await gate()  # after the wait: the breaker may have opened meanwhile
                     await lanes.submit(ev)
@@ -294,7 +324,8 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
 
     agents = [app.agent(source, name=f"consume-{spec.topic}", concurrency=1)(agent_loop(on_source))]
     for n, stage in stages.items():
-        agents.append(app.agent(stage, name=f"retry-{n}-{spec.topic}", concurrency=1)(agent_loop(on_stage)))
+        agents.append(app.agent(stage, name=f"retry-{n}-{spec.topic}", concurrency=1)(
+            agent_loop(on_stage, retry_stage=True)))
     app.relay_topics = getattr(app, "relay_topics", []) + spec.topics()  # type: ignore[attr-defined]
     return agents
 
@@ -313,6 +344,10 @@ def _bootstrap(app: faust.App) -> str:
 
 def _strip_retry(headers: list[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
     return [(k, v) for k, v in headers if not k.startswith("retry.")]
+
+
+def _event_id(message: Any) -> str:
+    return (_header(message, Header.ID) or b"").decode("utf-8", "replace")
 
 
 def _first_failure(message: Any) -> datetime | None:

@@ -38,6 +38,10 @@ class GapReader:
         self._consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
             "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 10,
+            # a range start below the log start (deleted by retention) reads from the log start,
+            # never jumps to the end
+            "auto.offset.reset": "earliest", "max.partition.fetch.bytes": 262144, "fetch.max.bytes": 1048576,
+            "queued.max.messages.kbytes": 4096,
             "enable.partition.eof": True, "client.id": f"{group_id}-gapfill"})
 
     def committed(self, topic: str, partition: int) -> int:

@@ -12,6 +12,8 @@ Protocol (the Faust agents follow it; the unit tests prove the ordering rules):
   ``head_done(K)``: the next behind record becomes handleable *in order* (it follows the head in
   the same stage partition). If r is "behind" while K's head is still waiting in a later stage,
   it moves along to that stage (``route`` says PARK again), so it never overtakes the head.
+  A behind record is handled while K is still parked and only then ``behind_done``: events of K
+  arriving meanwhile queue behind it rather than overtaking it.
 - when the last parked record of K is done, K is unparked and new events flow directly.
 """
 
@@ -57,12 +59,14 @@ class Parking:
 
     def head_done(self, key: str) -> None:
         """The head was handled or dead-lettered: behind records may now be handled in order."""
-        current = self.table[key]
-        self._settle(key, replace(current, head=None))
+        current = self.table.get(key)
+        if current is not None:
+            self._settle(key, replace(current, head=None))
 
     def behind_done(self, key: str) -> None:
-        current = self.table[key]
-        self._settle(key, replace(current, behind=max(0, current.behind - 1)))
+        current = self.table.get(key)
+        if current is not None:
+            self._settle(key, replace(current, behind=max(0, current.behind - 1)))
 
     def is_head(self, key: str, event_id: str) -> bool:
         current = self.table.get(key)

@@ -140,10 +140,11 @@ class PgIdempotent:
         entry = self._conns.get(id(ctx))
         if entry is None:
             entry = self._conns[id(ctx)] = (ctx, None, asyncio.Lock())
-        _, conn, lock = entry
+        lock = entry[2]
         # one transaction at a time per connection: the consumer's source and retry-stage agents
         # may call the same handler concurrently, and their statements must not interleave
         async with lock:
+            conn = self._conns[id(ctx)][1]  # read under the lock: a concurrent call may have opened it
             try:
                 if conn is None or conn.closed or conn.broken:
                     conn = await psycopg.AsyncConnection.connect(self.dsn_of(ctx), autocommit=True)

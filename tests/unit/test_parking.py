@@ -66,3 +66,13 @@ def test_failures_in_the_middle_and_in_several_keys():
     done, parked = simulate(events, {"X2": 1, "X4": 2, "Y0": 3, "Z5": 1})
     assert per_key(done, events) == {k: [f"{k}{i}" for i in range(6)] for k in "XYZ"}
     assert sorted(done) == sorted(e for _, e in events) and parked == 0
+
+
+def test_done_on_an_unparked_key_is_a_no_op():
+    from relay.handling.parking import Parking
+
+    table = {}
+    parking = Parking(table)
+    parking.head_done("K")
+    parking.behind_done("K")
+    assert table.get("K") is None
