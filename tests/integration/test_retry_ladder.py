@@ -69,3 +69,45 @@ def test_failing_key_is_parked_in_order_while_others_flow(stack, settings, uniqu
                           capture_output=True, text=True, timeout=60)
     (z1,) = [d for d in json.loads(dead.stdout) if d["id"] == ids["Z1"]]
     assert z1["attempts"] == "4" and z1["error_class"] == "TimeoutError"
+
+
+def test_parking_keeps_order_with_two_workers(stack, settings, unique):
+    """Parking state lives in a table co-partitioned with the source and the stage topics: with two
+    workers (partitions split between them) each key's events are still handled in order."""
+    from relay.topics import apply_topics
+    from tests.support.workers import Workers
+
+    topic = f"outbox.event.park2w{unique}"
+    apply_topics(settings, [topic])
+    keys = [f"K{i}" for i in range(12)]
+    ids = {(k, n): str(uuid.uuid4()) for k in keys for n in range(6)}
+    with psycopg.connect(settings.dsn, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        for k in keys[::2]:  # every other key: its second event times out twice
+            conn.execute("INSERT INTO flaky_failures VALUES (%s, 2)", (ids[(k, 1)],))
+    workers = Workers(settings, "tests.support.flaky_app:create_app", f"worker-park2w-{unique}",
+                      env={"FLAKY_TOPIC": topic, "RELAY_RETRY_DELAYS": "1s,1s,2s"})
+    workers.start(0)
+    workers.start(1)
+    try:
+        time.sleep(8)  # both members joined and recovered (records arriving earlier are safe too)
+        producer = Producer(producer_config(settings))
+        for n in range(6):
+            for k in keys:
+                producer.produce(topic, key=k.encode(), value=json.dumps({"seq": n}).encode(),
+                                 headers=[("id", ids[(k, n)].encode()), ("type", b"T")])
+        assert producer.flush(30) == 0
+        deadline = time.monotonic() + 120
+        while True:
+            with psycopg.connect(settings.dsn) as conn:
+                rows = conn.execute("SELECT event_id, key, seq FROM flaky_effects WHERE event_id = ANY(%s)"
+                                    " ORDER BY handled_at", (list(ids.values()),)).fetchall()
+            if len(rows) >= len(ids) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert workers.alive(0) and workers.alive(1)
+    finally:
+        workers.stop()
+    assert len(rows) == len(ids) == len({r[0] for r in rows}), "every event handled once"
+    for k in keys:
+        assert [seq for _, key, seq in rows if key == k] == list(range(6)), f"key {k} out of order"
