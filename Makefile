@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install jars up down status demo test unit integration faults clean
+.PHONY: install jars up down status demo test unit integration faults bench clean
 
 install: $(STAMP)
 
@@ -56,6 +56,19 @@ integration: install
 faults: install
 	FAULT_KILLS=$${FAULT_KILLS:-20} $(BIN)/python -m pytest -s tests/conformance/test_kills.py \
 		tests/integration/test_worker_kills.py $(PYTEST_ARGS)
+
+# every benchmark scenario next to its same-run baseline (relay bench --help); ~15 min on 2 cores
+BENCH_ARGS ?=
+$(VENV)/.bench-extra: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	@touch $@
+
+bench: install $(VENV)/.bench-extra
+	$(BIN)/relay stack up
+	$(BIN)/relay outbox migrate
+	$(BIN)/relay topics apply
+	$(BIN)/relay connectors apply
+	$(BIN)/relay bench --out bench-results $(BENCH_ARGS)
 
 clean: down
 	@if [ -x $(BIN)/relay ]; then $(BIN)/relay stack clean; else rm -rf .stack; fi

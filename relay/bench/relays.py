@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
@@ -40,6 +40,7 @@ class RelayFigures:
     p99_ms: float
     lost: int
     duplicates: int
+    latencies_ms: list = field(default_factory=list, repr=False)  # commit -> Kafka, per event
 
 
 def _commit(dsn: str, aggregatetype: str, events: int, writers: int, payload_bytes: int):
@@ -104,7 +105,7 @@ def measure(settings: Settings, relay: str, dsn: str, *, events: int, writers: i
     last = max(first.values()) if first else t1
     q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [float("nan")] * 99
     return RelayFigures(relay, len(committed_at), len(committed_at) / (t1 - t0), len(committed_at) / (last - t0),
-                        q[49], q[98], len(report.lost), report.duplicates)
+                        q[49], q[98], len(report.lost), report.duplicates, lat)
 
 
 def main() -> None:  # python -m relay.bench.relays [events] [writers]
@@ -124,7 +125,7 @@ def main() -> None:  # python -m relay.bench.relays [events] [writers]
         poller.terminate()
         poller.wait(30)
     for r in rows:
-        print(asdict(r))
+        print({k: v for k, v in asdict(r).items() if k != "latencies_ms"})
     cdc, pol = rows
     print(f"poller/cdc throughput ratio {pol.relay_rate / cdc.relay_rate:.2f}; "
           f"cdc relay/commit {cdc.relay_rate / cdc.commit_rate:.2f}; poller relay/commit {pol.relay_rate / pol.commit_rate:.2f}")

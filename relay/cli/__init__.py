@@ -21,6 +21,9 @@ def build() -> typer.Typer:
     from relay.cli.demo import demo
 
     cli.command("demo")(demo)
+    from relay.cli.bench import bench
+
+    cli.command("bench")(bench)
     return cli
 
 

@@ -1,0 +1,183 @@
+"""`relay bench`: the scenarios of issue 6, each next to a baseline measured in the same run.
+
+Every scenario: a warm-up, ``reps`` repetitions sized to about ``duration`` seconds each, the
+median reported; raw repetitions kept in results.json. A scenario fails the run only on an error
+or a lost event, never on a figure.
+
+Scenarios (names for ``--scenario``):
+- postgres: raw commit rate of business + outbox transactions, no relay reading -> baseline C
+- cdc:      Debezium + EventRouter, commit -> Kafka (R1 = relay / C), latency p50/p99
+- poller:   the polling relay on the same workload (R2 = poller / C)
+- kafka:    raw confluent-kafka producer / consumer for the same message size (baselines P, Q)
+- consumer: Faust idempotent consumer vs a raw confluent loop doing the dedup (R5), RocksDB vs
+            memory table (R6)
+Not yet: EventRouter vs ExtractNewRecordState (4), latency at 25/50/90 % load (7), sagas (8),
+scaling with partitions/workers (9).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import psycopg
+from psycopg import sql
+
+from relay.bench import consumer as consumer_bench
+from relay.bench import raw, relays
+from relay.bench.report import Figure, ScenarioRun, median
+from relay.config import Settings
+from relay.outbox.schema import migrate
+from relay.topics import apply_topics
+
+POLLER_DB = "relay_poller"
+
+
+class Bench:
+    def __init__(self, settings: Settings, *, duration: float, reps: int, say: Callable[[str], None]) -> None:
+        self.settings, self.duration, self.reps, self.say = settings, duration, reps, say
+        self.baselines: dict[str, float] = {}
+
+    def repeat(self, scenario: str, fn: Callable[[int], dict]) -> list[dict]:
+        rows = []
+        for rep in range(1, self.reps + 1):
+            self.say(f"[{scenario}] repetition {rep}/{self.reps} ...")
+            started = time.monotonic()
+            row = fn(rep)
+            row["wall_s"] = round(time.monotonic() - started, 2)
+            self.say(f"[{scenario}] repetition {rep}/{self.reps}: " + ", ".join(
+                f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                if not isinstance(v, list)))
+            rows.append(row)
+        return rows
+
+    def database(self, name: str) -> str:
+        """A migrated database of our own on the stack's server (created on first use)."""
+        from relay.stack.manager import Stack
+
+        with psycopg.connect(Stack(self.settings).postgres.superuser_conninfo(), autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(self.settings.pg_user)))
+        dsn = self.settings.dsn.rsplit("/", 1)[0] + "/" + name
+        with psycopg.connect(dsn) as conn:
+            migrate(conn)
+        return dsn
+
+
+WRITERS = 4
+PAYLOAD = 1000
+
+
+def postgres(b: Bench) -> ScenarioRun:
+    warm = raw.postgres_commit_rate(b.settings, events=2000, writers=WRITERS, payload_bytes=PAYLOAD)
+    events = int(max(5000, warm["rate"] * b.duration))
+    rows = b.repeat("postgres", lambda _: raw.postgres_commit_rate(
+        b.settings, events=events, writers=WRITERS, payload_bytes=PAYLOAD))
+    c = median([r["rate"] for r in rows])
+    b.baselines["C"] = c
+    return ScenarioRun("postgres", "raw Postgres commit rate (business + outbox row, no relay)", [
+        Figure("postgres", "commit rate C", c, "ev/s", note=f"{WRITERS} writers, {PAYLOAD} B payload"),
+        Figure("postgres", "WAL per event", median([r["wal_bytes_per_event"] for r in rows]), "B")],
+        rows, bottleneck="commit fsync (one WAL flush per transaction)")
+
+
+def _relay(b: Bench, name: str, dsn: str) -> ScenarioRun:
+    if "C" not in b.baselines:
+        postgres(b)
+    events = int(max(5000, b.baselines["C"] * b.duration))
+    relays.measure(b.settings, name, dsn, events=1000, writers=WRITERS, payload_bytes=PAYLOAD)  # warm-up
+    results = []
+
+    def once(_rep: int) -> dict:
+        r = relays.measure(b.settings, name, dsn, events=events, writers=WRITERS, payload_bytes=PAYLOAD)
+        results.append(r)
+        return {k: v for k, v in asdict(r).items() if k != "latencies_ms"}
+
+    rows = b.repeat(name, once)
+    rate, c = median([r["relay_rate"] for r in rows]), b.baselines["C"]
+    run = ScenarioRun(name, f"{name} relay: commit -> Kafka, writers at full speed", [
+        Figure(name, "relay throughput", rate, "ev/s", "C", c, 0.85 if name == "cdc" else 0.7),
+        Figure(name, "commit rate while relaying", median([r["commit_rate"] for r in rows]), "ev/s", "C", c),
+        Figure(name, "commit -> Kafka p50", median([r["p50_ms"] for r in rows]), "ms"),
+        Figure(name, "commit -> Kafka p99", median([r["p99_ms"] for r in rows]), "ms")],
+        rows, lost=sum(r["lost"] for r in rows), duplicates=sum(r["duplicates"] for r in rows),
+        series={"latency commit->kafka (ms)": results[len(results) // 2].latencies_ms})
+    run.bottleneck = ("writers: the relay keeps up with the commit rate (relay/commit ~1)"
+                      if median([r["relay_rate"] / r["commit_rate"] for r in rows]) > 0.95 else
+                      "the relay: it falls behind the commit rate")
+    return run
+
+
+def cdc(b: Bench) -> ScenarioRun:
+    return _relay(b, "cdc", b.settings.dsn)
+
+
+def poller(b: Bench) -> ScenarioRun:
+    dsn = b.database(POLLER_DB)
+    env = {**os.environ, "RELAY_PG_DSN": dsn, "RELAY_POLLER_METRICS_PORT": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "relay", "outbox", "poll"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return _relay(b, "poller", dsn)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def kafka(b: Bench) -> ScenarioRun:
+    warm = raw.kafka_throughput(b.settings, events=20000, payload_bytes=PAYLOAD)
+    events = int(min(2_000_000, max(50_000, warm["produce_rate"] * b.duration / 2)))
+    rows = b.repeat("kafka", lambda _: raw.kafka_throughput(b.settings, events=events, payload_bytes=PAYLOAD))
+    p, q = median([r["produce_rate"] for r in rows]), median([r["consume_rate"] for r in rows])
+    b.baselines.update(P=p, Q=q)
+    return ScenarioRun("kafka", "raw confluent-kafka producer and consumer, same message size", [
+        Figure("kafka", "producer P (idempotent, acks=all)", p, "ev/s", note=f"{PAYLOAD} B"),
+        Figure("kafka", "consumer Q", q, "ev/s"),
+        Figure("kafka", "producer MB/s", median([r["produce_mb_s"] for r in rows]), "MB/s")], rows,
+        bottleneck="client CPU (Python loop per record) on 2 cores")
+
+
+def consumer(b: Bench) -> ScenarioRun:
+    events = int(max(20_000, 2500 * b.duration))
+    workdir = Path(tempfile.mkdtemp(prefix="relay-bench-consumer-"))
+
+    def once(rep: int) -> dict:
+        topic = f"outbox.event.bench{uuid.uuid4().hex[:10]}"
+        (workdir / str(rep)).mkdir(parents=True, exist_ok=True)
+        apply_topics(b.settings, [topic])
+        consumer_bench.produce(b.settings, topic, events)
+        deadline = time.monotonic() + 900
+        base = consumer_bench.run_raw(b.settings, topic, events, deadline)
+        mem = consumer_bench.run_worker(b.settings, topic, events, "memory", workdir / str(rep), deadline)
+        rdb = consumer_bench.run_worker(b.settings, topic, events, "rocksdb", workdir / str(rep), deadline)
+        consumer_bench.delete_topics(b.settings, topic.split(".")[-1])
+        if mem.log_errors or rdb.log_errors:
+            raise RuntimeError(f"worker log errors: {mem.first_error or rdb.first_error}")
+        return {"events": events, "raw_rate": base.rate, "memory_rate": mem.rate, "rocksdb_rate": rdb.rate,
+                "memory_rss": mem.peak_rss_bytes, "rocksdb_rss": rdb.peak_rss_bytes,
+                "handled_memory": mem.events, "handled_rocksdb": rdb.events}
+
+    rows = b.repeat("consumer", once)
+    raw_rate, mem, rdb = (median([r[k] for r in rows]) for k in ("raw_rate", "memory_rate", "rocksdb_rate"))
+    return ScenarioRun("consumer", "Faust idempotent consumer (no-op handler) vs raw confluent loop with dedup", [
+        Figure("consumer", "worker, memory inbox (R5)", mem, "ev/s", "raw loop", raw_rate, 0.5),
+        Figure("consumer", "worker, RocksDB inbox (R6)", rdb, "ev/s", "memory", mem, 0.6),
+        Figure("consumer", "peak RSS RocksDB", median([r["rocksdb_rss"] for r in rows]) / 2**20, "MiB",
+               "memory", median([r["memory_rss"] for r in rows]) / 2**20)], rows,
+        lost=sum(r["events"] - min(r["handled_memory"], r["handled_rocksdb"]) for r in rows),
+        bottleneck="worker CPU: Faust's per-record path on one core (user CPU ~ wall time)")
+
+
+SCENARIOS: dict[str, Callable[[Bench], ScenarioRun]] = {
+    "postgres": postgres, "cdc": cdc, "poller": poller, "kafka": kafka, "consumer": consumer}
