@@ -48,5 +48,7 @@ def bench(
     write_json(out / "results.json", runs, {"duration_s": duration, "reps": reps, "partitions": s.topic_partitions},
                started, time.monotonic() - t0)
     plots = plot(out, runs)
+    if not plots:
+        say("no plots: matplotlib is missing (pip install -e '.[bench]', which make bench does)")
     say(f"wrote {out / 'results.json'}, {out / 'table.txt'}" + "".join(f", {p}" for p in plots))
     sys.exit(1 if any(r.error or r.lost for r in runs) else 0)
