@@ -152,6 +152,9 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
     parking = Parking(_ParkedTable(app.Table(f"{inbox_name}-parked", default=None, partitions=partitions,
                                              key_type=str)))
     m = spec.metrics
+    # per-record metric children, looked up once (labels() per call is a dict lookup + lock)
+    handled, duplicates = m.handled.labels(spec.topic), m.duplicates.labels(spec.topic)
+    latency, breaker_gauge = m.handler_latency.labels(spec.topic), m.breaker_state.labels(spec.topic)
 
     async def to_dlq(message: Any, reason: str, exc: BaseException, attempts: int, first: datetime | None) -> None:
         headers = dead_letter_headers(_strip_retry(_headers(message)), topic=spec.topic,
@@ -180,7 +183,7 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             await to_dlq(message, "decode", exc, number, first)
             return True
         if inbox.seen(event.id):
-            m.duplicates.labels(spec.topic).inc()
+            duplicates.inc()
             return True
         if spec.event_types is not None and event.type not in spec.event_types:
             m.ignored.labels(spec.topic).inc()  # another consumer's business: acked, not handled
@@ -204,15 +207,15 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             await forward(message, step.stage, HEAD, number + 1, step.delay_s, first)
             m.retries.labels(spec.topic, str(step.stage)).inc()
             return False
-        m.handler_latency.labels(spec.topic).observe(time.perf_counter() - started)
+        latency.observe(time.perf_counter() - started)
         breaker.record_success()
         now = time.time()
         inbox.record(event.id, now, message.partition)
         inbox.expire(message.partition, now)  # here the current event is of this partition
         if result is DUPLICATE:  # the handler's own (Postgres) inbox had it: a copy past ours
-            m.duplicates.labels(spec.topic).inc()
+            duplicates.inc()
         else:
-            m.handled.labels(spec.topic).inc()
+            handled.inc()
         return True
 
     async def on_source(message: Any) -> None:
@@ -259,6 +262,8 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
     async def forget_revoked(_sender: Any, revoked: Any, **_kw: Any) -> None:
         inbox.forget({tp.partition for tp in revoked if tp.topic == spec.topic})
 
+    gauges = _Gauges(app, m, parking)
+    app.timer(1.0, name=f"gauges-{spec.topic}")(gauges.refresh)
     breaker = CircuitBreaker(failure_threshold=spec.breaker_failures, open_for_s=spec.breaker_open_s)
 
     async def gate() -> None:
@@ -270,9 +275,9 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
                 log.warning("%s: circuit open after repeated retriable handler failures; taking no records "
                             "for %.1f s, then one probe", spec.topic, breaker.retry_after_s())
             waited = True
-            m.breaker_state.labels(spec.topic).set(BREAKER_GAUGE[breaker.state])
+            breaker_gauge.set(BREAKER_GAUGE[breaker.state])
             await asyncio.sleep(min(max(breaker.retry_after_s(), 0.05), 1.0))
-        m.breaker_state.labels(spec.topic).set(BREAKER_GAUGE[breaker.state])
+        breaker_gauge.set(BREAKER_GAUGE[breaker.state])
 
     def agent_loop(process: Callable[[Any], Awaitable[None]], *, retry_stage: bool = False) -> Callable:
         async def settled(message: Any) -> None:
@@ -290,7 +295,6 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
                     raise
             finally:
                 breaker.record_no_verdict()  # no-op unless a probe ended without calling the handler
-                m.parked_keys.set(parking.parked_keys())
 
         async def due(message: Any) -> None:
             """Retry stages: wait until the record is due (stage FIFO: due times never decrease)
@@ -316,8 +320,7 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
                     await gate()  # after the wait: the breaker may have opened meanwhile
                     await lanes.submit(ev)
                     guard.done(message)
-                    m.lag.labels(message.topic, str(message.partition)).set(
-                        max(0, (app.consumer.highwater(message.tp) or 0) - message.offset - 1))
+                    gauges.taken(message)
             finally:
                 await lanes.stop()
         return consume
@@ -328,6 +331,26 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             agent_loop(on_stage, retry_stage=True)))
     app.relay_topics = getattr(app, "relay_topics", []) + spec.topics()  # type: ignore[attr-defined]
     return agents
+
+
+class _Gauges:
+    """Gauges that cost more than a counter, set by a 1 s app timer rather than per record (so
+    they are also right when no records flow): parked keys (counting walks the parking table) and
+    lag per partition (high watermark - last taken offset - 1)."""
+
+    def __init__(self, app: faust.App, metrics: ConsumerMetrics, parking: Parking) -> None:
+        self.app, self.m, self.parking = app, metrics, parking
+        self._last: dict[Any, int] = {}
+
+    def taken(self, message: Any) -> None:
+        self._last[message.tp] = message.offset
+
+    async def refresh(self) -> None:
+        self.m.parked_keys.set(self.parking.parked_keys())
+        for tp, offset in list(self._last.items()):
+            high = self.app.consumer.highwater(tp)
+            if high is not None:
+                self.m.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - offset - 1))
 
 
 def _bind_event(event: Any) -> None:

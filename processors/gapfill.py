@@ -35,14 +35,22 @@ class GapReader:
     def __init__(self, bootstrap: str, group_id: str, timeout_s: float = 30.0) -> None:
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
-        self._consumer = Consumer({
+        self._consumer_instance: Consumer | None = None
+        self._config = {
             "bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
             "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 10,
             # a range start below the log start (deleted by retention) reads from the log start,
             # never jumps to the end
             "auto.offset.reset": "earliest", "max.partition.fetch.bytes": 262144, "fetch.max.bytes": 1048576,
             "queued.max.messages.kbytes": 4096,
-            "enable.partition.eof": True, "client.id": f"{group_id}-gapfill"})
+            "enable.partition.eof": True, "client.id": f"{group_id}-gapfill"}
+
+    @property
+    def _consumer(self) -> Consumer:
+        """Created on first use: building an app must not connect anywhere."""
+        if self._consumer_instance is None:
+            self._consumer_instance = Consumer(self._config)
+        return self._consumer_instance
 
     def committed(self, topic: str, partition: int) -> int:
         """The group's committed offset (next to read); the log start when none was committed
@@ -104,4 +112,5 @@ class GapReader:
 
     def close(self) -> None:
         with self._lock:
-            self._consumer.close()
+            if self._consumer_instance is not None:
+                self._consumer_instance.close()
