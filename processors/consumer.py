@@ -346,11 +346,20 @@ class _Gauges:
         self._last[message.tp] = message.offset
 
     async def refresh(self) -> None:
-        self.m.parked_keys.set(self.parking.parked_keys())
-        for tp, offset in list(self._last.items()):
-            high = self.app.consumer.highwater(tp)
-            if high is not None:
-                self.m.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - offset - 1))
+        """Never raises: a timer that raises crashes the worker (e.g. asking the high watermark
+        of a partition that a rebalance just took away)."""
+        try:
+            self.m.parked_keys.set(self.parking.parked_keys())
+            assigned = self.app.consumer.assignment()
+            for tp, offset in list(self._last.items()):
+                if tp not in assigned:
+                    del self._last[tp]
+                    continue
+                high = self.app.consumer.highwater(tp)
+                if high is not None:
+                    self.m.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - offset - 1))
+        except Exception as exc:  # noqa: BLE001 - a gauge is not worth a crash
+            log.debug("gauges not refreshed: %s", exc)
 
 
 def _bind_event(event: Any) -> None:
