@@ -61,6 +61,7 @@ log = logging.getLogger("relay.consumer")
 
 Handler = Callable[[Event, Any], Awaitable[None] | None]
 HEAD, BEHIND = b"head", b"behind"
+REQUEUE_S, MAX_REQUEUES = 0.2, 600  # a behind record waits for its turn at most ~2 minutes
 BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
 
 
@@ -166,11 +167,15 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         log.error("dead-lettered %s/%s@%s after %d attempt(s): %s: %s", message.topic, message.partition,
                   message.offset, attempts, type(exc).__name__, exc)
 
-    async def forward(message: Any, stage: int, role: bytes, attempt: int, delay_s: float, first: datetime) -> None:
+    async def forward(message: Any, stage: int, role: bytes, attempt: int, delay_s: float, first: datetime,
+                      seq: int = 0, requeues: int = 0) -> None:
         headers = _strip_retry(_headers(message)) + [
             (Header.RETRY_ROLE.value, role), (Header.RETRY_ATTEMPT.value, str(attempt).encode()),
             (Header.RETRY_DUE_AT.value, f"{time.time() + delay_s:.3f}".encode()),
             (Header.RETRY_FIRST_FAILURE_AT.value, first.isoformat().encode())]
+        if seq:
+            headers += [(Header.RETRY_SEQ.value, str(seq).encode()),
+                        (Header.RETRY_REQUEUES.value, str(requeues).encode())]
         await (await stages[stage].send(key=message.key, value=message.value, headers=headers))  # acked
 
     async def attempt(message: Any, key: str | None, number: int, first: datetime | None) -> bool:
@@ -226,7 +231,7 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
                 await forward(message, state.stage, HEAD, 2, 0.0, datetime.now(timezone.utc))
                 return
             stage = parking.add_behind(key)
-            await forward(message, stage, BEHIND, 1, 0.0, datetime.now(timezone.utc))
+            await forward(message, stage, BEHIND, 1, 0.0, datetime.now(timezone.utc), seq=parking.state(key).tail)
         else:
             await attempt(message, key, 1, None)
 
@@ -242,17 +247,30 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             was_head = parking.is_head(key, event_id)
             if await attempt(message, key, number, first) and was_head:
                 parking.head_done(key)
-        elif parking.head_pending(key) and parking.state(key).stage != stage_of[message.topic]:
-            # its head moved on to a later stage: follow it
-            await forward(message, parking.state(key).stage, BEHIND, 1, 0.0, first or datetime.now(timezone.utc))
         else:
-            if parking.head_pending(key):  # a head "in this stage" would have come first (FIFO): it is
-                log.warning("%s: head of key %s is gone (a worker died mid-retry); moving on", message.topic, key)
+            here = stage_of[message.topic]
+            seq = int(_header(message, Header.RETRY_SEQ) or b"0")
+            requeues = int(_header(message, Header.RETRY_REQUEUES) or b"0")
+            now = first or datetime.now(timezone.utc)
+            if parking.head_pending(key) and parking.state(key).stage != here:
+                # its head moved on to a later stage: follow it
+                await forward(message, parking.state(key).stage, BEHIND, 1, 0.0, now, seq=seq, requeues=requeues)
+                return
+            waiting = parking.head_pending(key) or not parking.turn(key, seq)
+            if waiting and requeues < MAX_REQUEUES:
+                # its head (a behind record that failed and now leads) or an earlier parked record
+                # is still queued in this or an earlier stage: wait at the end of this stage
+                await forward(message, here, BEHIND, 1, REQUEUE_S, now, seq=seq, requeues=requeues + 1)
+                return
+            if waiting:
+                log.error("%s: key %s record %d waited %d times for its head or an earlier record; "
+                          "taking them as lost (a worker died mid-retry) and handling it", message.topic, key,
+                          seq, requeues)
                 parking.head_done(key)
             was_parked = parking.state(key) is not None
             await attempt(message, key, 1, None)  # K stays parked meanwhile: later events queue behind
             if was_parked:
-                parking.behind_done(key)
+                parking.behind_done(key, seq)
 
     stage_of = {t.get_topic_name(): n for n, t in stages.items()}
     guard = ContinuityGuard(GapReader(_bootstrap(app), app.conf.id), [spec.topic, *stage_of], m)
@@ -299,7 +317,7 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         async def due(message: Any) -> None:
             """Retry stages: wait until the record is due (stage FIFO: due times never decrease)
             before taking it, so no lane sleeps holding a probe or an in-flight slot."""
-            if retry_stage and _header(message, Header.RETRY_ROLE) == HEAD:
+            if retry_stage:  # heads wait for their delay, requeued behind records for their turn
                 wait = float(_header(message, Header.RETRY_DUE_AT) or b"0") - time.time()
                 if wait > 0:
                     await asyncio.sleep(wait)

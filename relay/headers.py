@@ -27,6 +27,8 @@ class Header(StrEnum):
     RETRY_DUE_AT = "retry.due-at"  # epoch seconds before which a stage consumer must not handle it
     RETRY_ROLE = "retry.role"  # head (it failed) | behind (parked behind its key's head)
     RETRY_FIRST_FAILURE_AT = "retry.first-failure-at"
+    RETRY_SEQ = "retry.seq"  # a behind record's place among its key's parked records (1, 2, ...)
+    RETRY_REQUEUES = "retry.requeues"  # times a behind record was put back to wait for its turn
     DLQ_REPLAYS = "dlq.replays"  # how often this record was replayed from a dead-letter topic
 
 

@@ -34,6 +34,8 @@ class ParkedKey:
     head: str | None  # event id waiting for a retry; None once it completed
     stage: int  # stage topic where the head (and everything behind it) currently waits
     behind: int  # records of this key forwarded behind the head and not yet done
+    tail: int = 0  # sequence number given to the last behind record (1, 2, ...)
+    done: int = 0  # highest sequence number handled: a behind record is handled only at done + 1
 
 
 class Parking:
@@ -48,14 +50,22 @@ class Parking:
 
     def park_head(self, key: str, event_id: str, stage: int) -> None:
         current = self.table.get(key)
-        behind = current.behind if current else 0
-        self.table[key] = ParkedKey(event_id, stage, behind)
+        if current is None:
+            self.table[key] = ParkedKey(event_id, stage, 0)
+        else:  # a behind record failed and leads now: the count and the sequence carry on
+            self.table[key] = replace(current, head=event_id, stage=stage)
 
     def add_behind(self, key: str) -> int:
         """One more record of ``key`` parked; returns the stage it must be forwarded to."""
         current = self.table[key]
-        self.table[key] = replace(current, behind=current.behind + 1)
+        self.table[key] = replace(current, behind=current.behind + 1, tail=current.tail + 1)
         return current.stage
+
+    def turn(self, key: str, seq: int) -> bool:
+        """May the behind record ``seq`` of ``key`` be handled now? Only when every earlier one
+        was (they can sit in another stage: one that was parked while its head moved on)."""
+        current = self.table.get(key)
+        return current is None or not seq or seq == current.done + 1
 
     def head_done(self, key: str) -> None:
         """The head was handled or dead-lettered: behind records may now be handled in order."""
@@ -63,10 +73,10 @@ class Parking:
         if current is not None:
             self._settle(key, replace(current, head=None))
 
-    def behind_done(self, key: str) -> None:
+    def behind_done(self, key: str, seq: int = 0) -> None:
         current = self.table.get(key)
         if current is not None:
-            self._settle(key, replace(current, behind=max(0, current.behind - 1)))
+            self._settle(key, replace(current, behind=max(0, current.behind - 1), done=max(current.done, seq)))
 
     def is_head(self, key: str, event_id: str) -> bool:
         current = self.table.get(key)

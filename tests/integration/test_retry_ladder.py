@@ -71,14 +71,11 @@ def test_failing_key_is_parked_in_order_while_others_flow(stack, settings, uniqu
     assert z1["attempts"] == "4" and z1["error_class"] == "TimeoutError"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known gap in the parking protocol (issue 5, open): an event of a parked key that reaches the "
-    "source after its head moved to a later stage is forwarded to that stage while an earlier "
-    "'behind' event may still wait in the earlier stage, so it can be handled first; seen once "
-    "in a fresh-clone run with two workers (K0: 0,1,3,2,4,5)"))
 def test_parking_keeps_order_with_two_workers(stack, settings, unique):
     """Parking state lives in a table co-partitioned with the source and the stage topics: with two
-    workers (partitions split between them) each key's events are still handled in order."""
+    workers (partitions split between them) each key's events are still handled in order. (A
+    fresh-clone run once saw K0 handled 0,1,3,2: event 3 reached the source after its head moved
+    to stage 2 while event 2 still sat in stage 1; behind records now take turns by sequence.)"""
     from relay.topics import apply_topics
     from tests.support.workers import Workers
 
