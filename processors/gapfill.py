@@ -55,16 +55,7 @@ class GapReader:
     def committed(self, topic: str, partition: int) -> int:
         """The group's committed offset (next to read); the log start when none was committed
         (the app reads from the earliest offset then)."""
-        tp = TopicPartition(topic, partition)
-        with self._lock:
-            try:
-                [got] = self._consumer.committed([tp], timeout=self.timeout_s)
-                if got.offset != OFFSET_INVALID and got.offset >= 0:
-                    return got.offset
-                low, _high = self._consumer.get_watermark_offsets(tp, timeout=self.timeout_s)
-                return low
-            except KafkaException as exc:
-                raise KafkaUnavailable(f"reading committed offset of {topic}[{partition}]: {exc}") from None
+        return self.committed_many([(topic, partition)])[(topic, partition)]
 
     def committed_many(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """:meth:`committed` for several partitions in one request."""

@@ -24,7 +24,6 @@ import uuid
 
 import psycopg
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from relay.config import Settings
@@ -51,11 +50,7 @@ def ensure_bench_database(settings: Settings) -> str:
             raise RuntimeError(f"cannot connect to {BENCH_DB}: {exc}") from None
         from relay.stack.postgres import PostgresPart
 
-        su = PostgresPart(settings).superuser_conninfo()
-        with psycopg.connect(su, autocommit=True, connect_timeout=10) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
-                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(BENCH_DB), sql.Identifier(settings.pg_user)))
+        PostgresPart(settings).ensure_database(BENCH_DB)
     with psycopg.connect(dsn, connect_timeout=10) as conn:
         migrate(conn)
         conn.execute(_BUSINESS_DDL)

@@ -131,11 +131,7 @@ def plot(out: Path, runs: list[ScenarioRun]) -> list[Path]:
                 ax.plot([f.target, f.target], [i - 0.4, i + 0.4], color="black")
         ax.set_xlabel("ratio to the same-run baseline (black: target)")
         ax.invert_yaxis()
-        fig.tight_layout()
-        path = out / "ratios.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, out / "ratios.png"))
     curves = [(r.name, name, sorted(v)) for r in runs for name, v in r.series.items() if name.startswith("latency")]
     if curves:
         fig, ax = plt.subplots(figsize=(8, 5))
@@ -147,9 +143,12 @@ def plot(out: Path, runs: list[ScenarioRun]) -> list[Path]:
         ax.set_ylabel("fraction of events")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        path = out / "latency_cdf.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, out / "latency_cdf.png"))
     return written
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

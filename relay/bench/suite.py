@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Callable
 
 import psycopg
-from psycopg import sql
 
 from relay.bench import consumer as consumer_bench
 from relay.bench import raw, relays
@@ -60,13 +59,9 @@ class Bench:
 
     def database(self, name: str) -> str:
         """A migrated database of our own on the stack's server (created on first use)."""
-        from relay.stack.manager import Stack
+        from relay.stack.postgres import PostgresPart
 
-        with psycopg.connect(Stack(self.settings).postgres.superuser_conninfo(), autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(name), sql.Identifier(self.settings.pg_user)))
-        dsn = self.settings.dsn.rsplit("/", 1)[0] + "/" + name
+        dsn = PostgresPart(self.settings).ensure_database(name)
         with psycopg.connect(dsn) as conn:
             migrate(conn)
         return dsn

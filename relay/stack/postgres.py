@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from relay.errors import StackError
 from relay.stack.part import Part
@@ -101,6 +102,14 @@ class PostgresPart(Part):
 
     def superuser_conninfo(self, dbname: str = "postgres") -> str:
         return f"host={self.socket_dir} port={self.settings.pg_port} user={SUPERUSER} dbname={dbname}"
+
+    def ensure_database(self, name: str) -> str:
+        """A database owned by the app role on this server (created once, as the superuser);
+        returns the app role's DSN for it. Used for the poller's and the benchmarks' own
+        databases, which the CDC connector never sees."""
+        with psycopg.connect(self.superuser_conninfo(), autocommit=True, connect_timeout=10) as conn:
+            _create_database(conn, name, self.settings.pg_user)
+        return make_conninfo(self.settings.dsn, dbname=name)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _chown(self, path: Path) -> None:
@@ -183,9 +192,7 @@ class PostgresPart(Part):
                 verb = sql.SQL("ALTER ROLE" if exists else "CREATE ROLE")
                 conn.execute(sql.SQL("{} {} {} PASSWORD {}").format(
                     verb, sql.Identifier(role), extra, sql.Literal(password)))
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (s.pg_database,)).fetchone():
-                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(s.pg_database), sql.Identifier(s.pg_user)))
+            _create_database(conn, s.pg_database, s.pg_user)
             conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
                 sql.Identifier(s.pg_database), sql.Identifier(s.pg_cdc_user)))
         with psycopg.connect(self.superuser_conninfo(s.pg_database), autocommit=True) as conn:
@@ -193,3 +200,9 @@ class PostgresPart(Part):
 
     def describe_home(self) -> str:
         return str(self.home)
+
+
+def _create_database(conn: psycopg.Connection, name: str, owner: str) -> None:
+    """CREATE DATABASE ``name`` OWNER ``owner`` unless it exists (superuser, autocommit)."""
+    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))

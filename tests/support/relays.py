@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg import sql
 
 from relay.connect import ConnectClient
 from relay.outbox import migrate
@@ -105,19 +104,9 @@ class PollerRelay:
         self.procs.clear()
 
 
-def _poller_database(stack, settings) -> None:
-    with psycopg.connect(stack.postgres.superuser_conninfo(), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POLLER_DB,)).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(POLLER_DB), sql.Identifier(settings.pg_user)))
-
-
 def poller_relay(stack, settings, count: int = 1, **env: str) -> PollerRelay:
     """A PollerRelay on a migrated ``relay_poller`` database (created on first use)."""
-    with psycopg.connect(stack.postgres.superuser_conninfo(), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POLLER_DB,)).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(POLLER_DB), sql.Identifier(settings.pg_user)))
+    stack.postgres.ensure_database(POLLER_DB)
     relay = PollerRelay(settings, count=count, extra_env=dict(env))
     with psycopg.connect(relay.dsn) as conn:
         migrate(conn)
