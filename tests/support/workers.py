@@ -63,11 +63,16 @@ class Workers:
 
 class Feed:
     """Produces ``count`` events over ``keys`` keys (payload: key and per-key seq), about ``rate``
-    per second, from a thread. ``sent[key]`` lists the event ids per key in production order."""
+    per second, from a thread. ``sent[key]`` lists the event ids per key in production order.
+    With ``per_transaction=n`` every n records are one Kafka transaction, as Debezium's
+    exactly-once source writes them: each commit leaves a control record (an offset hole)."""
 
-    def __init__(self, settings, topic: str, *, count: int, keys: int, rate: float) -> None:
+    def __init__(self, settings, topic: str, *, count: int, keys: int, rate: float,
+                 per_transaction: int = 0) -> None:
         self.topic, self.count, self.keys, self.rate = topic, count, keys, rate
-        self.producer = Producer(producer_config(settings))
+        self.per_transaction = per_transaction
+        extra = {"transactional.id": f"feed-{uuid.uuid4().hex[:8]}"} if per_transaction else {}
+        self.producer = Producer(producer_config(settings, **extra))
         self.sent: dict[str, list[str]] = defaultdict(list)
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -75,7 +80,11 @@ class Feed:
     def _run(self) -> None:
         per_key: dict[str, int] = defaultdict(int)
         started = time.monotonic()
+        if self.per_transaction:
+            self.producer.init_transactions(30)
         for i in range(self.count):
+            if self.per_transaction and i % self.per_transaction == 0:
+                self.producer.begin_transaction()
             key = f"k{i % self.keys}"
             eid = str(uuid.uuid4())
             seq = per_key[key]
@@ -84,6 +93,8 @@ class Feed:
                                   headers=[("id", eid.encode()), ("type", b"Numbered")],
                                   on_delivery=lambda err, _m: err and self.errors.append(str(err)))
             self.sent[key].append(eid)
+            if self.per_transaction and (i + 1 == self.count or (i + 1) % self.per_transaction == 0):
+                self.producer.commit_transaction(30)
             if i % 50 == 0:
                 self.producer.poll(0)
                 ahead = (i + 1) / self.rate - (time.monotonic() - started)
