@@ -21,17 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,12 +34,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from relay.bench.noop_app import app_id
+from relay.bench.worker_proc import WorkerProcess
 from relay.config import Settings
-from relay.stack.process import rss_bytes
 from relay.topics import admin, apply_topics, producer_config
-
-APP = "relay.bench.noop_app:create_app"
-
 
 @dataclass
 class RunFigures:
@@ -130,36 +122,6 @@ def run_raw(settings: Settings, topic: str, events: int, deadline: float) -> Run
                       end - started, count / (end - started))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def handled(port: int, topic: str) -> int | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return None  # not serving yet
-    match = re.search(r'^relay_events_handled_total\{topic="%s"\} (\S+)$' % re.escape(topic), text, re.M)
-    return int(float(match.group(1))) if match else 0
-
-
-def stop(proc: subprocess.Popen, grace_s: float = 30) -> float:
-    """SIGTERM our child by pid, SIGKILL after ``grace_s``; returns the seconds it took."""
-    t0 = time.monotonic()
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            print(f"worker pid {proc.pid} ignored SIGTERM for {grace_s} s: SIGKILL", file=sys.stderr)
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    return time.monotonic() - t0
-
-
 def topic_files(settings: Settings, topic: str) -> tuple[int, int, int]:
     """(.log bytes, all file bytes, allocated bytes) of ``topic``'s partition dirs in the broker."""
     data = settings.stack_dir / "kafka" / "data"
@@ -192,23 +154,16 @@ def du(path: Path) -> int:
 
 
 def run_worker(settings: Settings, topic: str, events: int, store: str, workdir: Path, deadline: float) -> RunFigures:
-    port, data, log = free_port(), workdir / f"data-{store}", workdir / f"worker-{store}.log"
-    env = {**os.environ, "BENCH_TOPIC": topic, "RELAY_WORKER_METRICS_PORT": str(port),
-           "RELAY_WORKER_DATA_DIR": str(data)}
-    started = time.monotonic()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "relay", "worker", APP, "--store", store], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    worker = WorkerProcess(topic, store, workdir).start()
     peak, first, first_count, count = 0, None, 0, 0
     try:
         while True:
             tick = time.monotonic()
             if tick > deadline:
-                raise TimeoutError(f"worker {store}: {count}/{events} handled before the deadline (log {log})")
-            if proc.poll() is not None:
-                raise RuntimeError(f"worker {store} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            peak = max(peak, rss_bytes(proc.pid) or 0)
-            count = handled(port, topic) or 0
+                raise TimeoutError(f"worker {store}: {count}/{events} handled before the deadline (log {worker.log})")
+            worker.check()
+            peak = max(peak, worker.rss())
+            count = worker.handled()
             if count and first is None:
                 first, first_count = tick, count
             if count >= events:
@@ -216,14 +171,14 @@ def run_worker(settings: Settings, topic: str, events: int, store: str, workdir:
                 break
             time.sleep(max(0.0, 0.5 - (time.monotonic() - tick)))
     finally:
-        stop_s = stop(proc)
+        stop_s = worker.stop()
     changelog = f"{app_id(topic, store)}-inbox-changelog"
     log_bytes, file_bytes, disk_bytes = topic_files(settings, changelog)
-    lines = log.read_text(errors="replace").splitlines()
-    errors = [ln for ln in lines if "ERROR" in ln or "Traceback" in ln]
+    errors = worker.log_errors()
     return RunFigures("worker", store, count, end - first, (count - first_count) / max(end - first, 1e-9),
-                      end - started, count / (end - started), peak, stop_s, log_bytes, file_bytes, disk_bytes,
-                      record_count(settings, changelog), du(data), len(errors), errors[0][:300] if errors else None)
+                      end - worker.started, count / (end - worker.started), peak, stop_s, log_bytes, file_bytes,
+                      disk_bytes, record_count(settings, changelog), du(workdir / f"data-{store}"), len(errors),
+                      errors[0][:300] if errors else None)
 
 
 def delete_topics(settings: Settings, marker: str) -> None:

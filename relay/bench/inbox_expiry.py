@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,9 +22,9 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from relay.bench.consumer import APP, delete_topics, free_port, handled, record_count, stop, topic_files
+from relay.bench.consumer import delete_topics, record_count, topic_files
 from relay.bench.noop_app import app_id
-from relay.stack.process import rss_bytes
+from relay.bench.worker_proc import WorkerProcess, handled
 from relay.topics import apply_topics, producer_config
 
 
@@ -64,35 +61,30 @@ def main(argv: list[str] | None = None) -> None:
     changelog = f"{app_id(topic, 'memory')}-inbox-changelog"
     workdir = Path(tempfile.mkdtemp(prefix=f"relay-{marker}-"))
     apply_topics(s, [topic])
-    port = free_port()
-    env = {**os.environ, "BENCH_TOPIC": topic, "RELAY_WORKER_METRICS_PORT": str(port),
-           "RELAY_WORKER_DATA_DIR": str(workdir / "data"), "RELAY_INBOX_WINDOW_S": str(args.window)}
-    log = workdir / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "relay", "worker", APP, "--store", "memory"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    worker = WorkerProcess(topic, "memory", workdir, env={"RELAY_INBOX_WINDOW_S": str(args.window)}).start()
     errors: list[str] = []
     producer = threading.Thread(target=feed, args=(s, topic, args.events, args.rate, errors), daemon=True)
     samples, started, deadline = [], time.monotonic(), time.monotonic() + args.timeout
     try:
-        while handled(port, topic) is None:  # the worker serves metrics once it runs
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not start:\n{log.read_text()[-2000:]}")
+        while handled(worker.port, topic) is None:  # the worker serves metrics once it runs
+            worker.check()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{worker.log.read_text()[-2000:]}")
             time.sleep(0.5)
         producer.start()
         while True:
             time.sleep(5)
-            count = handled(port, topic) or 0
+            count = worker.handled()
             log_bytes, _, _ = topic_files(s, changelog)
             sample = {"t": round(time.monotonic() - started), "handled": count, "changelog_records":
-                      record_count(s, changelog), "changelog_log_bytes": log_bytes, "rss": rss_bytes(proc.pid)}
+                      record_count(s, changelog), "changelog_log_bytes": log_bytes, "rss": worker.rss()}
             samples.append(sample)
             if len(samples) % 6 == 0:
                 print(json.dumps(sample), flush=True)
-            if count >= args.events or time.monotonic() > deadline or proc.poll() is not None:
+            if count >= args.events or time.monotonic() > deadline or worker.proc.poll() is not None:
                 break
     finally:
-        stop(proc)
+        worker.stop()
         producer.join(5)
         delete_topics(s, marker)
     last = samples[-1]
@@ -105,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         "changelog_records_per_event_end": round(last["changelog_records"] / max(last["handled"], 1), 3),
         "rss_end": last["rss"], "rss_max": max(x["rss"] or 0 for x in samples),
         "rss_at_20pct": next((x["rss"] for x in samples if x["handled"] >= args.events * 0.2), None),
-        "producer_errors": errors[:3], "worker_log": str(log)}}), flush=True)
+        "producer_errors": errors[:3], "worker_log": str(worker.log)}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ class Figure:
     baseline: float | None = None
     target: float | None = None  # the ratio we aim for (ratio >= target), from the issue
     note: str = ""
+    at_most: float | None = None  # an absolute target instead: value <= at_most (latency)
+    at_least: float | None = None  # or value >= at_least (throughput)
 
     @property
     def ratio(self) -> float | None:
@@ -34,9 +36,21 @@ class Figure:
 
     @property
     def verdict(self) -> str:
-        if self.target is None or self.ratio is None:
-            return ""
-        return "meets" if self.ratio >= self.target else "below"
+        if self.target is not None and self.ratio is not None:
+            return "meets" if self.ratio >= self.target else "below"
+        if self.at_most is not None:
+            return "meets" if self.value <= self.at_most else "below"
+        if self.at_least is not None:
+            return "meets" if self.value >= self.at_least else "below"
+        return ""
+
+    @property
+    def target_text(self) -> str:
+        if self.target is not None:
+            return f">={self.target:g}"
+        if self.at_most is not None:
+            return f"<={self.at_most:g}"
+        return "" if self.at_least is None else f">={self.at_least:g}"
 
     def row(self) -> dict:
         return {**asdict(self), "ratio": self.ratio, "verdict": self.verdict}
@@ -93,7 +107,7 @@ def table(runs: list[ScenarioRun]) -> str:
         for f in run.figures:
             base = "" if f.baseline is None else f"{f.baseline_name} {f.baseline:,.0f}"
             ratio = "" if f.ratio is None else f"{f.ratio:.2f}"
-            target = "" if f.target is None else f">={f.target:g}"
+            target = f.target_text
             lines.append(f"{run.name:<10} {f.name:<38} {f.value:>10,.1f} {f.unit:<1} {base:>28} {ratio:>7} {target:>7}")
         if run.lost or run.duplicates:
             lines.append(f"{run.name:<10} lost {run.lost}, duplicates {run.duplicates}")
@@ -132,6 +146,16 @@ def plot(out: Path, runs: list[ScenarioRun]) -> list[Path]:
         ax.set_xlabel("ratio to the same-run baseline (black: target)")
         ax.invert_yaxis()
         written.append(_save(plt, fig, out / "ratios.png"))
+    flows = [(r.name, name, v) for r in runs for name, v in r.series.items() if name.startswith("throughput") and v]
+    if flows:
+        fig, ax = plt.subplots(figsize=(9, 5))
+        for scenario, name, points in flows:
+            ax.plot([t for t, _ in points], [rate for _, rate in points], label=f"{scenario}: {name}")
+        ax.set_xlabel("seconds since the run's first commit")
+        ax.set_ylabel("events handled per second (0.5 s buckets)")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        written.append(_save(plt, fig, out / "throughput.png"))
     curves = [(r.name, name, sorted(v)) for r in runs for name, v in r.series.items() if name.startswith("latency")]
     if curves:
         fig, ax = plt.subplots(figsize=(8, 5))

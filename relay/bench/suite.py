@@ -11,8 +11,11 @@ Scenarios (names for ``--scenario``):
 - kafka:    raw confluent-kafka producer / consumer for the same message size (baselines P, Q)
 - consumer: Faust idempotent consumer vs a raw confluent loop doing the dedup (R5), RocksDB vs
             memory table (R6)
-Not yet: EventRouter vs ExtractNewRecordState (4), latency at 25/50/90 % load (7), sagas (8),
-scaling with partitions/workers (9).
+- latency:  commit -> handler (and commit -> Kafka) at 25/50/90 % of the measured maximum
+            end-to-end rate: p50/p99/p99.9 (relay.bench.pipeline)
+- scaling:  1, 2, 4 partitions and workers of one group; events/s and events per CPU-second of
+            the workers and the broker; what saturates
+Not yet: sagas (8; the saga issue adds it).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Callable
 import psycopg
 
 from relay.bench import consumer as consumer_bench
-from relay.bench import raw, relays
+from relay.bench import pipeline, raw, relays
 from relay.bench.report import Figure, ScenarioRun, median
 from relay.config import Settings
 from relay.outbox.schema import migrate
@@ -174,5 +177,67 @@ def consumer(b: Bench) -> ScenarioRun:
         bottleneck="worker CPU: Faust's per-record path on one core (user CPU ~ wall time)")
 
 
+LOADS = (0.25, 0.5, 0.9)
+
+
+def latency(b: Bench) -> ScenarioRun:
+    workdir = Path(tempfile.mkdtemp(prefix="relay-bench-latency-"))
+    top, by_load = pipeline.latency_runs(b.settings, workdir, loads=LOADS, seconds=b.duration, reps=b.reps,
+                                         writers=WRITERS, say=b.say)
+    figures = [Figure("latency", "max end-to-end rate", top["e2e_rate"], "ev/s", "commit rate",
+                      top["commit_rate"], note="writers at full speed", at_least=5000)]
+    series = {"throughput at max": top["_throughput"]}
+    rows = [{k: v for k, v in top.items() if not k.startswith("_")} | {"load": "max"}]
+    for load, reps in by_load.items():
+        pct = f"{load:.0%}"
+        med = {k: pipeline.median_of(reps, k) for k in ("handler_p50_ms", "handler_p99_ms", "handler_p999_ms",
+                                                        "kafka_p50_ms", "kafka_p99_ms", "commit_rate", "samples")}
+        figures += [
+            Figure("latency", f"at {pct}: achieved commit rate", med["commit_rate"], "ev/s", "max", top["e2e_rate"]),
+            Figure("latency", f"at {pct}: commit -> Kafka p99", med["kafka_p99_ms"], "ms",
+                   at_most=50 if load == 0.5 else None),
+            Figure("latency", f"at {pct}: commit -> handler p50", med["handler_p50_ms"], "ms"),
+            Figure("latency", f"at {pct}: commit -> handler p99", med["handler_p99_ms"], "ms", at_most=100),
+            Figure("latency", f"at {pct}: commit -> handler p99.9", med["handler_p999_ms"], "ms", at_most=250,
+                   note=f"{med['samples']:,.0f} samples per repetition")]
+        middle = reps[len(reps) // 2]
+        series[f"latency commit->handler at {pct} (ms)"] = middle["_latencies"]
+        series[f"throughput at {pct}"] = middle["_throughput"]
+        rows += [{k: v for k, v in r.items() if not k.startswith("_")} | {"load": load} for r in reps]
+    return ScenarioRun("latency", "end to end: commit -> Debezium -> Kafka -> Faust handler", figures, rows,
+                       lost=sum(r["lost"] for r in rows), duplicates=top.get("duplicates", 0), series=series,
+                       bottleneck="the writers' commit rate (fsync per transaction) caps the maximum; latency is "
+                                  "Debezium's poll/batch cadence plus Connect's transaction commit plus the worker")
+
+
+def scaling(b: Bench) -> ScenarioRun:
+    workdir = Path(tempfile.mkdtemp(prefix="relay-bench-scaling-"))
+    events = int(max(10_000, 1500 * b.duration))
+    figures, rows = [], []
+    base = None
+    for n in (1, 2, 4):
+        runs = pipeline.scaling_runs(b.settings, workdir, workers=n, events=events, reps=b.reps, say=b.say)
+        rows += runs
+        rate = pipeline.median_of(runs, "rate")
+        base = base or rate
+        busy = pipeline.median_of(runs, "cpu_busy")
+        figures += [
+            Figure("scaling", f"{n} partition(s) / worker(s)", rate, "ev/s", "1 worker", base,
+                   note=f"{busy:.2f} of {os.cpu_count()} cores busy"),
+            Figure("scaling", f"{n} worker(s): events per worker CPU-s", pipeline.median_of(
+                runs, "worker_events_per_cpu_s"), "ev/CPU-s", at_least=3000 if n == 1 else None),
+            Figure("scaling", f"{n} worker(s): events per broker CPU-s", pipeline.median_of(
+                runs, "broker_events_per_cpu_s"), "ev/CPU-s")]
+    cores = os.cpu_count() or 1
+    top = max((r["cpu_busy"] for r in rows), default=0.0)
+    return ScenarioRun("scaling", "a backlog consumed by 1, 2, 4 workers (one group, as many partitions)", figures,
+                       rows, lost=sum(r["lost"] for r in rows),
+                       bottleneck=(f"CPU: {top:.2f} of {cores} cores busy at the most; worker CPU per event is "
+                                   "the limit (Faust's per-record path), the broker uses a fraction"
+                                   if top >= 0.8 * cores else
+                                   f"worker CPU on one core each ({top:.2f} of {cores} cores busy at the most)"))
+
+
 SCENARIOS: dict[str, Callable[[Bench], ScenarioRun]] = {
-    "postgres": postgres, "cdc": cdc, "poller": poller, "kafka": kafka, "consumer": consumer}
+    "postgres": postgres, "cdc": cdc, "poller": poller, "kafka": kafka, "consumer": consumer,
+    "latency": latency, "scaling": scaling}

@@ -26,3 +26,20 @@ def test_table_shows_errors_losses_and_ratios(tmp_path):
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["scenarios"][0]["figures"][0]["ratio"] == 0.5 and doc["scenarios"][1]["error"]
     assert doc["machine"]["cpus"] and "confluent-kafka" in doc["versions"]
+
+
+def test_exact_percentiles_and_per_second_buckets():
+    from relay.bench.pipeline import per_second, percentiles
+
+    p = percentiles([float(v) for v in range(1, 1001)])
+    assert (p["p50"], p["p99"], p["p999"], p["max"], p["n"]) == (500.0, 990.0, 999.0, 1000.0, 1000)
+    assert percentiles([])["n"] == 0
+    assert per_second([0.1, 0.2, 0.6, 1.4], bucket_s=0.5) == [[0.0, 4.0], [0.5, 2.0], [1.0, 2.0]]
+
+
+def test_absolute_targets_give_a_verdict():
+    from relay.bench.report import Figure
+
+    assert Figure("latency", "p99", 120.0, "ms", at_most=100).verdict == "below"
+    assert Figure("latency", "p99", 80.0, "ms", at_most=100).target_text == "<=100"
+    assert Figure("scaling", "ev/CPU-s", 3100.0, "ev/CPU-s", at_least=3000).verdict == "meets"
