@@ -8,6 +8,7 @@ Scenarios (names for ``--scenario``):
 - postgres: raw commit rate of business + outbox transactions, no relay reading -> baseline C
 - cdc:      Debezium + EventRouter, commit -> Kafka (R1 = relay / C), latency p50/p99
 - poller:   the polling relay on the same workload (R2 = poller / C)
+- routers:  EventRouter vs plain Debezium (ExtractNewRecordState) on the same commits (R3)
 - kafka:    raw confluent-kafka producer / consumer for the same message size (baselines P, Q)
 - consumer: Faust idempotent consumer vs a raw confluent loop doing the dedup (R5), RocksDB vs
             memory table (R6)
@@ -33,7 +34,7 @@ from typing import Callable
 import psycopg
 
 from relay.bench import consumer as consumer_bench
-from relay.bench import pipeline, raw, relays
+from relay.bench import pipeline, raw, relays, routers
 from relay.bench.report import Figure, ScenarioRun, median
 from relay.config import Settings
 from relay.outbox.schema import migrate
@@ -133,6 +134,30 @@ def poller(b: Bench) -> ScenarioRun:
             proc.kill()
 
 
+def router_vs_plain(b: Bench) -> ScenarioRun:
+    if "C" not in b.baselines:
+        postgres(b)
+    events = int(max(5000, b.baselines["C"] * b.duration))
+    plain = routers.Plain(b.settings)
+    plain.start()
+    try:
+        routers.measure(b.settings, plain, events=1000, writers=WRITERS)  # warm-up
+        rows = b.repeat("routers", lambda _: routers.measure(b.settings, plain, events=events, writers=WRITERS))
+    finally:
+        plain.stop()
+        consumer_bench.delete_topics(b.settings, "benchrouter")
+        consumer_bench.delete_topics(b.settings, f"benchplain{plain.marker}")
+    er, pl = median([r["router_rate"] for r in rows]), median([r["plain_rate"] for r in rows])
+    return ScenarioRun("routers", "Debezium EventRouter vs ExtractNewRecordState, same table, same commits, at once", [
+        Figure("routers", "EventRouter relay (R3)", er, "ev/s", "plain", pl, 0.9),
+        Figure("routers", "plain Debezium (ExtractNewRecordState)", pl, "ev/s", "C", b.baselines["C"]),
+        Figure("routers", "commit rate with both reading", median([r["commit_rate"] for r in rows]), "ev/s", "C",
+               b.baselines["C"])], rows, lost=sum(r["router_lost"] + r["plain_lost"] for r in rows),
+        bottleneck="the writers: both connectors keep up with the commits (each ~= commit rate)"
+        if min(er, pl) >= 0.95 * median([r["commit_rate"] for r in rows]) else
+        "the connectors share 2 cores with the writers, the broker and each other")
+
+
 def kafka(b: Bench) -> ScenarioRun:
     warm = raw.kafka_throughput(b.settings, events=20000, payload_bytes=PAYLOAD)
     events = int(min(2_000_000, max(50_000, warm["produce_rate"] * b.duration / 2)))
@@ -212,7 +237,7 @@ def latency(b: Bench) -> ScenarioRun:
 
 def scaling(b: Bench) -> ScenarioRun:
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-scaling-"))
-    events = int(max(10_000, 1500 * b.duration))
+    events = int(max(10_000, 1000 * b.duration))
     figures, rows = [], []
     base = None
     for n in (1, 2, 4):
@@ -239,5 +264,6 @@ def scaling(b: Bench) -> ScenarioRun:
 
 
 SCENARIOS: dict[str, Callable[[Bench], ScenarioRun]] = {
-    "postgres": postgres, "cdc": cdc, "poller": poller, "kafka": kafka, "consumer": consumer,
+    "postgres": postgres, "cdc": cdc, "poller": poller, "routers": router_vs_plain, "kafka": kafka,
+    "consumer": consumer,
     "latency": latency, "scaling": scaling}
