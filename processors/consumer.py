@@ -25,7 +25,8 @@ Guarantees:
 - nothing skipped: Faust can hand over a partition with a hole after an assignment (a prefetch
   that lands after the seek to committed; relay.handling.continuity). Each agent compares every
   record's offset with the committed offset at assignment / the last one handled and first
-  handles the records of a hole, read independently (processors.guard).
+  handles the records of a hole, read independently (processors.guard); a one-offset hole
+  mid-stream is a transaction marker and is not read (relay.handling.continuity).
 Stage topics must have T's partition count (``relay topics apply`` / ``relay worker`` create
 them) so that a key lands on the same partition number and the parking table sees it. Verified
 with one worker; several workers rely on Faust assigning co-partitioned topics together.

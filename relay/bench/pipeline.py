@@ -152,10 +152,13 @@ def _one_load(p: Pipeline, rate: float | None, seconds: float, events: int, writ
         observer = threading.Thread(target=_observe, args=(p.settings, p.topic, 0, stop, arrivals), daemon=True)
         observer.start()
         time.sleep(0.5)  # assigned before the first commit
+    meter = Meter({**stack_pids(p.settings), "worker": p.worker.pid})
+    before = meter.take()
     t0 = time.time()
     ids, achieved = commit(p.settings.dsn, p.marker, writers=writers, rate=rate,
                            seconds=seconds if rate else None, events=None if rate else events)
     lost = p.wait(ids, 300)
+    cpu = meter.since(before)
     stop.set()
     if observer is not None:
         observer.join(10)
@@ -163,7 +166,9 @@ def _one_load(p: Pipeline, rate: float | None, seconds: float, events: int, writ
     latency = [(p.handled[e] - born[e]) * 1000 for e in ids if e in p.handled and e in born]
     last = max((p.handled[e] for e in ids if e in p.handled), default=time.time())
     row = {"target_rate": rate, "events": len(ids), "commit_rate": achieved, "e2e_rate": len(ids) / (last - t0),
-           "lost": len(lost), **{f"handler_{k}_ms" if k != "n" else "samples": v
+           "lost": len(lost), "cpu_s": cpu,
+           "cores_busy": round(sum(v for k, v in cpu.items() if k != "wall") / cpu["wall"], 2),
+           **{f"handler_{k}_ms" if k != "n" else "samples": v
                                  for k, v in percentiles(latency).items()}}
     if observe_kafka:
         first: dict[str, float] = {}

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from relay.bench import pipeline
 from relay.config import Settings
@@ -50,8 +50,18 @@ class _Arrivals(threading.Thread):
         self.consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
                                   "group.id": f"bench-arrivals-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
         parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        self.consumer.assign([TopicPartition(topic, p, self.consumer.get_watermark_offsets(
-            TopicPartition(topic, p), timeout=10)[1]) for p in parts])
+        self.consumer.assign([TopicPartition(topic, p, self._end(topic, p)) for p in parts])
+
+    def _end(self, topic: str, partition: int, timeout_s: float = 30) -> int:
+        """The partition's end offset; a topic created a moment ago may have no leader yet."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def run(self) -> None:
         while not self.stopping.is_set():

@@ -211,6 +211,10 @@ def latency(b: Bench) -> ScenarioRun:
                                          writers=WRITERS, say=b.say)
     figures = [Figure("latency", "max end-to-end rate", top["e2e_rate"], "ev/s", "commit rate",
                       top["commit_rate"], note="writers at full speed", at_least=5000)]
+    cpu = top["cpu_s"]
+    busy = {k: v / cpu["wall"] for k, v in cpu.items() if k != "wall"}
+    figures.append(Figure("latency", "cores busy at max", sum(busy.values()), "cores", note=", ".join(
+        f"{k} {v:.2f}" for k, v in sorted(busy.items(), key=lambda kv: -kv[1]))))
     series = {"throughput at max": top["_throughput"]}
     rows = [{k: v for k, v in top.items() if not k.startswith("_")} | {"load": "max"}]
     for load, reps in by_load.items():
@@ -231,8 +235,9 @@ def latency(b: Bench) -> ScenarioRun:
         rows += [{k: v for k, v in r.items() if not k.startswith("_")} | {"load": load} for r in reps]
     return ScenarioRun("latency", "end to end: commit -> Debezium -> Kafka -> Faust handler", figures, rows,
                        lost=sum(r["lost"] for r in rows), duplicates=top.get("duplicates", 0), series=series,
-                       bottleneck="the writers' commit rate (fsync per transaction) caps the maximum; latency is "
-                                  "Debezium's poll/batch cadence plus Connect's transaction commit plus the worker")
+                       bottleneck=f"CPU: {sum(busy.values()):.2f} of {os.cpu_count()} cores busy at the maximum ("
+                                  + ", ".join(f"{k} {v:.2f}" for k, v in sorted(busy.items(), key=lambda kv: -kv[1]))
+                                  + "); near the maximum the worker gets too little of it and falls behind")
 
 
 def scaling(b: Bench) -> ScenarioRun:

@@ -20,8 +20,21 @@ def test_a_hole_is_reported_as_a_half_open_range():
     c.start(TP, 100)
     assert c.gap(TP, 133) == (100, 133)
     c.done(TP, 133)
-    assert c.gap(TP, 135) == (134, 135)  # e.g. one transaction marker: cheap to confirm empty
+    assert c.gap(TP, 137) == (134, 137)
     assert c.gaps == 2
+
+
+def test_one_offset_holes_mid_stream_are_transaction_markers():
+    c = Continuity()
+    c.start(TP, 100)
+    assert c.gap(TP, 101) == (100, 101)  # the first record after an assignment: always read
+    c.done(TP, 101)
+    assert c.gap(TP, 103) is None  # a marker at 102
+    c.done(TP, 103)
+    assert c.gap(TP, 106) == (104, 106)  # wider: read
+    assert (c.gaps, c.markers) == (2, 1)
+    c.start(TP, 110)  # a new assignment: the first record is compared with the committed offset again
+    assert c.gap(TP, 111) == (110, 111)
 
 
 def test_redeliveries_are_not_holes_and_do_not_move_back():
