@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 
 import psycopg
@@ -84,7 +85,7 @@ def _observe(settings: Settings, topic: str, expected: int, stop: threading.Even
 
 def measure(settings: Settings, relay: str, dsn: str, *, events: int, writers: int, payload_bytes: int,
             timeout_s: float = 300) -> RelayFigures:
-    aggregatetype = f"bench{relay}{int(time.time())}"
+    aggregatetype = f"bench{relay}{uuid.uuid4().hex[:10]}"  # a topic of its own, even within one second
     topic = event_topic(aggregatetype)
     apply_topics(settings, [topic])
     arrivals: list = []
@@ -93,7 +94,7 @@ def measure(settings: Settings, relay: str, dsn: str, *, events: int, writers: i
     observer.start()
     t0, t1, committed_at, per_agg = _commit(dsn, aggregatetype, events, writers, payload_bytes)
     deadline = time.time() + timeout_s
-    while time.time() < deadline and len({d.event_id for _, d in arrivals}) < len(committed_at):
+    while time.time() < deadline and len(committed_at.keys() & {d.event_id for _, d in arrivals}) < len(committed_at):
         time.sleep(0.1)
     stop.set()
     observer.join(10)
