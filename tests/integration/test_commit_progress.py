@@ -9,15 +9,13 @@ nothing (processors.commits). Checked with an independent admin client, not the 
 
 import time
 
-import psycopg
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from relay.topics import apply_topics
 from tests.integration.test_worker_restarts import wait_all_handled
-from tests.support.flaky_app import SCHEMA
-from tests.support.workers import Feed, Workers
+from tests.support.flaky_app import flaky_workers
+from tests.support.workers import Feed
 
 pytestmark = pytest.mark.integration
 
@@ -42,11 +40,7 @@ def behind(settings, group: str, topic: str) -> dict[int, tuple[int, int]]:
 
 def test_committed_offsets_reach_the_end_of_a_transactional_topic(stack, settings, unique):
     topic = f"outbox.event.txn{unique}"
-    apply_topics(settings, [topic])
-    with psycopg.connect(settings.dsn, autocommit=True) as conn:
-        conn.execute(SCHEMA)
-    workers = Workers(settings, "tests.support.flaky_app:create_app", f"worker-txn-{unique}",
-                      env={"FLAKY_TOPIC": topic})
+    workers = flaky_workers(settings, topic, f"worker-txn-{unique}")
     workers.start()
     group = f"relay-flaky-{topic}"
     try:

@@ -10,21 +10,16 @@ import pytest
 from confluent_kafka import Producer
 
 from relay.headers import dlq_topic
-from relay.topics import apply_topics, producer_config
-from tests.support.flaky_app import SCHEMA
+from relay.topics import producer_config
+from tests.support.flaky_app import flaky_workers
 from tests.support.kafka import read_until
-from tests.support.workers import Workers
 
 pytestmark = pytest.mark.integration
 
 
 def test_only_registered_event_types_reach_the_handler(stack, settings, unique):
     topic = f"outbox.event.types{unique}"
-    apply_topics(settings, [topic])
-    with psycopg.connect(settings.dsn, autocommit=True) as conn:
-        conn.execute(SCHEMA)
-    workers = Workers(settings, "tests.support.flaky_app:create_app", f"worker-types-{unique}",
-                      env={"FLAKY_TOPIC": topic, "FLAKY_TYPES": "OrderPlaced,OrderPaid"})
+    workers = flaky_workers(settings, topic, f"worker-types-{unique}", env={"FLAKY_TYPES": "OrderPlaced,OrderPaid"})
     workers.start()
     try:
         producer = Producer(producer_config(settings))

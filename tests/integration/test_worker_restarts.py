@@ -11,9 +11,8 @@ import time
 import psycopg
 import pytest
 
-from relay.topics import apply_topics
-from tests.support.flaky_app import SCHEMA
-from tests.support.workers import Feed, Workers
+from tests.support.flaky_app import flaky_workers
+from tests.support.workers import Feed
 
 pytestmark = pytest.mark.integration
 
@@ -39,11 +38,7 @@ def wait_all_handled(settings, ids: set[str], timeout_s: float) -> dict[str, int
 @pytest.mark.parametrize(("how", "store"), [("sigterm", "memory"), ("sigkill", "memory"), ("sigterm", "rocksdb")])
 def test_worker_restarted_while_records_arrive_loses_nothing(stack, settings, unique, how, store):
     topic = f"outbox.event.restart{how[3:]}{store[0]}{unique}"
-    apply_topics(settings, [topic])
-    with psycopg.connect(settings.dsn, autocommit=True) as conn:
-        conn.execute(SCHEMA)
-    workers = Workers(settings, "tests.support.flaky_app:create_app", f"worker-restart-{unique}",
-                      env={"FLAKY_TOPIC": topic}, args=("--store", store))
+    workers = flaky_workers(settings, topic, f"worker-restart-{unique}", args=("--store", store))
     workers.start()
     try:
         feed = Feed(settings, topic, count=4000, keys=100, rate=600).start()

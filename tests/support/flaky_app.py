@@ -35,6 +35,18 @@ async def handle(event: Event, ctx: dict) -> None:
                        (event.id, event.key, (event.payload or {}).get("seq")))
 
 
+def flaky_workers(settings: Settings, topic: str, name: str, *, env: dict | None = None, args: tuple = ()):
+    """``topic`` and this app's tables created, and (not yet started) workers of this app on it."""
+    from relay.topics import apply_topics
+    from tests.support.workers import Workers
+
+    apply_topics(settings, [topic])
+    with psycopg.connect(settings.dsn, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+    return Workers(settings, "tests.support.flaky_app:create_app", name, env={"FLAKY_TOPIC": topic, **(env or {})},
+                   args=args)
+
+
 def create_app(settings: Settings, *, store: str = "memory"):
     from processors.app import create_app as create_faust_app
     from processors.consumer import ConsumerSpec, add_idempotent_consumer
