@@ -46,6 +46,7 @@ from typing import Any, Awaitable, Callable, Iterator, MutableMapping
 import faust
 
 from processors.gapfill import GapReader
+from processors.gauges import Gauges
 from processors.guard import ContinuityGuard
 from processors.lanes import Lanes
 from relay.errors import DecodeError
@@ -281,7 +282,7 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
     async def forget_revoked(_sender: Any, revoked: Any, **_kw: Any) -> None:
         inbox.forget({tp.partition for tp in revoked if tp.topic == spec.topic})
 
-    gauges = _Gauges(app, m, parking)
+    gauges = Gauges(app, m, parking, guard.continuity, spec.topic)
     app.timer(1.0, name=f"gauges-{spec.topic}")(gauges.refresh)
     breaker = CircuitBreaker(failure_threshold=spec.breaker_failures, open_for_s=spec.breaker_open_s)
 
@@ -339,7 +340,6 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
                     await gate()  # after the wait: the breaker may have opened meanwhile
                     await lanes.submit(ev)
                     guard.done(message)
-                    gauges.taken(message)
             finally:
                 await lanes.stop()
         return consume
@@ -350,35 +350,6 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             agent_loop(on_stage, retry_stage=True)))
     app.relay_topics = getattr(app, "relay_topics", []) + spec.topics()  # type: ignore[attr-defined]
     return agents
-
-
-class _Gauges:
-    """Gauges that cost more than a counter, set by a 1 s app timer rather than per record (so
-    they are also right when no records flow): parked keys (counting walks the parking table) and
-    lag per partition (high watermark - last taken offset - 1)."""
-
-    def __init__(self, app: faust.App, metrics: ConsumerMetrics, parking: Parking) -> None:
-        self.app, self.m, self.parking = app, metrics, parking
-        self._last: dict[Any, int] = {}
-
-    def taken(self, message: Any) -> None:
-        self._last[message.tp] = message.offset
-
-    async def refresh(self) -> None:
-        """Never raises: a timer that raises crashes the worker (e.g. asking the high watermark
-        of a partition that a rebalance just took away)."""
-        try:
-            self.m.parked_keys.set(self.parking.parked_keys())
-            assigned = self.app.consumer.assignment()
-            for tp, offset in list(self._last.items()):
-                if tp not in assigned:
-                    del self._last[tp]
-                    continue
-                high = self.app.consumer.highwater(tp)
-                if high is not None:
-                    self.m.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - offset - 1))
-        except Exception as exc:  # noqa: BLE001 - a gauge is not worth a crash
-            log.debug("gauges not refreshed: %s", exc)
 
 
 def _bind_event(event: Any) -> None:

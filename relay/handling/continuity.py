@@ -53,6 +53,10 @@ class Continuity:
     def known(self, tp: TP) -> bool:
         return tp in self._next
 
+    def next_offset(self, tp: TP) -> int | None:
+        """The next offset the agent expects on ``tp`` (None if not started)."""
+        return self._next.get(tp)
+
     def start(self, tp: TP, committed: int) -> None:
         """The group's committed offset (next to read) for ``tp`` at assignment time."""
         self._next[tp] = committed
