@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from confluent_kafka import ConsumerGroupState
+from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
 
+from processors.gapfill import GapReader
 from relay.bench import consumer as consumer_bench
 from relay.bench.cpu import Meter, stack_pids
 from relay.bench.noop_app import app_id
@@ -225,24 +226,11 @@ def _group_stable(client, group: str, members: int) -> bool:
     return desc.state == ConsumerGroupState.STABLE and len(desc.members) == members
 
 
-def _lag(settings: Settings, topic: str) -> int:
-    """Records of ``topic`` past its group's committed offsets (the group of the memory store)."""
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-
-    group = app_id(topic, "memory")
-    client = admin(settings)  # held until the result: a collected client never completes its futures
-    try:
-        got = client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
-                                                 request_timeout=5)[group].result(timeout=10)
-        committed = {tp.partition: tp.offset for tp in got.topic_partitions if tp.topic == topic}
-    except Exception:  # noqa: BLE001 - nothing committed yet (the request can hang until there is)
-        committed = {}
-    probe = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{group}-probe"})
-    try:
-        return sum(max(0, probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                       - max(0, committed.get(p, 0))) for p in range(settings.topic_partitions))
-    finally:
-        probe.close()
+def _lag(reader: GapReader, probe: Consumer, topic: str, partitions: int) -> int:
+    """Records of ``topic`` past its group's committed offsets (``reader`` carries the group id)."""
+    committed = reader.committed_many([(topic, p) for p in range(partitions)])
+    return sum(max(0, probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] - committed[(topic, p)])
+               for p in range(partitions))
 
 
 def _warm_up(settings: Settings, topic: str, procs: list[WorkerProcess], *, events: int,
@@ -252,8 +240,19 @@ def _warm_up(settings: Settings, topic: str, procs: list[WorkerProcess], *, even
     faust-streaming was seen to leave a partition of the first worker unconsumed after the second
     worker joined (aiokafka fetched it, the agent never got it; nothing committed, so nothing lost)."""
     consumer_bench.produce(settings, topic, events)
+    group = app_id(topic, "memory")
+    reader = GapReader(settings.bootstrap_servers, group)  # reads the group's committed offsets, never joins
+    probe = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{group}-probe"})
+    try:
+        return _wait_caught_up(reader, probe, topic, settings.topic_partitions, procs, stall_s)
+    finally:
+        probe.close()
+
+
+def _wait_caught_up(reader: GapReader, probe: Consumer, topic: str, partitions: int, procs: list[WorkerProcess],
+                    stall_s: float) -> int:
     stalls, last, since = 0, -1, time.monotonic()
-    while (count := _lag(settings, topic)) > 0:
+    while (count := _lag(reader, probe, topic, partitions)) > 0:
         for w in procs:
             w.check()
         if count != last:
