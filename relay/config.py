@@ -16,17 +16,22 @@ services do not clash with the dev stack.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from relay.errors import ConfigError
-from relay.headers import AGGREGATE_TYPE_RE
+from relay.headers import AGGREGATE_TYPE_RE, colliding
+from relay.secrets import mask_dsn
 
 ENV_PREFIX = "RELAY_"
+
+# room for what a record carries besides the event (ids, type, dlq.*/retry.* headers, framing)
+RECORD_OVERHEAD_BYTES = 64 * 1024
 
 SnapshotMode = Literal["no_data", "initial", "always", "when_needed", "never"]
 
@@ -60,10 +65,12 @@ class Settings(BaseSettings):
     # --- Postgres --------------------------------------------------------------------------
     pg_database: str = "relay"
     pg_user: str = Field("relay", description="application role: owns the outbox")
-    pg_password: str = "relay"
+    pg_password: SecretStr = Field(SecretStr("relay"), description="application role's password (never printed)")
     pg_cdc_user: str = Field("relay_cdc", description="least-privilege replication role for Debezium")
-    pg_cdc_password: str = Field("cdc-dev-secret", description="never printed: Connect reads it via a config provider")
-    pg_dsn: str | None = Field(None, description="overrides the DSN derived from the native stack")
+    pg_cdc_password: SecretStr = Field(SecretStr("cdc-dev-secret"),
+                                       description="never printed: Connect reads it via a config provider")
+    pg_dsn: SecretStr | None = Field(None, description="overrides the DSN derived from the native stack "
+                                                       "(shown with **** for the password)")
 
     # --- Kafka / Connect -------------------------------------------------------------------
     kafka_bootstrap: str | None = Field(None, description="overrides host:kafka_port")
@@ -72,6 +79,12 @@ class Settings(BaseSettings):
     topic_replication: int = Field(1, ge=1)
     aggregate_types: list[str] = Field(["order"], description="topics `relay topics apply` declares "
                                        "(comma-separated in RELAY_AGGREGATE_TYPES)")
+
+    max_event_bytes: int = Field(
+        1_000_000, ge=1024, le=100 * 2**20,
+        description="largest outbox event (payload + aggregate id + headers, as published) any writer may "
+                    "commit; held by the writer and the database, and every topic and producer on the way "
+                    "is configured to carry it (plus RECORD_OVERHEAD_BYTES for ids and headers)")
 
     # --- outbox connector (Debezium PostgresConnector + EventRouter) -----------------------
     connector_name: str = "relay-outbox"
@@ -130,12 +143,21 @@ class Settings(BaseSettings):
                              f"max_batch_size ({self.max_batch_size}) (a Debezium requirement)")
         return self
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the values ``load_settings`` passes: it reads the environment itself (strings,
+        lists as ``a,b`` or JSON), so pydantic-settings' own env source must not run (it would
+        JSON-decode list settings and reject ``order`` or ``a,b``)."""
+        return (init_settings,)
+
     @field_validator("aggregate_types", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return split_list(value)
 
     @field_validator("aggregate_types", mode="after")
     @classmethod
@@ -143,6 +165,9 @@ class Settings(BaseSettings):
         bad = [v for v in value if not AGGREGATE_TYPE_RE.match(v)]
         if bad:
             raise ValueError(f"aggregate types must be 1-200 characters of [A-Za-z0-9._-], got {bad}")
+        for one, other in colliding(value):
+            raise ValueError(f"aggregate types {one!r} and {other!r} collide: Kafka treats '.' and '_' alike "
+                             "in topic names and refuses the second topic; keep one of them")
         return value
 
     @field_validator("stack_dir", "cache_dir", mode="after")
@@ -153,9 +178,22 @@ class Settings(BaseSettings):
     # --- derived addresses -----------------------------------------------------------------
     @property
     def dsn(self) -> str:
-        return self.pg_dsn or (
-            f"postgresql://{self.pg_user}:{self.pg_password}@{self.host}:{self.pg_port}/{self.pg_database}"
-        )
+        """The application role's DSN, password included: for connecting, never for printing."""
+        if self.pg_dsn is not None:
+            return self.pg_dsn.get_secret_value()
+        return (f"postgresql://{self.pg_user}:{self.pg_password.get_secret_value()}@{self.host}:{self.pg_port}/"
+                f"{self.pg_database}")
+
+    @property
+    def dsn_display(self) -> str:
+        """:attr:`dsn` with ``****`` for the password: what outputs and logs show."""
+        return mask_dsn(self.dsn)
+
+    @property
+    def max_record_bytes(self) -> int:
+        """What topics (``max.message.bytes``) and producers (``max.request.size``) must accept so
+        that an event of ``max_event_bytes`` always fits, with its headers and record framing."""
+        return self.max_event_bytes + RECORD_OVERHEAD_BYTES
 
     @property
     def bootstrap_servers(self) -> str:
@@ -168,6 +206,19 @@ class Settings(BaseSettings):
     @property
     def faust_data_dir(self) -> Path:
         return self.worker_data_dir or self.stack_dir / "faust"
+
+
+def split_list(value: object) -> object:
+    """A list setting from the environment: JSON (``["a","b"]``) or comma-separated (``a, b``)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # not JSON after all: let the comma split and the item validation explain
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _misspelled(env: Mapping[str, str]) -> list[str]:
@@ -183,6 +234,11 @@ def _misspelled(env: Mapping[str, str]) -> list[str]:
         suggestion = f"; did you mean {ENV_PREFIX}{hint[0]}?" if hint else ""
         problems.append(f"{var}: unknown setting{suggestion}")
     return problems
+
+
+def _is_secret(field: str) -> bool:
+    info = Settings.model_fields.get(field.split(".")[0])
+    return info is not None and "SecretStr" in str(info.annotation)
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -207,7 +263,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
             if field:
-                problems.append(f"{ENV_PREFIX + field.upper()}={err.get('input')!r}: {err['msg']}")
+                shown = "****" if _is_secret(field) else repr(err.get("input"))
+                problems.append(f"{ENV_PREFIX + field.upper()}={shown}: {err['msg']}")
             else:  # a rule across several settings
                 problems.append(err["msg"].removeprefix("Value error, "))
     if problems:

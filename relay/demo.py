@@ -130,7 +130,7 @@ def _prepare(settings: Settings, say: Say) -> None:
     from processors import orders
 
     with psycopg.connect(settings.dsn) as conn:
-        migrate(conn)
+        migrate(conn, max_event_bytes=settings.max_event_bytes)
         ensure_cdc_access(conn, publication=settings.publication, cdc_role=settings.pg_cdc_user)
         orders.ensure_schema(conn)
     apply_topics(settings, [orders.TOPIC, dlq_topic(orders.TOPIC)])

@@ -45,6 +45,23 @@ def event_topic(aggregatetype: str) -> str:
     return f"{EVENT_TOPIC_PREFIX}{aggregatetype}"
 
 
+def collision_key(name: str) -> str:
+    """Kafka refuses a topic whose name equals an existing one once '.' and '_' are treated alike
+    (``order.item`` vs ``order_item``: metric names would clash); so do we, for aggregate types."""
+    return name.replace(".", "_")
+
+
+def colliding(names: list[str]) -> list[tuple[str, str]]:
+    """Pairs of distinct names in ``names`` whose topics Kafka would refuse side by side."""
+    first: dict[str, str] = {}
+    pairs = []
+    for name in names:
+        seen = first.setdefault(collision_key(name), name)
+        if seen != name:
+            pairs.append((seen, name))
+    return pairs
+
+
 def retry_topic(topic: str, stage: int) -> str:
     return f"{topic}.retry.{stage}"
 

@@ -3,12 +3,17 @@
 ``outbox.event.<type>`` topics are created with the declared partitions/replication (broker
 auto-creation is off). Creating a topic that exists is a no-op; its partition count is never
 changed (adding partitions would move aggregates and break partition-local dedup).
+
+Size: every topic we declare accepts a record of ``Settings.max_record_bytes`` (an event of
+``RELAY_MAX_EVENT_BYTES`` plus headers and framing), and so do our producers; an existing topic
+whose ``max.message.bytes`` is lower is raised to it (never lowered), so raising the setting and
+running ``relay topics apply`` lets larger events through every hop.
 """
 
 from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from relay.config import Settings
 from relay.errors import KafkaUnavailable, RelayError
@@ -23,8 +28,8 @@ def producer_config(settings: Settings, **extra: object) -> dict:
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
-        # below the broker's default (1048588) so an oversized record fails at produce() time
-        "message.max.bytes": 1_000_000,
+        # an event of max_event_bytes with its headers fits; the topics accept as much (apply_topics)
+        "message.max.bytes": settings.max_record_bytes,
         **extra,
     }
 
@@ -37,8 +42,12 @@ def declared_topics(settings: Settings) -> list[str]:
     return [event_topic(t) for t in settings.aggregate_types]
 
 
+MAX_MESSAGE_BYTES = "max.message.bytes"
+
+
 def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s: float = 30) -> dict[str, str]:
-    """Create missing topics; returns {topic: "created" | "exists"}."""
+    """Create missing topics, raise a too-low ``max.message.bytes`` of existing ones; returns
+    {topic: "created" | "exists" | "limit raised"}."""
     topics = declared_topics(settings) if topics is None else topics
     client = admin(settings)
     try:
@@ -46,7 +55,9 @@ def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s:
     except KafkaException as exc:
         raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from None
     result = {t: "exists" for t in topics if t in existing}
-    new = [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication)
+    limit = str(settings.max_record_bytes)
+    new = [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication,
+                    config={MAX_MESSAGE_BYTES: limit})
            for t in topics if t not in existing]
     if new:
         for topic, future in client.create_topics(new, operation_timeout=timeout_s).items():
@@ -60,4 +71,40 @@ def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s:
                 else:
                     raise RelayError(f"creating topic {topic} failed: {err.str()}",
                                      retriable=err.retriable()) from None
+    for topic in _too_small(client, [t for t in topics if result[t] == "exists"], settings.max_record_bytes,
+                            timeout_s):
+        _raise_limit(client, topic, limit, timeout_s)
+        result[topic] = "limit raised"
     return result
+
+
+def topic_limits(client: AdminClient, topics: list[str], timeout_s: float = 10) -> dict[str, int]:
+    """Each topic's effective ``max.message.bytes`` (topic override or broker default)."""
+    if not topics:
+        return {}
+    futures = client.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics],
+                                      request_timeout=timeout_s)
+    limits = {}
+    for resource, future in futures.items():
+        try:
+            entries = future.result()
+        except KafkaException as exc:
+            raise RelayError(f"describing topic {resource.name} failed: {exc.args[0].str()}",
+                             retriable=exc.args[0].retriable()) from None
+        limits[resource.name] = int(entries[MAX_MESSAGE_BYTES].value)
+    return limits
+
+
+def _too_small(client: AdminClient, topics: list[str], needed: int, timeout_s: float) -> list[str]:
+    return [t for t, have in topic_limits(client, topics, timeout_s).items() if have < needed]
+
+
+def _raise_limit(client: AdminClient, topic: str, limit: str, timeout_s: float) -> None:
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry(MAX_MESSAGE_BYTES, limit, incremental_operation=AlterConfigOpType.SET)])
+    for future in client.incremental_alter_configs([resource], request_timeout=timeout_s).values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise RelayError(f"raising {MAX_MESSAGE_BYTES} of topic {topic} to {limit} failed: "
+                             f"{exc.args[0].str()}", retriable=exc.args[0].retriable()) from None

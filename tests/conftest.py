@@ -32,7 +32,7 @@ def stack(settings):
     was_up = any(part.process.pid() for part in stack.parts)
     stack.up(lambda part, event, t: print(f"[stack {t:5.1f}s] {part} {event}", flush=True))
     with psycopg.connect(settings.dsn) as conn:
-        migrate(conn)
+        migrate(conn, max_event_bytes=settings.max_event_bytes)
         ensure_cdc_access(conn, publication=settings.publication, cdc_role=settings.pg_cdc_user)
     apply_topics(settings, declared_topics(settings))
     client = ConnectClient(settings.connect_rest_url)

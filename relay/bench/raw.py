@@ -52,7 +52,7 @@ def ensure_bench_database(settings: Settings) -> str:
 
         PostgresPart(settings).ensure_database(BENCH_DB)
     with psycopg.connect(dsn, connect_timeout=10) as conn:
-        migrate(conn)
+        migrate(conn, max_event_bytes=settings.max_event_bytes)
         conn.execute(_BUSINESS_DDL)
     return dsn
 

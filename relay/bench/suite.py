@@ -67,7 +67,7 @@ class Bench:
 
         dsn = PostgresPart(self.settings).ensure_database(name)
         with psycopg.connect(dsn) as conn:
-            migrate(conn)
+            migrate(conn, max_event_bytes=self.settings.max_event_bytes)
         return dsn
 
 

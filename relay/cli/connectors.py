@@ -53,7 +53,7 @@ class _Session:
         self.name = name or self.s.connector_name
         self.overrides = parse_overrides(sets)
         self._config: dict[str, str] | None = None
-        self.secrets = [self.s.pg_cdc_password]
+        self.secrets = [self.s.pg_cdc_password.get_secret_value()]
         try:  # what the template's own ${file:...} references resolve to, if readable here
             self.secrets += local_file_secrets(render_outbox_connector(self.s))
         except RelayError:

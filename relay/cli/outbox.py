@@ -19,7 +19,7 @@ def migrate(json_out: bool = JSON_OPTION) -> None:
     s = settings()
     try:
         with psycopg.connect(s.dsn) as conn:
-            applied = run_migrations(conn)
+            applied = run_migrations(conn, max_event_bytes=s.max_event_bytes)
             ensure_cdc_access(conn, publication=s.publication, cdc_role=s.pg_cdc_user)
     except psycopg.OperationalError as exc:
         raise DatabaseError(f"Postgres unreachable ({s.host}:{s.pg_port}): {exc}", retriable=True) from None

@@ -44,6 +44,7 @@ def template_values(settings: Settings, secrets_file: Path) -> dict[str, str]:
         "heartbeat_interval_ms": str(settings.heartbeat_interval_ms),
         "topic_replication": str(settings.topic_replication),
         "topic_partitions": str(settings.topic_partitions),
+        "max_record_bytes": str(settings.max_record_bytes),
     }
 
 

@@ -199,7 +199,7 @@ class ReconcileReport:
 def cdc_dsn(settings: Settings) -> str:
     """The replication role's DSN: it may drop and create slots, the application role may not."""
     host = settings.connector_pg_host or settings.host
-    return (f"postgresql://{settings.pg_cdc_user}:{settings.pg_cdc_password}@{host}:{settings.pg_port}/"
+    return (f"postgresql://{settings.pg_cdc_user}:{settings.pg_cdc_password.get_secret_value()}@{host}:{settings.pg_port}/"
             f"{settings.pg_database}")
 
 

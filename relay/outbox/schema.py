@@ -52,8 +52,10 @@ def applied_versions(conn: psycopg.Connection) -> set[int]:
     return {row[0] for row in conn.execute("SELECT version FROM relay_schema_migrations")}
 
 
-def migrate(conn: psycopg.Connection) -> list[Migration]:
-    """Apply pending migrations; returns the ones applied by this call (empty when up to date)."""
+def migrate(conn: psycopg.Connection, *, max_event_bytes: int) -> list[Migration]:
+    """Apply pending migrations and store the event size limit the database holds every insert to
+    (``Settings.max_event_bytes``); returns the migrations applied by this call (empty when up to
+    date). Changing the limit takes effect for the next insert."""
     done: list[Migration] = []
     for migration in migrations():
         with conn.transaction():
@@ -71,6 +73,10 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
                 (migration.version, migration.name),
             )
             done.append(migration)
+    with conn.transaction():
+        conn.execute("INSERT INTO relay_outbox_limits (max_event_bytes) VALUES (%s) ON CONFLICT (singleton) "
+                     "DO UPDATE SET max_event_bytes = EXCLUDED.max_event_bytes "
+                     "WHERE relay_outbox_limits.max_event_bytes <> EXCLUDED.max_event_bytes", (max_event_bytes,))
     return done
 
 

@@ -14,6 +14,11 @@ Contract:
   with a different hash raises :class:`relay.errors.IdempotencyConflict`. Concurrent writers with
   one key produce exactly one row (the unique constraint decides; the loser sees the winner's row
   once it commits). The key is remembered as long as its row exists (see ``relay outbox prune``).
+- size: an event larger than ``max_event_bytes`` (default: the ``RELAY_MAX_EVENT_BYTES`` setting)
+  counted as payload (as published: jsonb text or Avro bytes) + aggregateid + headers raises
+  :class:`InvalidEvent` naming its size and the limit; the database holds raw SQL to the same
+  limit (``relay outbox migrate`` stores it). Aggregate types whose topics Kafka would refuse side
+  by side (``order.item`` after ``order_item``) are refused by the database, also as InvalidEvent.
 - ``delete_after=True`` deletes the row in the same transaction right after inserting it: the
   CDC relay still publishes it (Debezium reads the insert from the WAL; the publication carries
   inserts only) and the table does not grow. The polling relay never sees such rows.
@@ -24,6 +29,7 @@ async connection, so both writers behave identically.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -136,7 +142,35 @@ def validate(
     return eid, payload_text, headers_text
 
 
-def _prepare(event: OutboxEvent, delete_after: bool, schemas: Any) -> _Row:
+@functools.cache
+def _settings_limit() -> int:
+    from relay.config import load_settings
+
+    return load_settings().max_event_bytes
+
+
+def published_size(aggregateid: str, stored_payload: bytes | str | None, headers_text: str | None) -> int:
+    """Bytes the database's size guard counts: payload as published + aggregateid + headers."""
+    payload = 0 if stored_payload is None else len(
+        stored_payload if isinstance(stored_payload, bytes) else stored_payload.encode())
+    return payload + len(aggregateid.encode()) + (0 if headers_text is None else len(headers_text.encode()))
+
+
+def _jsonb_text(value: Any) -> str:
+    """About how Postgres renders jsonb (``", "`` and ``": "`` separators): what Debezium publishes."""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _check_size(event: OutboxEvent, stored: bytes | None, headers_text: str | None, limit: int) -> None:
+    payload = stored if stored is not None else (None if event.payload is None else _jsonb_text(event.payload))
+    size = published_size(event.aggregateid, payload,
+                          None if headers_text is None else _jsonb_text(json.loads(headers_text)))
+    if size > limit:
+        raise InvalidEvent("payload", f"{size:,} bytes", f"at most {limit:,} bytes for payload + aggregateid + "
+                           "headers (RELAY_MAX_EVENT_BYTES); store large content elsewhere and publish a reference")
+
+
+def _prepare(event: OutboxEvent, delete_after: bool, schemas: Any, limit: int) -> _Row:
     eid, payload_text, headers_text = validate(
         aggregatetype=event.aggregatetype, aggregateid=event.aggregateid, type=event.type,
         payload=event.payload, headers=event.headers, event_id=event.event_id)
@@ -151,7 +185,9 @@ def _prepare(event: OutboxEvent, delete_after: bool, schemas: Any) -> _Row:
         from relay.schemas.codec import encode
 
         stored = None if event.payload is None else encode(declared, event.payload)
+        _check_size(event, stored, headers_text, limit)
     else:
+        _check_size(event, None, headers_text, limit)
         stored = None if payload_text is None else Jsonb(payload_text, dumps=_identity)
     key, digest = event.idempotency_key, None
     if key is not None:
@@ -202,7 +238,14 @@ def _steps(rows: list[_Row], delete_after: bool) -> Generator[_Step, Any, list[W
     return results
 
 
-def _translate(exc: psycopg.Error) -> DatabaseError:
+# the database's own guards (migration 0005): constraint name -> the event field it is about
+_GUARDS = {"outbox_event_size": "payload", "outbox_topic_collision": "aggregatetype"}
+
+
+def _translate(exc: psycopg.Error) -> DatabaseError | InvalidEvent:
+    diag = exc.diag
+    if isinstance(exc, psycopg.errors.CheckViolation) and diag.constraint_name in _GUARDS:
+        return InvalidEvent(_GUARDS[diag.constraint_name], diag.message_detail, diag.message_hint or "")
     retriable = isinstance(exc, (psycopg.OperationalError, psycopg.errors.SerializationFailure,
                                  psycopg.errors.DeadlockDetected))
     return DatabaseError(f"outbox write failed: {exc}", retriable=retriable)
@@ -250,28 +293,31 @@ def _registry(schemas: Any) -> Any:
     return schemas
 
 
-def _rows(events: Iterable[OutboxEvent], delete_after: bool, schemas: Any) -> list[_Row]:
+def _rows(events: Iterable[OutboxEvent], delete_after: bool, schemas: Any,
+          max_event_bytes: int | None = None) -> list[_Row]:
     registry = _registry(schemas)
-    return [_prepare(e, delete_after, registry) for e in events]  # all validated before any SQL
+    limit = _settings_limit() if max_event_bytes is None else max_event_bytes
+    return [_prepare(e, delete_after, registry, limit) for e in events]  # all validated before any SQL
 
 
 def write_many(conn: psycopg.Connection, events: Iterable[OutboxEvent], *, delete_after: bool = False,
-               schemas: Any = DEFAULT_SCHEMAS) -> list[WriteResult]:
+               schemas: Any = DEFAULT_SCHEMAS, max_event_bytes: int | None = None) -> list[WriteResult]:
     """Insert several events in the caller's transaction, in order; one result per event."""
-    return _drive(conn, _steps(_rows(events, delete_after, schemas), delete_after))
+    return _drive(conn, _steps(_rows(events, delete_after, schemas, max_event_bytes), delete_after))
 
 
 async def awrite_many(conn: psycopg.AsyncConnection, events: Iterable[OutboxEvent], *,
-                      delete_after: bool = False, schemas: Any = DEFAULT_SCHEMAS) -> list[WriteResult]:
+                      delete_after: bool = False, schemas: Any = DEFAULT_SCHEMAS,
+                      max_event_bytes: int | None = None) -> list[WriteResult]:
     """Async twin of :func:`write_many`."""
-    return await _adrive(conn, _steps(_rows(events, delete_after, schemas), delete_after))
+    return await _adrive(conn, _steps(_rows(events, delete_after, schemas, max_event_bytes), delete_after))
 
 
 def write(
     conn: psycopg.Connection, *, aggregatetype: str, aggregateid: str, type: str, payload: Any,
     headers: Mapping[str, str] | None = None, event_id: uuid.UUID | str | None = None,
     idempotency_key: str | None = None, request_hash: str | None = None, delete_after: bool = False,
-    schemas: Any = DEFAULT_SCHEMAS,
+    schemas: Any = DEFAULT_SCHEMAS, max_event_bytes: int | None = None,
 ) -> uuid.UUID:
     """Insert one event in ``conn``'s current transaction; return its id (the first event's id
     when ``idempotency_key`` was already used for the same request).
@@ -280,18 +326,21 @@ def write(
     When ``schemas`` (default: the repo's ``schemas/`` folder) declares an Avro schema for
     (aggregatetype, type), the payload must fit its latest version (InvalidEvent names the field
     path otherwise) and the version travels as header ``payload-schema``. ``schemas=None``
-    skips the check.
+    skips the check. ``max_event_bytes`` overrides the ``RELAY_MAX_EVENT_BYTES`` setting for this
+    call (the database still holds the stored limit).
     """
     event = OutboxEvent(aggregatetype, aggregateid, type, payload, headers, event_id, idempotency_key, request_hash)
-    return write_many(conn, [event], delete_after=delete_after, schemas=schemas)[0].id
+    return write_many(conn, [event], delete_after=delete_after, schemas=schemas,
+                      max_event_bytes=max_event_bytes)[0].id
 
 
 async def awrite(
     conn: psycopg.AsyncConnection, *, aggregatetype: str, aggregateid: str, type: str, payload: Any,
     headers: Mapping[str, str] | None = None, event_id: uuid.UUID | str | None = None,
     idempotency_key: str | None = None, request_hash: str | None = None, delete_after: bool = False,
-    schemas: Any = DEFAULT_SCHEMAS,
+    schemas: Any = DEFAULT_SCHEMAS, max_event_bytes: int | None = None,
 ) -> uuid.UUID:
     """Async twin of :func:`write`."""
     event = OutboxEvent(aggregatetype, aggregateid, type, payload, headers, event_id, idempotency_key, request_hash)
-    return (await awrite_many(conn, [event], delete_after=delete_after, schemas=schemas))[0].id
+    return (await awrite_many(conn, [event], delete_after=delete_after, schemas=schemas,
+                              max_event_bytes=max_event_bytes))[0].id

@@ -72,7 +72,7 @@ class ConnectPart(Part):
 
     def _write_secrets(self) -> None:
         self.secrets_file.touch(mode=0o600, exist_ok=True)
-        self.secrets_file.write_text(f"pg.password={self.settings.pg_cdc_password}\n")
+        self.secrets_file.write_text(f"pg.password={self.settings.pg_cdc_password.get_secret_value()}\n")
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

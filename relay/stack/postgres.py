@@ -98,7 +98,7 @@ class PostgresPart(Part):
 
     @property
     def address(self) -> str:
-        return self.settings.dsn
+        return self.settings.dsn_display
 
     def superuser_conninfo(self, dbname: str = "postgres") -> str:
         return f"host={self.socket_dir} port={self.settings.pg_port} user={SUPERUSER} dbname={dbname}"
@@ -185,8 +185,8 @@ class PostgresPart(Part):
         s = self.settings
         with psycopg.connect(self.superuser_conninfo(), autocommit=True) as conn:
             for role, password, extra in (
-                (s.pg_user, s.pg_password, sql.SQL("LOGIN")),
-                (s.pg_cdc_user, s.pg_cdc_password, sql.SQL("LOGIN REPLICATION")),
+                (s.pg_user, s.pg_password.get_secret_value(), sql.SQL("LOGIN")),
+                (s.pg_cdc_user, s.pg_cdc_password.get_secret_value(), sql.SQL("LOGIN REPLICATION")),
             ):
                 exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname=%s", (role,)).fetchone()
                 verb = sql.SQL("ALTER ROLE" if exists else "CREATE ROLE")

@@ -109,7 +109,7 @@ def test_apply_twice_second_is_a_no_op(stack, settings, run):
     assert result["status"]["connector"]["state"] == "RUNNING"
     text = run("connectors", "apply")
     assert text.returncode == 0 and "unchanged" in text.stderr
-    run.assert_no_secret(settings.pg_cdc_password)
+    run.assert_no_secret(settings.pg_cdc_password.get_secret_value())
 
 
 def test_status_and_render_never_show_the_password(stack, settings, run):
@@ -123,7 +123,7 @@ def test_status_and_render_never_show_the_password(stack, settings, run):
     assert text.returncode == 0 and "task 0: RUNNING on" in text.stdout
     rendered = run("connectors", "render")
     assert json.loads(rendered.stdout)["database.password"].startswith("${file:")
-    run.assert_no_secret(settings.pg_cdc_password)
+    run.assert_no_secret(settings.pg_cdc_password.get_secret_value())
     live = ConnectClient(settings.connect_rest_url).config(settings.connector_name)
     assert live["database.password"].startswith("${file:")
 
@@ -134,7 +134,7 @@ def test_validate_accepts_the_rendered_config(stack, settings, run):
     assert json.loads(out.stdout) == []
     text = run("connectors", "validate")
     assert text.returncode == 0 and "config valid" in text.stdout
-    run.assert_no_secret(settings.pg_cdc_password)
+    run.assert_no_secret(settings.pg_cdc_password.get_secret_value())
 
 
 def test_validate_lists_every_problem(stack, settings, run):
@@ -149,7 +149,7 @@ def test_validate_lists_every_problem(stack, settings, run):
     assert text.returncode == 1
     assert "plugin.name = 'nope'" in text.stdout and "slot.name = ''" in text.stdout
     assert "decoderbufs, pgoutput" in text.stdout  # Connect's own message
-    run.assert_no_secret(settings.pg_cdc_password)
+    run.assert_no_secret(settings.pg_cdc_password.get_secret_value())
 
 
 def test_validate_resolves_the_file_provider_and_never_shows_the_secret(stack, settings, run):
@@ -176,7 +176,7 @@ def test_validate_resolves_the_file_provider_and_never_shows_the_secret(stack, s
     assert out.returncode == 1
     assert "/nonexistent/secrets.properties" in out.stderr and "config-provider" in out.stderr
     assert "(retriable)" not in out.stderr
-    run.assert_no_secret(settings.pg_cdc_password)
+    run.assert_no_secret(settings.pg_cdc_password.get_secret_value())
 
 
 def test_verbs_on_an_absent_connector(stack, settings, run, unique):
@@ -190,7 +190,7 @@ def test_verbs_on_an_absent_connector(stack, settings, run, unique):
     assert gone.returncode == 0 and "nothing to delete" in gone.stderr
     gone = run("connectors", "delete", "--json", "--name", name)
     assert gone.returncode == 0 and json.loads(gone.stdout)["existed"] is False
-    run.assert_no_secret(settings.pg_cdc_password)
+    run.assert_no_secret(settings.pg_cdc_password.get_secret_value())
 
 
 def test_lifecycle_on_a_second_connector(stack, settings, run, second):
@@ -268,8 +268,8 @@ def test_lifecycle_on_a_second_connector(stack, settings, run, second):
     out = run("connectors", "delete", "--json", "--name", name)
     assert out.returncode == 0 and json.loads(out.stdout)["existed"] is False
 
-    run.assert_no_secret(settings.pg_cdc_password)
+    run.assert_no_secret(settings.pg_cdc_password.get_secret_value())
     if log.exists():
         with log.open("rb") as fh:
             fh.seek(log_start)
-            assert settings.pg_cdc_password.encode() not in fh.read()
+            assert settings.pg_cdc_password.get_secret_value().encode() not in fh.read()

@@ -12,8 +12,8 @@ def count(conn, aggregateid):
     return conn.execute("SELECT count(*) FROM outbox WHERE aggregateid = %s", (aggregateid,)).fetchone()[0]
 
 
-def test_migrate_is_idempotent(db):
-    assert migrate(db) == []
+def test_migrate_is_idempotent(db, settings):
+    assert migrate(db, max_event_bytes=settings.max_event_bytes) == []
 
 
 def test_write_commits_and_rolls_back_with_the_caller(db, unique):

@@ -50,7 +50,7 @@ def test_broker_auto_creation_is_off(stack, settings, unique):
 
 
 def test_cdc_role_is_least_privilege(stack, settings):
-    dsn = (f"postgresql://{settings.pg_cdc_user}:{settings.pg_cdc_password}@{settings.host}:{settings.pg_port}/"
+    dsn = (f"postgresql://{settings.pg_cdc_user}:{settings.pg_cdc_password.get_secret_value()}@{settings.host}:{settings.pg_port}/"
            f"{settings.pg_database}")
     with psycopg.connect(dsn) as conn:
         rolsuper, rolrepl = conn.execute(

@@ -72,7 +72,7 @@ class PollerRelay:
     @property
     def dsn(self) -> str:
         s = self.settings
-        return f"postgresql://{s.pg_user}:{s.pg_password}@{s.host}:{s.pg_port}/{POLLER_DB}"
+        return f"postgresql://{s.pg_user}:{s.pg_password.get_secret_value()}@{s.host}:{s.pg_port}/{POLLER_DB}"
 
     def _env(self) -> dict:
         return {**os.environ, "RELAY_PG_DSN": self.dsn, "RELAY_POLLER_METRICS_PORT": "0",
@@ -109,5 +109,5 @@ def poller_relay(stack, settings, count: int = 1, **env: str) -> PollerRelay:
     stack.postgres.ensure_database(POLLER_DB)
     relay = PollerRelay(settings, count=count, extra_env=dict(env))
     with psycopg.connect(relay.dsn) as conn:
-        migrate(conn)
+        migrate(conn, max_event_bytes=settings.max_event_bytes)
     return relay

@@ -71,8 +71,8 @@ def test_postgres_database_roles_and_logical_decoding():
     init = (ROOT / "connectors" / "compose-init.sql").read_text()
     assert any(v.endswith(":/docker-entrypoint-initdb.d/10-relay-roles.sql:ro")
                for v in SERVICES["postgres"]["volumes"])
-    for needle in (f"ROLE {S.pg_user} LOGIN PASSWORD '{S.pg_password}'", f"OWNER TO {S.pg_user}",
-                   f"ROLE {S.pg_cdc_user} LOGIN REPLICATION PASSWORD '{S.pg_cdc_password}'",
+    for needle in (f"ROLE {S.pg_user} LOGIN PASSWORD '{S.pg_password.get_secret_value()}'", f"OWNER TO {S.pg_user}",
+                   f"ROLE {S.pg_cdc_user} LOGIN REPLICATION PASSWORD '{S.pg_cdc_password.get_secret_value()}'",
                    f"CONNECT ON DATABASE {S.pg_database} TO {S.pg_cdc_user}",
                    f"USAGE ON SCHEMA public TO {S.pg_cdc_user}"):
         assert needle in init
@@ -102,7 +102,7 @@ def test_relay_variables_are_real_settings_and_reach_the_services():
     relay_env = {k: v for svc in SERVICES for k, v in env(svc).items() if k.startswith(ENV_PREFIX)}
     load_settings(relay_env)  # raises ConfigError naming any unknown or invalid RELAY_* variable
     setup = load_settings({k: v for k, v in env("setup").items() if k.startswith(ENV_PREFIX)})
-    assert setup.dsn == f"postgresql://{S.pg_user}:{S.pg_password}@postgres:{S.pg_port}/{S.pg_database}"
+    assert setup.dsn == f"postgresql://{S.pg_user}:{S.pg_password.get_secret_value()}@postgres:{S.pg_port}/{S.pg_database}"
     kafka_internal = next(a for a in env("kafka")["KAFKA_ADVERTISED_LISTENERS"].split(",") if "//kafka:" in a)
     assert setup.bootstrap_servers == kafka_internal.split("//")[1] == env("connect")["BOOTSTRAP_SERVERS"]
     assert setup.connect_rest_url == f"http://connect:{S.connect_port}"
@@ -119,7 +119,7 @@ def test_connector_rendered_for_compose_reads_the_mounted_secret():
     mounts = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["connect"]["volumes"]}
     secrets = ROOT / mounts[str(setup.connect_secrets_file)]
     assert cfg["database.password"] == f"${{file:{setup.connect_secrets_file}:pg.password}}"
-    assert f"pg.password={S.pg_cdc_password}" in secrets.read_text().splitlines()
+    assert f"pg.password={S.pg_cdc_password.get_secret_value()}" in secrets.read_text().splitlines()
 
 
 def test_setup_waits_for_healthy_parts_and_worker_for_setup():

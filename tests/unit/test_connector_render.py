@@ -25,6 +25,9 @@ def test_outbox_connector_contract():
     assert cfg["poll.interval.ms"] == str(s.poll_interval_ms)
     assert cfg["database.password"].startswith("${file:") and cfg["database.password"].endswith(":pg.password}")
     assert not any("s3cret-Pa55" in v for v in cfg.values())
+    # an event of the declared size fits the task's producer and the topics it creates
+    assert int(cfg["producer.override.max.request.size"]) == s.max_record_bytes > s.max_event_bytes
+    assert cfg["topic.creation.default.max.message.bytes"] == str(s.max_record_bytes)
     assert not any("{{" in v for v in cfg.values())
     assert not any(k.startswith("_") for k in cfg)
 
