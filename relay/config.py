@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     tombstone_on_empty_payload: bool = Field(
         False, description="NULL payload -> Kafka tombstone (compaction deletes the key) instead of a "
                            "record with a null value and headers")
+    connect_settle_s: float = Field(5.0, ge=0, description="`connectors apply|resume|restart` report success "
+                                    "only after the task stayed RUNNING and read the slot this long")
     max_batch_size: int = Field(2048, ge=1)
     max_queue_size: int = Field(8192, ge=1)
 
@@ -182,6 +184,13 @@ class Settings(BaseSettings):
         if self.pg_dsn is not None:
             return self.pg_dsn.get_secret_value()
         return (f"postgresql://{self.pg_user}:{self.pg_password.get_secret_value()}@{self.host}:{self.pg_port}/"
+                f"{self.pg_database}")
+
+    @property
+    def cdc_dsn(self) -> str:
+        """The replication role's DSN (slots, peeks): for connecting, never for printing."""
+        host = self.connector_pg_host or self.host
+        return (f"postgresql://{self.pg_cdc_user}:{self.pg_cdc_password.get_secret_value()}@{host}:{self.pg_port}/"
                 f"{self.pg_database}")
 
     @property

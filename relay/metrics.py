@@ -99,8 +99,8 @@ class HealthMetrics(_Served):
     gauges: dict
 
     NAMES = {
-        "unpublished_rows": "outbox rows not marked published (polling relay view)",
-        "oldest_unpublished_age_seconds": "age of the oldest unmarked row",
+        "unpublished_rows": "rows not yet in Kafka: after the connector's position (CDC) or unmarked (poller)",
+        "oldest_unpublished_age_seconds": "age of the oldest of those rows",
         "terminal_rows": "rows the polling relay gave up on",
         "rows_after_cdc_position": "rows created after the connector's stored position",
         "cdc_position_age_seconds": "seconds since the commit of the connector's stored position",
@@ -122,15 +122,15 @@ class HealthMetrics(_Served):
         import time as _time
 
         o, slot, g = health.outbox, health.slot, self.gauges
-        g["unpublished_rows"].set(o["unpublished_rows"] or 0)
-        g["oldest_unpublished_age_seconds"].set(o["oldest_unpublished_age_s"] or 0)
-        g["terminal_rows"].set(o["terminal_rows"] or 0)
-        g["rows_after_cdc_position"].set(o["rows_after_cdc_position"] or 0)
+        g["unpublished_rows"].set(o.get("backlog_rows") or 0)
+        g["oldest_unpublished_age_seconds"].set(o.get("backlog_oldest_age_s") or 0)
+        g["terminal_rows"].set(o.get("terminal_rows") or 0)
+        g["rows_after_cdc_position"].set(o.get("rows_after_cdc_position") or 0)
         g["cdc_position_age_seconds"].set(
             _time.time() - health.position.committed_at.timestamp() if health.position else 0)
-        g["slot_retained_wal_bytes"].set(slot.retained_bytes or 0)
-        g["slot_active"].set(int(slot.active))
-        g["slot_healthy"].set(int(slot.healthy))
+        g["slot_retained_wal_bytes"].set(slot.retained_bytes or 0 if slot else 0)
+        g["slot_active"].set(int(bool(slot and slot.active)))
+        g["slot_healthy"].set(int(bool(slot and slot.healthy)))
         running = bool(health.connector) and health.connector["connector"]["state"] == "RUNNING" and all(
             t["state"] == "RUNNING" for t in health.connector.get("tasks", []))
         g["connector_running"].set(int(running))

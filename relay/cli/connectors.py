@@ -23,6 +23,7 @@ from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settin
 from relay.config import Settings
 from relay.connect import ConnectClient, render_outbox_connector
 from relay.connect.client import local_file_secrets, redact, restarting
+from relay.connect.settle import root_cause, wait_stable
 from relay.errors import RelayError
 
 app = typer.Typer(help="The Debezium outbox connector in Kafka Connect.", no_args_is_help=True)
@@ -74,6 +75,26 @@ class _Session:
             self._config = config
         return self._config
 
+    def reading(self) -> bool | None:
+        """Whether the outbox connector's replication slot has a reader (None: cannot tell)."""
+        if self.name != self.s.connector_name:
+            return None
+        import psycopg
+
+        from relay.outbox.slot import slot_info
+
+        try:
+            with psycopg.connect(self.s.dsn, autocommit=True, connect_timeout=3) as conn:
+                slot = slot_info(conn, self.s.slot_name)
+        except psycopg.Error:
+            return None
+        return slot.active if slot.exists else None
+
+    def wait_stable(self, timeout: float) -> dict[str, Any]:
+        """RUNNING and reading the slot for the settle period (see relay.connect.settle)."""
+        return wait_stable(self.client, self.name, settle_s=self.s.connect_settle_s, timeout_s=timeout,
+                           reading=self.reading)
+
     def clean(self, data: Any) -> Any:
         return redact(data, self.secrets)
 
@@ -95,10 +116,12 @@ def _state_line(st: dict[str, Any]) -> str:
 def _print_status(ses: _Session, st: dict[str, Any]) -> None:
     ses.echo(f"{st['name']}: {st['connector']['state']} on {st['connector'].get('worker_id')}")
     if st["connector"].get("trace"):
+        ses.echo(f"root cause: {root_cause(st['connector']['trace'])}")
         ses.echo(st["connector"]["trace"])
     for task in st["tasks"]:
         ses.echo(f"  task {task['id']}: {task['state']} on {task.get('worker_id')}")
         if task.get("trace"):
+            ses.echo(f"  root cause: {root_cause(task['trace'])}")
             ses.echo(task["trace"])
 
 
@@ -141,13 +164,17 @@ def apply(
     name: Optional[str] = NAME_OPTION,
     sets: Optional[list[str]] = SET_OPTION,
     json_out: bool = JSON_OPTION,
-    wait: bool = typer.Option(True, help="wait until the connector and its task are RUNNING"),
-    timeout: float = typer.Option(60.0, help="seconds to wait for RUNNING"),
+    wait: bool = typer.Option(True, help="wait until the task stayed RUNNING (and read the slot) for "
+                                         "RELAY_CONNECT_SETTLE_S"),
+    timeout: float = typer.Option(60.0, help="seconds to wait for that"),
 ) -> None:
-    """Register or update the connector (PUT config); a second apply changes nothing."""
+    """Register or update the connector (PUT config); a second apply changes nothing.
+
+    Exit 0 only once the task stayed RUNNING through the settle period; exit 1 with the root cause
+    when it fails (a task can die on a record a moment after it says RUNNING)."""
     ses = _Session(name, sets)
     result = ses.client.apply(ses.name, ses.config)
-    status = ses.client.wait_running(ses.name, timeout) if wait else ses.client.state(ses.name)
+    status = ses.wait_stable(timeout) if wait else ses.client.state(ses.name)
     if json_out:
         ses.json({"name": result.name, "changed": result.changed, "created": result.created, "status": status})
     else:
@@ -194,12 +221,13 @@ def pause(name: Optional[str] = NAME_OPTION, json_out: bool = JSON_OPTION,
 @handles_errors
 def resume(name: Optional[str] = NAME_OPTION, json_out: bool = JSON_OPTION,
            timeout: float = TIMEOUT_OPTION) -> None:
-    """Resume a paused connector and wait for RUNNING (resuming a running connector is fine)."""
+    """Resume a paused or stopped connector; exit 0 once it stayed RUNNING through the settle period,
+    1 with the root cause otherwise (resuming a running connector is fine)."""
     ses = _Session(name)
     before = ses.client.require(ses.name)
     was_running = before["ok"]
     ses.client.resume(ses.name)
-    st = ses.client.wait_running(ses.name, timeout)
+    st = ses.wait_stable(timeout)
     if json_out:
         ses.json({"name": ses.name, "action": "resume", "changed": not was_running, "status": st})
     else:
@@ -214,22 +242,27 @@ def restart(
     json_out: bool = JSON_OPTION,
     timeout: float = TIMEOUT_OPTION,
 ) -> None:
-    """Restart failed tasks (and a failed connector); --all restarts everything. Exit 1 if still FAILED."""
+    """Restart failed tasks (and a failed connector); --all restarts everything.
+
+    Exit 0 only once everything stayed RUNNING (and read the slot) through the settle period; exit
+    1 with the root cause when a task fails again (e.g. on the same record)."""
     ses = _Session(name)
     ses.client.require(ses.name)
     answer = ses.client.restart(ses.name, include_tasks=True, only_failed=not all_)
     restarted = restarting(answer)
-    st = ses.client.wait_settled(ses.name, timeout) if restarted else ses.client.state(ses.name)
-    still_failed = st["connector"]["state"] == "FAILED" or any(t["state"] == "FAILED" for t in st["tasks"])
+    if restarted:
+        ses.client.wait_settled(ses.name, timeout, failed_grace_s=1.0)  # the restart has begun
+    try:
+        st = ses.wait_stable(timeout)
+    except RelayError:
+        ses.say(f"connector {ses.name}: restarted {', '.join(restarted) or 'nothing'}; NOT healthy:")
+        raise
     if json_out:
         ses.json({"name": ses.name, "action": "restart", "only_failed": not all_, "restarted": restarted,
                   "status": st})
     else:
         what = ", ".join(restarted) if restarted else "nothing (no failed connector or task)"
-        ses.say(f"connector {ses.name}: restarted {what}; {_state_line(st)}")
-        if still_failed:
-            _print_status(ses, st)
-    sys.exit(1 if still_failed else 0)
+        ses.say(f"connector {ses.name}: restarted {what}; {_state_line(st)} for {ses.s.connect_settle_s:g} s")
 
 
 @app.command()

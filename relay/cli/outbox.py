@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import typer
 
@@ -88,19 +90,31 @@ def stats(
     if json_out:
         emit_json(health.as_dict())
     else:
-        o, slot = health.outbox, health.slot
-        typer.echo(f"outbox: {o['unpublished_rows']} unmarked rows (oldest {o['oldest_unpublished_age_s']} s), "
-                   f"{o['terminal_rows']} terminal")
-        if health.position:
-            typer.echo(f"cdc position: LSN {health.position.lsn_text} committed at "
-                       f"{health.position.committed_at.isoformat()}; {o['rows_after_cdc_position']} rows after it")
-        typer.echo(f"slot {slot.name}: " + (f"active={slot.active} wal_status={slot.wal_status} retained "
-                                             f"{slot.retained_bytes} bytes" if slot.exists else "MISSING"))
-        state = health.connector["connector"]["state"] if health.connector else "ABSENT"
-        typer.echo(f"connector {s.connector_name}: {state}")
-        for p in health.problems:
-            typer.echo(f"PROBLEM [{p.code}]: {p.message}\n  -> {p.action}")
+        for line in describe(health, s):
+            typer.echo(line)
     sys.exit(0 if health.ok else 1)
+
+
+def describe(health: Any, s: Any) -> list[str]:
+    """The text form of ``stats``: backlog in the active relay's terms, slot, connector, problems."""
+    o, slot, lines = health.outbox, health.slot, []
+    if o.get("mode") == "cdc":
+        pos = health.position
+        where = f"after LSN {pos.lsn_text} (committed {pos.committed_at.isoformat()})" if pos else "(position unknown)"
+        lines.append(f"backlog (CDC): {o['backlog_rows'] if pos else '?'} rows committed {where}, oldest "
+                     f"{o['backlog_oldest_age_s'] if o['backlog_oldest_age_s'] is not None else '-'} s")
+    elif o:
+        lines.append(f"backlog (polling relay): {o['backlog_rows']} unmarked rows (oldest "
+                     f"{o['backlog_oldest_age_s']} s), {o['terminal_rows']} terminal")
+    if slot is not None:
+        lines.append(f"slot {slot.name}: " + (f"active={slot.active} wal_status={slot.wal_status} retained "
+                                               f"{slot.retained_bytes} bytes" if slot.exists else "MISSING"))
+    if "connect" not in health.down:
+        state = health.connector["connector"]["state"] if health.connector else "ABSENT"
+        lines.append(f"connector {s.connector_name}: {state}")
+    for p in health.problems:
+        lines.append(f"PROBLEM [{p.code}]: {p.message}\n  -> {p.action}")
+    return lines
 
 
 @app.command()
@@ -116,7 +130,8 @@ def reconcile(
     from datetime import datetime, timedelta
 
     from relay.connect import ConnectClient
-    from relay.outbox.guardian import cdc_position, reconcile as run
+    from relay.outbox.guardian import cdc_position
+    from relay.outbox.reconcile import reconcile as run
 
     s = settings()
     start = datetime.fromisoformat(since) if since else None

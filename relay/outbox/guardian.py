@@ -10,26 +10,27 @@ slot's WAL. Debezium would otherwise create a new slot at the current position a
 everything committed in between; with ``offset.mismatch.strategy=trust_offset`` its task fails
 instead, and ``check`` reports ``gap``.
 
-``reconcile`` is the recovery: stop the connector, drop the broken slot, clear Connect's stored
-offsets, create a fresh slot (from here on nothing is missed), republish every outbox row
-committed since the last position Kafka is known to have (minus a margin), then resume the
-connector. Rows in the overlap are published twice; consumers are idempotent. Rows deleted in
-their own transaction (``delete_after``) cannot be republished: the report says so.
+The recovery is ``relay outbox reconcile`` (relay.outbox.reconcile).
+
+``check`` never raises for a dependency that is down or refuses us: Postgres, Kafka Connect and
+Kafka are probed with short timeouts and each failure becomes a problem naming that dependency
+(Connect's offsets endpoint blocks while the broker is down, so the broker is probed directly
+rather than blamed on Connect). The backlog is reported in the active relay's terms: in CDC mode
+rows committed after the connector's stored position; with the polling relay, unmarked rows.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any, Callable
-
-import psycopg
+from typing import Any
 
 from relay.config import Settings
 from relay.connect import ConnectClient
-from relay.errors import ConnectError, RelayError
+from relay.connect.settle import root_cause
+from relay.deps import connect_postgres, probe_kafka
+from relay.errors import RelayError
 from relay.outbox.slot import SlotInfo, slot_info
 
 
@@ -40,6 +41,10 @@ class ProblemCode(StrEnum):
     CONNECTOR_ABSENT = "connector_absent"
     NOT_STREAMING = "not_streaming"  # connector says RUNNING but nobody reads the slot
     TERMINAL_ROWS = "terminal_rows"  # polling relay gave up on rows; their aggregates are held
+    CONNECTOR_PAUSED = "connector_paused"  # paused or stopped while rows wait: nothing is published
+    POSTGRES_UNREACHABLE = "postgres_unreachable"  # or refusing our credentials
+    CONNECT_UNREACHABLE = "connect_unreachable"
+    KAFKA_UNREACHABLE = "kafka_unreachable"
 
 
 @dataclass(frozen=True)
@@ -63,19 +68,26 @@ class CdcPosition:
 
 @dataclass
 class Health:
-    outbox: dict[str, Any]
-    slot: SlotInfo
-    connector: dict[str, Any] | None
+    outbox: dict[str, Any]  # {} when Postgres could not be asked
+    slot: SlotInfo | None  # None when Postgres could not be asked
+    connector: dict[str, Any] | None  # None: not registered (or Connect could not be asked)
     position: CdcPosition | None
     problems: list[Problem] = field(default_factory=list)
+    down: dict[str, str] = field(default_factory=dict)  # dependency -> why it could not be asked
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def mode(self) -> str:
+        """``cdc`` when the outbox connector is registered, else ``poller``."""
+        return "cdc" if self.connector is not None or "connect" in self.down else "poller"
+
     def as_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "outbox": self.outbox, "slot": self.slot.as_dict(), "connector": self.connector,
+            "ok": self.ok, "mode": self.mode, "down": self.down, "outbox": self.outbox,
+            "slot": None if self.slot is None else self.slot.as_dict(), "connector": self.connector,
             "position": None if self.position is None else {
                 "lsn": self.position.lsn_text, "committed_at": self.position.committed_at.isoformat()},
             "problems": [asdict(p) for p in self.problems],
@@ -102,33 +114,78 @@ def cdc_position(client: ConnectClient, name: str) -> CdcPosition | None:
     return None
 
 
-def check(settings: Settings) -> Health:
-    client = ConnectClient(settings.connect_rest_url)
-    status = client.status(settings.connector_name)
-    position = cdc_position(client, settings.connector_name) if status else None
-    epoch = datetime.fromtimestamp(0, tz=timezone.utc)
-    with psycopg.connect(settings.dsn, autocommit=True) as conn:
-        slot = slot_info(conn, settings.slot_name)
-        waiting, oldest, terminal, after, oldest_after = conn.execute(
-            OUTBOX_QUERY, {"since": position.committed_at if position else epoch}).fetchone()
-    outbox = {
-        "unpublished_rows": waiting, "oldest_unpublished_age_s": _round(oldest), "terminal_rows": terminal,
-        "rows_after_cdc_position": after if position else None,
-        "oldest_after_cdc_position_age_s": _round(oldest_after) if position else None,
-    }
-    health = Health(outbox, slot, status, position)
+def check(settings: Settings, timeout_s: float = 4.0) -> Health:
+    """Gather the facts (each dependency asked once, briefly) and diagnose them; never raises for
+    an unreachable or misconfigured dependency: that is a problem in the result."""
+    down: dict[str, str] = {}
+    kafka = probe_kafka(settings, timeout_s=min(timeout_s, 3.0))
+    if kafka is not None:
+        down["kafka"] = str(kafka)
+    client = ConnectClient(settings.connect_rest_url, timeout_s=timeout_s)
+    status, position = None, None
+    try:
+        status = client.status(settings.connector_name)
+        if status and kafka is None:  # the offsets endpoint blocks while the broker is down
+            position = cdc_position(client, settings.connector_name)
+    except RelayError as exc:
+        down["connect"] = str(exc)
+    slot, outbox = None, {}
+    try:
+        with connect_postgres(settings.dsn) as conn:
+            slot = slot_info(conn, settings.slot_name)
+            outbox = backlog(conn, position, cdc=status is not None or "connect" in down)
+    except RelayError as exc:
+        down["postgres"] = str(exc)
+    health = Health(outbox, slot, status, position, down=down)
     health.problems = diagnose(health, settings)
     return health
+
+
+def backlog(conn: Any, position: CdcPosition | None, *, cdc: bool) -> dict[str, Any]:
+    """What waits to be published, in the active relay's terms (CDC: rows committed after the
+    connector's stored position; polling relay: rows not marked published)."""
+    epoch = datetime.fromtimestamp(0, tz=timezone.utc)
+    waiting, oldest, terminal, after, oldest_after = conn.execute(
+        OUTBOX_QUERY, {"since": position.committed_at if position else epoch}).fetchone()
+    if cdc:
+        rows = after if position else None
+        age = _round(oldest_after) if position else None
+        return {"mode": "cdc", "backlog_rows": rows, "backlog_oldest_age_s": age, "terminal_rows": 0,
+                "rows_after_cdc_position": rows, "oldest_after_cdc_position_age_s": age}
+    return {"mode": "poller", "backlog_rows": waiting, "backlog_oldest_age_s": _round(oldest),
+            "terminal_rows": terminal, "unpublished_rows": waiting, "oldest_unpublished_age_s": _round(oldest)}
 
 
 def _round(value: Any) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
+_DOWN = {
+    "postgres": (ProblemCode.POSTGRES_UNREACHABLE, "start Postgres or fix RELAY_PG_DSN / RELAY_PG_PASSWORD; "
+                 "committed events wait in the outbox and the slot, nothing is lost"),
+    "kafka": (ProblemCode.KAFKA_UNREACHABLE, "start the broker or fix RELAY_KAFKA_BOOTSTRAP; the connector "
+              "resumes by itself once it is back, nothing is lost"),
+    "connect": (ProblemCode.CONNECT_UNREACHABLE, "start Kafka Connect or fix RELAY_CONNECT_URL; events wait in "
+                "the slot, nothing is lost"),
+}
+
+
 def diagnose(h: Health, settings: Settings) -> list[Problem]:
     """Pure: known failure modes from gathered facts (unit-tested without I/O)."""
-    problems = []
-    slot, pos = h.slot, h.position
+    problems = [Problem(_DOWN[dep][0], why, _DOWN[dep][1]) for dep, why in h.down.items()]
+    if h.slot is not None:
+        problems += _slot_problems(h, h.slot, settings)
+    if "connect" not in h.down:
+        problems += _connector_problems(h, settings, gap=any(p.code == ProblemCode.GAP for p in problems))
+    if h.outbox.get("terminal_rows"):
+        problems.append(Problem(ProblemCode.TERMINAL_ROWS, f"{h.outbox['terminal_rows']} outbox rows failed "
+                                "permanently in the polling relay; later events of their aggregates are held",
+                                "inspect last_error in the outbox table, fix, then clear failed_at"))
+    return problems
+
+
+def _slot_problems(h: Health, slot: SlotInfo, settings: Settings) -> list[Problem]:
+    pos, problems = h.position, []
     since = f"since {pos.committed_at.isoformat()} (LSN {pos.lsn_text})" if pos else "since the connector last ran"
     reconcile = ("run `relay outbox reconcile`: it stops the connector, creates a fresh slot, republishes the "
                  f"outbox rows committed {since} (consumers drop the duplicates) and resumes")
@@ -149,23 +206,31 @@ def diagnose(h: Health, settings: Settings) -> list[Problem]:
         problems.append(Problem(ProblemCode.SLOT_UNRESERVED, f"slot {slot.name!r} retains {slot.retained_bytes} bytes "
                                 "of WAL and is about to be invalidated by max_slot_wal_keep_size",
                                 "get the connector streaming again now (`relay connectors status`)"))
-    if h.connector is None:
-        problems.append(Problem(ProblemCode.CONNECTOR_ABSENT, f"connector {settings.connector_name!r} is not "
-                                "registered", "run `relay connectors apply`"))
-    else:
-        trace = _failed_trace(h.connector)
-        if trace is not None and not any(p.code == ProblemCode.GAP for p in problems):
-            first = trace.strip().splitlines()[0] if trace.strip() else "(no trace)"
-            problems.append(Problem(ProblemCode.TASK_FAILED, f"connector task FAILED: {first}",
-                                    "fix the cause, then `relay connectors restart`"))
-        elif h.connector["connector"]["state"] == "RUNNING" and slot.exists and not slot.active:
-            problems.append(Problem(ProblemCode.NOT_STREAMING, f"connector says RUNNING but slot {slot.name!r} has "
-                                    "no reader", "wait a few seconds; if it persists `relay connectors restart --all`"))
-    if h.outbox.get("terminal_rows"):
-        problems.append(Problem(ProblemCode.TERMINAL_ROWS, f"{h.outbox['terminal_rows']} outbox rows failed "
-                                "permanently in the polling relay; later events of their aggregates are held",
-                                "inspect last_error in the outbox table, fix, then clear failed_at"))
     return problems
+
+
+def _connector_problems(h: Health, settings: Settings, *, gap: bool) -> list[Problem]:
+    if h.connector is None:
+        return [Problem(ProblemCode.CONNECTOR_ABSENT, f"connector {settings.connector_name!r} is not registered",
+                        "run `relay connectors apply`")]
+    state, slot = h.connector["connector"]["state"], h.slot
+    trace = _failed_trace(h.connector)
+    if trace is not None:
+        if gap:
+            return []
+        return [Problem(ProblemCode.TASK_FAILED, f"connector task FAILED: {root_cause(trace)}; every later "
+                        "outbox row waits behind it", "fix the cause, then `relay connectors restart` (or "
+                        "`relay outbox unblock` to publish or dead-letter the row it stopped on)")]
+    if state in ("PAUSED", "STOPPED") and h.outbox.get("backlog_rows"):
+        age = h.outbox.get("backlog_oldest_age_s")
+        return [Problem(ProblemCode.CONNECTOR_PAUSED, f"connector {settings.connector_name!r} is {state} while "
+                        f"{h.outbox['backlog_rows']} rows wait (oldest {age} s); nothing is being published",
+                        "`relay connectors resume` when intended")]
+    if state == "RUNNING" and slot is not None and slot.exists and not slot.active and "kafka" not in h.down:
+        return [Problem(ProblemCode.NOT_STREAMING, f"connector says RUNNING but slot {slot.name!r} has no reader "
+                        "(a task that just failed is reported RUNNING for up to 30 s)",
+                        "wait a few seconds and look again; if it persists `relay connectors restart --all`")]
+    return []
 
 
 # what Debezium says when its stored offset points at WAL the slot no longer has
@@ -185,61 +250,3 @@ def _failed_trace(connector: dict[str, Any]) -> str | None:
     return None
 
 
-@dataclass
-class ReconcileReport:
-    since: datetime
-    republished: int
-    slot_recreated: bool
-    duration_s: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "since": self.since.isoformat()}
-
-
-def cdc_dsn(settings: Settings) -> str:
-    """The replication role's DSN: it may drop and create slots, the application role may not."""
-    host = settings.connector_pg_host or settings.host
-    return (f"postgresql://{settings.pg_cdc_user}:{settings.pg_cdc_password.get_secret_value()}@{host}:{settings.pg_port}/"
-            f"{settings.pg_database}")
-
-
-def reconcile(settings: Settings, *, since: datetime | None = None, margin: timedelta = timedelta(seconds=60),
-              progress: Callable[[str], None] = lambda _m: None) -> ReconcileReport:
-    from relay.outbox.poller import republish
-
-    t0 = time.monotonic()
-    client = ConnectClient(settings.connect_rest_url)
-    name = settings.connector_name
-    if since is None:
-        position = cdc_position(client, name)
-        if position is None:
-            raise RelayError("no stored connector position to reconcile from: pass --since (a time before the "
-                             "first event that may be missing)")
-        since = position.committed_at - margin
-    progress(f"stopping connector {name}")
-    client.stop(name)
-    with psycopg.connect(cdc_dsn(settings), autocommit=True) as conn:
-        _wait_inactive(conn, settings.slot_name)
-        existed = slot_info(conn, settings.slot_name).exists
-        if existed:
-            progress(f"dropping slot {settings.slot_name}")
-            conn.execute("SELECT pg_drop_replication_slot(%s)", (settings.slot_name,))
-        progress("clearing the connector's stored offsets")
-        client.reset_offsets(name)
-        progress(f"creating slot {settings.slot_name}: from here on every commit is retained")
-        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (settings.slot_name,))
-    progress(f"republishing outbox rows created since {since.isoformat()}")
-    with psycopg.connect(settings.dsn) as conn:
-        count = republish(settings, conn, since)
-    progress(f"republished {count} events; resuming connector")
-    client.resume(name)
-    client.wait_running(name, 120)
-    return ReconcileReport(since, count, existed, round(time.monotonic() - t0, 2))
-
-
-def _wait_inactive(conn: psycopg.Connection, slot: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while slot_info(conn, slot).active:
-        if time.monotonic() > deadline:
-            raise ConnectError(f"slot {slot!r} still in use {timeout_s:.0f} s after stopping the connector")
-        time.sleep(0.2)

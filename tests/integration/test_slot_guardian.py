@@ -10,7 +10,6 @@ import psycopg
 import pytest
 
 from relay.connect import ConnectClient
-from relay.outbox.guardian import cdc_dsn
 from relay.outbox.slot import slot_info
 from relay.verify import detect_gaps
 from tests.support.kafka import read_ids
@@ -53,7 +52,7 @@ def test_dropped_slot_is_reported_as_gap_and_reconciled(stack, settings, unique)
     time.sleep(6)  # one offset flush: the stored position includes these events
 
     client.stop(settings.connector_name)
-    with psycopg.connect(cdc_dsn(settings), autocommit=True) as conn:
+    with psycopg.connect(settings.cdc_dsn, autocommit=True) as conn:
         while slot_info(conn, settings.slot_name).active:
             time.sleep(0.2)
         conn.execute("SELECT pg_drop_replication_slot(%s)", (settings.slot_name,))

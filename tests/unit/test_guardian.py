@@ -52,3 +52,29 @@ def test_absent_connector_unreserved_slot_not_streaming_and_terminal_rows():
     idle = SlotInfo("relay_outbox", True, False, None, "0/1", "0/1", "reserved", 1, 1)
     assert codes(slot=idle) == [ProblemCode.NOT_STREAMING]
     assert codes(outbox={"unpublished_rows": 3, "terminal_rows": 2}) == [ProblemCode.TERMINAL_ROWS]
+
+
+def test_paused_connector_with_waiting_rows_is_a_problem():
+    waiting = {"backlog_rows": 50_000, "backlog_oldest_age_s": 34.2, "terminal_rows": 0}
+    assert codes(conn=connector(state="PAUSED", task="PAUSED"), outbox=waiting) == [ProblemCode.CONNECTOR_PAUSED]
+    assert codes(conn=connector(state="PAUSED", task="PAUSED")) == []  # paused and nothing waits
+
+
+def test_each_dependency_that_is_down_is_named_and_nothing_else_is_guessed():
+    down = {"postgres": "Postgres at postgresql://relay:****@h/db unreachable: refused",
+            "kafka": "Kafka at h:1 unreachable: transport failure"}
+    problems = diagnose(Health({}, None, connector(), None, down=down), S)
+    assert [p.code for p in problems] == [ProblemCode.POSTGRES_UNREACHABLE, ProblemCode.KAFKA_UNREACHABLE]
+    assert "****" in problems[0].message
+    connect_down = Health({}, SLOT_OK, None, None, down={"connect": "Kafka Connect at x unreachable"})
+    assert [p.code for p in diagnose(connect_down, S)] == [ProblemCode.CONNECT_UNREACHABLE]
+
+
+def test_task_failure_reports_the_root_cause_not_the_first_line():
+    trace = ("org.apache.kafka.connect.errors.ConnectException: Unrecoverable exception trying to send\n\tat x\n"
+             "Caused by: org.apache.kafka.common.KafkaException: Cannot execute transactional method\n\tat y\n"
+             "Caused by: org.apache.kafka.common.errors.RecordTooLargeException: The message is 2097337 bytes "
+             "when serialized which is larger than 1048576\n\tat z")
+    (failed,) = diagnose(Health(OUTBOX, SLOT_OK, connector(task="FAILED", trace=trace), POS), S)
+    assert "RecordTooLargeException: The message is 2097337 bytes" in failed.message
+    assert "RELAY_MAX_EVENT_BYTES" in failed.message and "relay outbox unblock" in failed.action

@@ -1,0 +1,81 @@
+"""Truthful connector state: a task counts as working only after it stayed RUNNING, and read its
+source, through a settle period; a failure is reported by its root cause.
+
+Why: a task that dies on a poison record is RUNNING again right after a restart and dies 0.7 s
+later; with exactly-once source support Connect then keeps saying RUNNING for up to 30 s while it
+closes the task's transactional producer. Debezium leaves the replication slot within 0.3 s, so
+"the slot has a reader" is the faster and truer signal, and the one this module waits for.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable
+
+from relay.connect.client import ConnectClient, first_failure
+from relay.errors import ConnectError
+
+# hints for root causes an operator meets with the outbox connector
+_HINTS = (
+    ("RecordTooLargeException", "an outbox row is larger than a producer or topic limit: raise "
+     "RELAY_MAX_EVENT_BYTES and run `relay topics apply` + `relay connectors apply`, or move the row "
+     "aside with `relay outbox unblock --dead-letter`"),
+    ("collides with existing topic", "two aggregate types map to one Kafka topic name ('.' and '_' "
+     "collide): move the row aside with `relay outbox unblock --dead-letter`"),
+    ("no longer available on the server", "the slot lost WAL the connector needs: `relay outbox reconcile`"),
+)
+
+
+def root_cause(trace: str | None) -> str:
+    """The deepest ``Caused by:`` of a Java stack trace (else its first line), plus a hint."""
+    text = (trace or "").strip()
+    if not text:
+        return "(Connect gave no trace)"
+    causes = re.findall(r"^Caused by: (.+)$", text, flags=re.MULTILINE)
+    cause = causes[-1].strip() if causes else text.splitlines()[0].strip()
+    first = text.splitlines()[0].strip()
+    line = cause if cause == first else f"{cause} (reported as: {first})"
+    hint = next((h for marker, h in _HINTS if marker in text), None)
+    return f"{line} -> {hint}" if hint else line
+
+
+def wait_stable(client: ConnectClient, name: str, *, settle_s: float, timeout_s: float,
+                reading: Callable[[], bool | None] | None = None, poll_s: float = 0.25) -> dict[str, Any]:
+    """Return the status once the connector and every task were RUNNING and (when ``reading`` can
+    tell) reading their source without a break for ``settle_s``.
+
+    Raises ConnectError (not retriable) naming the root cause as soon as Connect reports FAILED,
+    and on ``timeout_s`` says what it saw last (e.g. RUNNING but not reading the slot).
+    """
+    start = time.monotonic()
+    deadline = start + timeout_s
+    stable_since: float | None = None
+    last: dict[str, Any] = {}
+    while True:
+        st = client.state(name)
+        failed = first_failure(st)
+        if failed:
+            raise ConnectError(f"connector {name}: {failed[0]} FAILED: {root_cause(failed[1])}", retriable=False)
+        reads = reading() if reading is not None else None
+        now = time.monotonic()
+        if st["ok"] and st["tasks"] and reads is not False:
+            stable_since = stable_since or now
+            if now - stable_since >= settle_s:
+                return st
+        else:
+            stable_since = None
+        last = {"state": st, "reads": reads}
+        if now >= deadline:
+            raise ConnectError(_not_stable(name, last, timeout_s), retriable=True)
+        time.sleep(poll_s)
+
+
+def _not_stable(name: str, last: dict[str, Any], timeout_s: float) -> str:
+    st = last["state"]
+    states = f"connector {st['connector']['state']}, tasks {[t['state'] for t in st['tasks']]}"
+    if st["ok"] and last["reads"] is False:
+        return (f"connector {name} says RUNNING but its task is not reading the replication slot after "
+                f"{timeout_s:.0f} s ({states}): it most likely failed and Connect has not reported it yet "
+                "(it can take 30 s); see `relay outbox stats`")
+    return f"connector {name} did not stay RUNNING for the settle period within {timeout_s:.0f} s ({states})"
