@@ -10,6 +10,9 @@ Choices (see ../shared/notes/faust-streaming.md):
   on loopback instead.
 - the consumer's commit rule is replaced (processors.commits): Faust's own lets the committed
   offset fall behind on topics with transaction markers, which every Debezium EOS topic has.
+- record size: the producer (retry stages, dead letters, changelogs) accepts a record of
+  ``Settings.max_record_bytes`` (an event of ``RELAY_MAX_EVENT_BYTES`` plus headers), as the topics
+  do, so an event the outbox accepted can always be forwarded or dead-lettered; a fetch holds one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import faust
 from relay.config import Settings
 
 STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
+FETCH_BYTES = 4 * 1024**2  # Faust's default consumer_max_fetch_size (per partition)
 
 
 class RelayApp(faust.App):
@@ -47,4 +51,6 @@ def create_app(settings: Settings, app_id: str, *, store: str = "memory") -> fau
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        producer_max_request_size=settings.max_record_bytes,
+        consumer_max_fetch_size=max(FETCH_BYTES, settings.max_record_bytes),
     )
