@@ -49,11 +49,12 @@ from processors.gapfill import GapReader
 from processors.gauges import Gauges
 from processors.guard import ContinuityGuard
 from processors.lanes import Lanes
+from processors.preflight import needs_database
 from relay.errors import DecodeError
 from relay.handling import Event, Inbox, decode
 from relay.handling.breaker import BreakerState, CircuitBreaker
 from relay.handling.dlq import dead_letter_headers
-from relay.handling.pg_inbox import DUPLICATE
+from relay.handling.pg_inbox import DUPLICATE, PgIdempotent
 from relay.handling.parking import ParkedKey, Parking, Route
 from relay.handling.retry import RetryPolicy, Verdict
 from relay.headers import Header, dlq_topic, retry_topic
@@ -349,6 +350,8 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         agents.append(app.agent(stage, name=f"retry-{n}-{spec.topic}", concurrency=1)(
             agent_loop(on_stage, retry_stage=True)))
     app.relay_topics = getattr(app, "relay_topics", []) + spec.topics()  # type: ignore[attr-defined]
+    if isinstance(spec.handler, PgIdempotent):  # `relay worker` checks it answers before starting
+        needs_database(app, spec.handler.dsn_of(spec.context))
     return agents
 
 

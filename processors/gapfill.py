@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
 from relay.errors import KafkaUnavailable
+from relay.kafka_logs import kafka_logger
 
 
 @dataclass
@@ -43,7 +44,8 @@ class GapReader:
             # never jumps to the end
             "auto.offset.reset": "earliest", "max.partition.fetch.bytes": 262144, "fetch.max.bytes": 1048576,
             "queued.max.messages.kbytes": 4096,
-            "enable.partition.eof": True, "client.id": f"{group_id}-gapfill"}
+            "enable.partition.eof": True, "client.id": f"{group_id}-gapfill",
+            "logger": kafka_logger()}  # librdkafka's lines: Python logging, rate-limited
 
     @property
     def _consumer(self) -> Consumer:

@@ -30,9 +30,15 @@ def worker(
     store: str = typer.Option("memory", help="table store: memory or rocksdb"),
     loglevel: str = typer.Option("warning", help="faust log level"),
 ) -> None:
-    """Run a processor app (idempotent consumers) until stopped; metrics on RELAY_WORKER_METRICS_PORT."""
+    """Run a processor app (idempotent consumers) until stopped; metrics on RELAY_WORKER_METRICS_PORT.
+    Exits 1 with one line within a few seconds when Kafka or a database the app declared does not
+    answer (processors.preflight)."""
     s = settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = _factory(app_name)(s, store=store)
+    from processors.preflight import check
+
+    check(s, app)
     topics = getattr(app, "relay_topics", [])
     if topics:  # source, retry stages, dead letters: declared (auto-creation is off)
         from relay.topics import apply_topics
@@ -42,9 +48,12 @@ def worker(
     if metrics is not None and s.worker_metrics_port:
         metrics.serve(s.host, s.worker_metrics_port)
         say(f"metrics on http://{s.host}:{s.worker_metrics_port}/metrics")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     import faust
 
+    import processors.commits  # noqa: F401 - its aiokafka/faust loggers must exist for the filter below
+    from relay.kafka_logs import quiet_kafka_clients
+
+    quiet_kafka_clients()  # reconnect floods during a broker outage: one line per shape per window
     runner = faust.Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG (at our default level) so that it can
     # spin on every log record: aiokafka then builds a debug record per produced message, ~6 % of
