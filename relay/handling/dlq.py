@@ -3,24 +3,27 @@
 A dead letter is the original record (same key, value and headers) plus the ``dlq.*`` headers of
 ARCHITECTURE.md: original topic/partition/offset, error class and message, attempts, time of the
 first failure. Replay produces the original record back to its original topic with the original
-key and headers and ``dlq.replays`` incremented; the consumers' inbox skips a replayed event that
-was handled in the meantime. Dead-letter topics are append-only: a replayed record stays there
-(listing shows its replay count only on the copy in the source topic).
+key and headers and ``dlq.replays`` incremented (relay/handling/redrive_run.py); the consumers'
+inbox skips a replayed event that was handled in the meantime. Dead-letter topics are append-only:
+a replayed record stays there, and the redrive position (relay/handling/redrive.py) says it was
+replayed. A replayed record that fails again is dead-lettered again: a new dead letter, whose
+``dlq.replays`` says how often its event was replayed before.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import cast
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from relay.config import Settings
 from relay.errors import KafkaUnavailable, RelayError
+from relay.handling.dlq_clients import list_topic_names, reader_config
 from relay.headers import DLQ_SUFFIX, Header
-from relay.topics import admin, producer_config
 
 Headers = Sequence[tuple[str, bytes | None]]
 _DLQ_PREFIX = "dlq."
@@ -29,8 +32,10 @@ _DLQ_PREFIX = "dlq."
 def dead_letter_headers(original: Headers, *, topic: str, partition: int, offset: int, error: BaseException,
                         attempts: int, first_failure_at: datetime | None = None) -> list[tuple[str, bytes]]:
     """The original headers (without earlier dlq.* ones) plus why and where it died."""
-    first = first_failure_at or datetime.now(timezone.utc)
-    kept = [(k, v) for k, v in original if not k.startswith(_DLQ_PREFIX) or k == Header.DLQ_REPLAYS.value]
+    first = first_failure_at or datetime.now(UTC)
+    # a header without a value (None) is kept as it came; Kafka clients accept it
+    kept = cast("list[tuple[str, bytes]]",
+                [(k, v) for k, v in original if not k.startswith(_DLQ_PREFIX) or k == Header.DLQ_REPLAYS.value])
     return kept + [
         (Header.DLQ_ORIGINAL_TOPIC.value, topic.encode()),
         (Header.DLQ_ORIGINAL_PARTITION.value, str(partition).encode()),
@@ -97,56 +102,67 @@ class DeadLetter:
 
 
 def dlq_topics(settings: Settings) -> list[str]:
+    """Every ``*.dlq`` topic; KafkaUnavailable within a few seconds if Kafka does not answer."""
+    return sorted(t for t in list_topic_names(settings) if t.endswith(DLQ_SUFFIX))
+
+
+Watermarks = dict[int, tuple[int, int]]
+
+
+def watermarks(consumer: Consumer, topic: str, timeout_s: float = 10) -> Watermarks:
+    """{partition: (low, high)} of ``topic`` (high = the end a read_committed reader sees)."""
+    meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    if meta is None or meta.error is not None:
+        raise RelayError(f"dead-letter topic {topic!r} does not exist")
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            for p in sorted(meta.partitions)}
+
+
+def read_range(consumer: Consumer, topic: str, starts: dict[int, int], ends: dict[int, int],
+               timeout_s: float = 60) -> list[DeadLetter]:
+    """Every dead letter of ``topic`` from ``starts`` up to (excluding) ``ends``, per partition, in
+    offset order. Raises KafkaUnavailable rather than return part of it."""
+    todo = {p: end for p, end in ends.items() if end > starts.get(p, 0)}
+    if not todo:
+        return []
+    consumer.assign([TopicPartition(topic, p, starts.get(p, 0)) for p in todo])
+    out: list[DeadLetter] = []
+    deadline = time.monotonic() + timeout_s
     try:
-        topics = admin(settings).list_topics(timeout=10).topics
-    except Exception as exc:  # noqa: BLE001 - KafkaException
-        raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from None
-    return sorted(t for t in topics if t.endswith(DLQ_SUFFIX))
+        while todo:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"reading {topic} did not reach its end offsets within {timeout_s:.0f} s "
+                                       f"(partitions {sorted(todo)})")
+            for msg in consumer.consume(500, 0.5):
+                partition, offset = msg.partition(), msg.offset()
+                if msg.error() or partition is None or offset is None or offset >= todo.get(partition, -1):
+                    continue
+                out.append(_letter(topic, partition, offset, msg))
+            # the position passes transaction markers too, which are never delivered as records
+            for tp in consumer.position([TopicPartition(topic, p) for p in todo]):
+                if tp.offset >= todo[tp.partition]:
+                    del todo[tp.partition]
+    finally:
+        consumer.unassign()
+    return sorted(out, key=lambda d: (d.partition, d.offset))
 
 
-def read_dead_letters(settings: Settings, topics: Iterable[str], timeout_s: float = 30) -> list[DeadLetter]:
+def _letter(topic: str, partition: int, offset: int, msg: Message) -> DeadLetter:
+    key, value = msg.key(), msg.value()
+    headers = cast("list[tuple[str, bytes | None]]", msg.headers() or [])
+    return DeadLetter(topic, partition, offset, key.encode() if isinstance(key, str) else key,
+                      value.encode() if isinstance(value, str) else value, tuple(headers))
+
+
+def read_dead_letters(settings: Settings, topics: Iterable[str], timeout_s: float = 60) -> list[DeadLetter]:
     """Every record currently in ``topics`` (beginning to the end offsets at call time)."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"relay-dlq-{time.time_ns()}",
-                         "enable.auto.commit": False, "isolation.level": "read_committed"})
+    consumer = Consumer(reader_config(settings, f"relay-dlq-read-{time.time_ns()}"))
     out: list[DeadLetter] = []
     try:
-        assignment, ends = [], {}
         for topic in topics:
-            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-            if meta is None or meta.error is not None:
-                raise RelayError(f"dead-letter topic {topic!r} does not exist")
-            for p in meta.partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                if high > low:
-                    assignment.append(TopicPartition(topic, p, low))
-                    ends[(topic, p)] = high
-        if not assignment:
-            return []
-        consumer.assign(assignment)
-        deadline = time.monotonic() + timeout_s
-        while ends and time.monotonic() < deadline:
-            for msg in consumer.consume(500, 0.5):
-                if msg.error():
-                    continue
-                where = (msg.topic(), msg.partition())
-                out.append(DeadLetter(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                                      tuple(msg.headers() or ())))
-                if where in ends and msg.offset() >= ends[where] - 1:
-                    del ends[where]
+            marks = watermarks(consumer, topic)
+            out += read_range(consumer, topic, {p: lo for p, (lo, _) in marks.items()},
+                              {p: hi for p, (_, hi) in marks.items()}, timeout_s)
     finally:
         consumer.close()
     return sorted(out, key=lambda d: (d.dlq_topic, d.partition, d.offset))
-
-
-def replay(settings: Settings, letters: Iterable[DeadLetter]) -> int:
-    """Produce each dead letter back to its original topic, in order; returns how many."""
-    producer = Producer(producer_config(settings))
-    failures: list[str] = []
-    count = 0
-    for d in letters:
-        producer.produce(d.original_topic, key=d.key, value=d.value, headers=replay_headers(d.headers),
-                         on_delivery=lambda err, _m: failures.append(err.str()) if err else None)
-        count += 1
-    if producer.flush(60) or failures:
-        raise KafkaUnavailable(f"replay: {len(failures)} records not acknowledged ({failures[:3]})")
-    return count

@@ -76,7 +76,8 @@ def test_too_many_letters_replayed_one_by_one_is_refused_not_forgotten():
 
 class FakeClock:
     def __init__(self) -> None:
-        self.now, self.sleeps = 100.0, []
+        self.now = 100.0
+        self.sleeps: list[float] = []
 
     def __call__(self) -> float:
         return self.now
