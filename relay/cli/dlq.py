@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -109,6 +110,7 @@ def replay(topic: str = TOPIC, event_id: str = ID,
         raise RelayError("--force goes with --id only (--all never sends a letter twice)")
     results: list[RedriveResult] = []
     progress = _Progress(quiet=dry_run)
+    signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: abort the open transaction, then exit
     try:
         for name in _topics(topic):
             results.append(redrive(settings(), name, event_id=event_id, force=force, rate=rate, dry_run=dry_run,
@@ -119,6 +121,10 @@ def replay(topic: str = TOPIC, event_id: str = ID,
     if event_id is not None and not any(r.replayed or r.already_replayed for r in results):
         raise RelayError(f"no dead letter with id {event_id!r} in {', '.join(r.topic for r in results) or 'any *.dlq topic'}")
     _report(results, by_id=event_id is not None, dry_run=dry_run, json_out=json_out)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _report(results: list[RedriveResult], *, by_id: bool, dry_run: bool, json_out: bool) -> None:

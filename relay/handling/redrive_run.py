@@ -85,6 +85,7 @@ def redrive(settings: Settings, topic: str, *, event_id: str | None = None, forc
         letters = read_range(consumer, topic, starts, {p: hi for p, (_, hi) in marks.items()})
         chosen = plan(letters, positions, event_id=event_id, force=force)
         result = RedriveResult(topic, already_replayed=chosen.already_replayed, positions=dict(positions))
+        _check_targets(consumer, chosen.send)
         if dry_run or producer is None:
             result.replayed = chosen.send
             return result
@@ -96,6 +97,19 @@ def redrive(settings: Settings, topic: str, *, event_id: str | None = None, forc
         return result
     finally:
         consumer.close()
+
+
+def _check_targets(consumer: Consumer, letters: list[DeadLetter]) -> None:
+    """Refuse before sending anything if a letter's original topic does not exist (broker
+    auto-creation is off: its record would wait for the topic until the transaction times out)."""
+    targets = sorted({d.original_topic for d in letters})
+    if not targets:
+        return
+    existing = consumer.list_topics(timeout=TIMEOUT_S).topics
+    missing = [t for t in targets if t not in existing]
+    if missing:
+        raise RelayError(f"dead letters point at topic(s) that do not exist: {', '.join(missing)}; create them "
+                         "(relay topics apply) and replay again; nothing was sent")
 
 
 def _transactional_producer(settings: Settings, topic: str) -> Producer:
@@ -111,6 +125,7 @@ def _send(producer: Producer, consumer: Consumer, result: RedriveResult, letters
           by_id: bool, final: dict[int, Position], changed: bool, rate: float | None,
           progress: Progress | None) -> None:
     limiter = RateLimiter(rate)
+    failed: list[str] = []  # delivery errors: the cause a failed commit_transaction only counts
     batch: list[DeadLetter] = []
     started = began = time.monotonic()
     positions = result.positions
@@ -132,7 +147,8 @@ def _send(producer: Producer, consumer: Consumer, result: RedriveResult, letters
             if not batch:
                 producer.begin_transaction()
                 started = time.monotonic()
-            producer.produce(d.original_topic, key=d.key, value=d.value, headers=cast(Any, replay_headers(d.headers)))
+            producer.produce(d.original_topic, key=d.key, value=d.value, headers=cast(Any, replay_headers(d.headers)),
+                             on_delivery=lambda err, _msg: failed.append(err.str()) if err else None)
             batch.append(d)
             positions = {**positions, d.partition: (positions[d.partition].with_replayed(d.offset) if by_id
                                                     else positions[d.partition].passed(d.offset))}
@@ -145,11 +161,13 @@ def _send(producer: Producer, consumer: Consumer, result: RedriveResult, letters
     except KafkaException as exc:
         _abort(producer)
         err = exc.args[0]
+        cause = err.str() + (f" (first delivery error: {failed[0]})" if failed else "")
+        recorded = f"{len(result.replayed)} replayed and recorded"
         if err.fatal():
-            raise RelayError(f"redrive of {result.topic} stopped: {err.str()} (another `relay dlq replay` of "
-                             f"this topic started?); {len(result.replayed)} replayed and recorded") from None
-        raise KafkaUnavailable(f"redrive of {result.topic} stopped: {err.str()}; {len(result.replayed)} replayed "
-                               "and recorded, run the same command again to resume") from None
+            raise RelayError(f"redrive of {result.topic} stopped: {cause} (another `relay dlq replay` of this topic "
+                             f"started?); {recorded}") from None
+        raise RelayError(f"redrive of {result.topic} stopped: {cause}; {recorded}, run the same command again to "
+                         "resume", retriable=err.retriable() or not failed) from None
     except BaseException:
         _abort(producer)
         raise
