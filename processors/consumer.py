@@ -50,6 +50,7 @@ from processors.gauges import Gauges
 from processors.guard import ContinuityGuard
 from processors.lanes import Lanes
 from processors.preflight import needs_database
+from processors.waits import Waits
 from relay.errors import DecodeError
 from relay.handling import Event, Inbox, decode
 from relay.handling.breaker import BreakerState, CircuitBreaker
@@ -300,6 +301,19 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             await asyncio.sleep(min(max(breaker.retry_after_s(), 0.05), 1.0))
         breaker_gauge.set(BREAKER_GAUGE[breaker.state])
 
+    waits = Waits(app)
+
+    async def admitted(message: Any) -> bool:
+        """The circuit admits ``message`` (at once when closed); False: its partition was revoked
+        while the circuit was open, drop it (processors.waits)."""
+        if breaker.state is BreakerState.CLOSED:
+            await gate()
+            return True
+        if await waits.away(message, gate):
+            return True
+        breaker.record_no_verdict()  # it may have been admitted as the probe
+        return False
+
     def agent_loop(process: Callable[[Any], Awaitable[None]], *, retry_stage: bool = False) -> Callable:
         async def settled(message: Any) -> None:
             """``process``, and whatever escapes it (a bug, not input) still ends the record: as a
@@ -317,13 +331,24 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             finally:
                 breaker.record_no_verdict()  # no-op unless a probe ended without calling the handler
 
-        async def due(message: Any) -> None:
+        async def due(message: Any) -> bool:
             """Retry stages: wait until the record is due (stage FIFO: due times never decrease)
-            before taking it, so no lane sleeps holding a probe or an in-flight slot."""
-            if retry_stage:  # heads wait for their delay, requeued behind records for their turn
-                wait = float(_header(message, Header.RETRY_DUE_AT) or b"0") - time.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+            before taking it, so no lane sleeps holding a probe or an in-flight slot. Shutdown and
+            rebalances do not wait for it (processors.waits): False when its partition was
+            revoked meanwhile (drop it: the next owner reads it again)."""
+            if not retry_stage:
+                return True
+            # heads wait for their delay, requeued behind records for their turn
+            wait = float(_header(message, Header.RETRY_DUE_AT) or b"0") - time.time()
+            return wait <= 0 or await waits.away(message, lambda: asyncio.sleep(wait))
+
+        async def handle_missed(records: list) -> bool:
+            """The records of a hole, in order; False when their partition was revoked meanwhile."""
+            for record in records:
+                if not await due(record):
+                    return False
+                await settled(record)
+            return True
 
         async def consume(stream: faust.StreamT) -> None:
             lanes = Lanes(spec.concurrency, spec.max_in_flight, settled, bind=_bind_event)
@@ -333,12 +358,13 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
                     missed = await guard.missed(message)
                     if missed:  # what Faust skipped comes first, after what is in flight
                         await lanes.drain(message.topic, message.partition)
-                        for record in missed:
-                            await due(record)
-                            await settled(record)
-                    await due(message)
+                        if not await handle_missed(missed):
+                            continue
+                    if not await due(message):
+                        continue
                     await lanes.wait_room(message.topic, message.partition)
-                    await gate()  # after the wait: the breaker may have opened meanwhile
+                    if not await admitted(message):  # after the wait: the breaker may have opened meanwhile
+                        continue
                     await lanes.submit(ev)
                     guard.done(message)
             finally:

@@ -53,9 +53,17 @@ class Workers:
             assert time.monotonic() < deadline, f"worker {n} (pid {pid}) survived SIGKILL"
             time.sleep(0.05)
 
-    def stop(self, n: int | None = None) -> None:
+    def stop(self, n: int | None = None, *, grace_s: float = 20.0) -> float:
+        """SIGTERM (SIGKILL after ``grace_s``); the seconds until the last one was gone."""
+        started = time.monotonic()
         for i in [n] if n is not None else list(self.procs):
-            self.procs.pop(i).stop()
+            self.procs.pop(i).stop(grace_s=grace_s)
+        return time.monotonic() - started
+
+    def log(self, n: int = 0) -> str:
+        """What worker ``n`` (this run and earlier ones of the same name) wrote so far."""
+        path = self._proc(n).log_file
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def alive(self, n: int = 0) -> bool:
         return n in self.procs and self.procs[n].pid() is not None
