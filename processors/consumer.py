@@ -46,7 +46,7 @@ from typing import Any, Awaitable, Callable, Iterator, MutableMapping
 import faust
 
 from processors.gapfill import GapReader
-from processors.gauges import Gauges
+from processors.gauges import Delivered, Gauges
 from processors.guard import ContinuityGuard
 from processors.lanes import Lanes
 from processors.preflight import needs_database
@@ -284,7 +284,9 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
     async def forget_revoked(_sender: Any, revoked: Any, **_kw: Any) -> None:
         inbox.forget({tp.partition for tp in revoked if tp.topic == spec.topic})
 
-    gauges = Gauges(app, m, parking, guard.continuity, spec.topic)
+    delivered = Delivered({spec.topic, *stage_of})
+    app.sensors.add(delivered)
+    gauges = Gauges(app, m, parking, guard.continuity, spec.topic, delivered=delivered)
     app.timer(1.0, name=f"gauges-{spec.topic}")(gauges.refresh)
     breaker = CircuitBreaker(failure_threshold=spec.breaker_failures, open_for_s=spec.breaker_open_s)
 
