@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     tombstone_on_empty_payload: bool = Field(
         False, description="NULL payload -> Kafka tombstone (compaction deletes the key) instead of a "
                            "record with a null value and headers")
+    transaction_timeout_ms: int = Field(
+        15_000, ge=1000, le=900_000,
+        description="the connector's producer transaction.timeout.ms (one transaction per poll, milliseconds "
+                    "long): a task that failed on a record is reported FAILED only after its open transaction "
+                    "times out (Kafka's 60 s default kept it RUNNING in the REST API for 61 s here)")
     connect_settle_s: float = Field(5.0, ge=0, description="`connectors apply|resume|restart` report success "
                                     "only after the task stayed RUNNING and read the slot this long")
     max_batch_size: int = Field(2048, ge=1)

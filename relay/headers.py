@@ -30,6 +30,9 @@ class Header(StrEnum):
     RETRY_SEQ = "retry.seq"  # a behind record's place among its key's parked records (1, 2, ...)
     RETRY_REQUEUES = "retry.requeues"  # times a behind record was put back to wait for its turn
     DLQ_REPLAYS = "dlq.replays"  # how often this record was replayed from a dead-letter topic
+    DLQ_OUTBOX_LSN = "dlq.outbox.lsn"  # an outbox row the connector could not publish: its WAL position
+    DLQ_OUTBOX_TXID = "dlq.outbox.txid"
+    DLQ_VALUE_OMITTED = "dlq.value-omitted"  # why the value is not in the dead letter (the row keeps it)
 
 
 EVENT_TOPIC_PREFIX = "outbox.event."
@@ -71,3 +74,5 @@ def dlq_topic(topic: str) -> str:
 
 
 DLQ_SUFFIX = ".dlq"
+# rows the outbox connector could not publish, moved aside by `relay outbox unblock --dead-letter`
+OUTBOX_DLQ_TOPIC = "outbox.dlq"

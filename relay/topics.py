@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from relay.config import Settings
 from relay.errors import KafkaUnavailable, RelayError
-from relay.headers import PARTITIONER, event_topic
+from relay.headers import EVENT_TOPIC_PREFIX, PARTITIONER, event_topic
 
 
 def producer_config(settings: Settings, **extra: object) -> dict:
@@ -42,10 +42,21 @@ def declared_topics(settings: Settings) -> list[str]:
     return [event_topic(t) for t in settings.aggregate_types]
 
 
+def existing_outbox_topics(settings: Settings, timeout_s: float = 10) -> list[str]:
+    """Every ``outbox.event.*`` topic in the cluster (Debezium creates one per aggregate type it
+    meets, with its retry stages and .dlq made by workers): all must carry max_record_bytes."""
+    try:
+        names = admin(settings).list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from None
+    return sorted(t for t in names if t.startswith(EVENT_TOPIC_PREFIX))
+
+
 MAX_MESSAGE_BYTES = "max.message.bytes"
 
 
-def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s: float = 30) -> dict[str, str]:
+def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s: float = 30,
+                 max_message_bytes: int | None = None) -> dict[str, str]:
     """Create missing topics, raise a too-low ``max.message.bytes`` of existing ones; returns
     {topic: "created" | "exists" | "limit raised"}."""
     topics = declared_topics(settings) if topics is None else topics
@@ -55,7 +66,8 @@ def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s:
     except KafkaException as exc:
         raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from None
     result = {t: "exists" for t in topics if t in existing}
-    limit = str(settings.max_record_bytes)
+    needed = max_message_bytes or settings.max_record_bytes
+    limit = str(needed)
     new = [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication,
                     config={MAX_MESSAGE_BYTES: limit})
            for t in topics if t not in existing]
@@ -71,8 +83,7 @@ def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s:
                 else:
                     raise RelayError(f"creating topic {topic} failed: {err.str()}",
                                      retriable=err.retriable()) from None
-    for topic in _too_small(client, [t for t in topics if result[t] == "exists"], settings.max_record_bytes,
-                            timeout_s):
+    for topic in _too_small(client, [t for t in topics if result[t] == "exists"], needed, timeout_s):
         _raise_limit(client, topic, limit, timeout_s)
         result[topic] = "limit raised"
     return result

@@ -23,7 +23,7 @@ from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settin
 from relay.config import Settings
 from relay.connect import ConnectClient, render_outbox_connector
 from relay.connect.client import local_file_secrets, redact, restarting
-from relay.connect.settle import root_cause, wait_stable
+from relay.connect.settle import OffsetProgress, root_cause, wait_stable
 from relay.errors import RelayError
 
 app = typer.Typer(help="The Debezium outbox connector in Kafka Connect.", no_args_is_help=True)
@@ -75,25 +75,17 @@ class _Session:
             self._config = config
         return self._config
 
-    def reading(self) -> bool | None:
-        """Whether the outbox connector's replication slot has a reader (None: cannot tell)."""
-        if self.name != self.s.connector_name:
+    def progress(self) -> OffsetProgress | None:
+        """Taken before an action: tells afterwards whether the task moved its source offset
+        (heartbeats move it every few seconds); None when heartbeats are off (it could not tell)."""
+        if self.name != self.s.connector_name or not self.s.heartbeat_interval_ms:
             return None
-        import psycopg
+        return OffsetProgress(self.client, self.name)
 
-        from relay.outbox.slot import slot_info
-
-        try:
-            with psycopg.connect(self.s.dsn, autocommit=True, connect_timeout=3) as conn:
-                slot = slot_info(conn, self.s.slot_name)
-        except psycopg.Error:
-            return None
-        return slot.active if slot.exists else None
-
-    def wait_stable(self, timeout: float) -> dict[str, Any]:
-        """RUNNING and reading the slot for the settle period (see relay.connect.settle)."""
+    def wait_stable(self, timeout: float, progress: OffsetProgress | None) -> dict[str, Any]:
+        """RUNNING through the settle period, and progress (see relay.connect.settle)."""
         return wait_stable(self.client, self.name, settle_s=self.s.connect_settle_s, timeout_s=timeout,
-                           reading=self.reading)
+                           reading=progress)
 
     def clean(self, data: Any) -> Any:
         return redact(data, self.secrets)
@@ -173,8 +165,9 @@ def apply(
     Exit 0 only once the task stayed RUNNING through the settle period; exit 1 with the root cause
     when it fails (a task can die on a record a moment after it says RUNNING)."""
     ses = _Session(name, sets)
+    progress = ses.progress() if wait else None
     result = ses.client.apply(ses.name, ses.config)
-    status = ses.wait_stable(timeout) if wait else ses.client.state(ses.name)
+    status = ses.wait_stable(timeout, progress) if wait else ses.client.state(ses.name)
     if json_out:
         ses.json({"name": result.name, "changed": result.changed, "created": result.created, "status": status})
     else:
@@ -226,8 +219,9 @@ def resume(name: Optional[str] = NAME_OPTION, json_out: bool = JSON_OPTION,
     ses = _Session(name)
     before = ses.client.require(ses.name)
     was_running = before["ok"]
+    progress = ses.progress()
     ses.client.resume(ses.name)
-    st = ses.wait_stable(timeout)
+    st = ses.wait_stable(timeout, progress)
     if json_out:
         ses.json({"name": ses.name, "action": "resume", "changed": not was_running, "status": st})
     else:
@@ -248,12 +242,13 @@ def restart(
     1 with the root cause when a task fails again (e.g. on the same record)."""
     ses = _Session(name)
     ses.client.require(ses.name)
+    progress = ses.progress()
     answer = ses.client.restart(ses.name, include_tasks=True, only_failed=not all_)
     restarted = restarting(answer)
     if restarted:
         ses.client.wait_settled(ses.name, timeout, failed_grace_s=1.0)  # the restart has begun
     try:
-        st = ses.wait_stable(timeout)
+        st = ses.wait_stable(timeout, progress)
     except RelayError:
         ses.say(f"connector {ses.name}: restarted {', '.join(restarted) or 'nothing'}; NOT healthy:")
         raise

@@ -8,7 +8,7 @@ import psycopg
 import typer
 
 from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings
-from relay.errors import DatabaseError
+from relay.errors import DatabaseError, RelayError
 from relay.outbox import ensure_cdc_access, migrate as run_migrations
 
 app = typer.Typer(help="The outbox table.", no_args_is_help=True)
@@ -115,6 +115,48 @@ def describe(health: Any, s: Any) -> list[str]:
     for p in health.problems:
         lines.append(f"PROBLEM [{p.code}]: {p.message}\n  -> {p.action}")
     return lines
+
+
+@app.command()
+@handles_errors
+def blocked(json_out: bool = JSON_OPTION) -> None:
+    """The outbox row a failed connector task stopped on: event id, aggregate type, LSN, size and
+    the root cause (exit 1 when a row blocks the pipeline, 0 when none does)."""
+    import sys
+
+    from relay.outbox.unblock import Unblocker
+
+    found = Unblocker(settings()).locate()
+    if json_out:
+        emit_json(None if found is None else found.as_dict())
+    else:
+        say("no connector task is FAILED: nothing is blocked" if found is None else f"blocked: {found.describe()}")
+    sys.exit(0 if found is None else 1)
+
+
+@app.command()
+@handles_errors
+def unblock(
+    retry: bool = typer.Option(False, "--retry", help="publish the row once its cause is fixed: raise topic "
+                                                      "limits to the settings, re-apply the connector, restart"),
+    dead_letter: bool = typer.Option(False, "--dead-letter", help="move the row to outbox.dlq with its reason and "
+                                                                  "continue past it"),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Get the connector past the row it stopped on, losing nothing: --retry or --dead-letter.
+
+    Exit 0 once the task runs past the row (RUNNING and making progress), 1 with the cause otherwise.
+    """
+    from relay.outbox.unblock import Unblocker
+
+    if retry == dead_letter:
+        raise RelayError("say which: --retry (publish it once the cause is fixed) or --dead-letter (move it aside)")
+    worker = Unblocker(settings(), say=say)
+    report = worker.retry() if retry else worker.dead_letter()
+    if json_out:
+        emit_json(report.as_dict())
+    else:
+        say(f"unblock --{report.mode}: {report.outcome}")
 
 
 @app.command()

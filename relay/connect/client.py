@@ -309,6 +309,10 @@ class ConnectClient:
         answer = self._get_or_none(f"{self._path(name)}/offsets")
         return (answer or {}).get("offsets", [])
 
+    def patch_offsets(self, name: str, offsets: list[dict[str, Any]]) -> None:
+        """PATCH .../offsets (KIP-875): only allowed while the connector is STOPPED."""
+        self._call("PATCH", f"{self._path(name)}/offsets", {"offsets": offsets})
+
     def reset_offsets(self, name: str) -> None:
         """DELETE .../offsets: only allowed while the connector is STOPPED."""
         self._call("DELETE", f"{self._path(name)}/offsets")

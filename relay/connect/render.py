@@ -45,6 +45,7 @@ def template_values(settings: Settings, secrets_file: Path) -> dict[str, str]:
         "topic_replication": str(settings.topic_replication),
         "topic_partitions": str(settings.topic_partitions),
         "max_record_bytes": str(settings.max_record_bytes),
+        "transaction_timeout_ms": str(settings.transaction_timeout_ms),
     }
 
 

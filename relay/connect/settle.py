@@ -3,8 +3,10 @@ source, through a settle period; a failure is reported by its root cause.
 
 Why: a task that dies on a poison record is RUNNING again right after a restart and dies 0.7 s
 later; with exactly-once source support Connect then keeps saying RUNNING for up to 30 s while it
-closes the task's transactional producer. Debezium leaves the replication slot within 0.3 s, so
-"the slot has a reader" is the faster and truer signal, and the one this module waits for.
+closes the task's transactional producer (the replication slot may stay active all that time,
+seen here). What does not lie is progress: a working Debezium task commits a new source offset
+at least every heartbeat interval (5 s; the heartbeat is a transactional WAL message), a dead one
+never again. So success is: RUNNING for the settle period *and* the stored offset moved.
 """
 
 from __future__ import annotations
@@ -18,16 +20,16 @@ from relay.errors import ConnectError
 
 # hints for root causes an operator meets with the outbox connector
 _HINTS = (
-    ("RecordTooLargeException", "an outbox row is larger than a producer or topic limit: raise "
-     "RELAY_MAX_EVENT_BYTES and run `relay topics apply` + `relay connectors apply`, or move the row "
-     "aside with `relay outbox unblock --dead-letter`"),
+    ("RecordTooLargeException", "an outbox row is larger than a producer or topic limit accepts: raise the "
+     "limit that refused it (RELAY_MAX_EVENT_BYTES, or a topic's max.message.bytes lowered by hand) and run "
+     "`relay outbox unblock --retry`, or move the row aside with `relay outbox unblock --dead-letter`"),
     ("collides with existing topic", "two aggregate types map to one Kafka topic name ('.' and '_' "
      "collide): move the row aside with `relay outbox unblock --dead-letter`"),
     ("no longer available on the server", "the slot lost WAL the connector needs: `relay outbox reconcile`"),
 )
 
 
-def root_cause(trace: str | None) -> str:
+def root_cause(trace: str | None, *, hint: bool = True) -> str:
     """The deepest ``Caused by:`` of a Java stack trace (else its first line), plus a hint."""
     text = (trace or "").strip()
     if not text:
@@ -36,17 +38,41 @@ def root_cause(trace: str | None) -> str:
     cause = causes[-1].strip() if causes else text.splitlines()[0].strip()
     first = text.splitlines()[0].strip()
     line = cause if cause == first else f"{cause} (reported as: {first})"
-    hint = next((h for marker, h in _HINTS if marker in text), None)
-    return f"{line} -> {hint}" if hint else line
+    advice = next((h for marker, h in _HINTS if marker in text), None) if hint else None
+    return f"{line} -> {advice}" if advice else line
+
+
+class OffsetProgress:
+    """Latches True once the connector's stored source offset differs from the one at creation
+    (taken before the action whose outcome is awaited); None when offsets cannot be read."""
+
+    def __init__(self, client: ConnectClient, name: str) -> None:
+        self.client, self.name = client, name
+        self.baseline = self._read()
+        self.moved = False
+
+    def _read(self) -> Any:
+        try:
+            return self.client.offsets(self.name)
+        except ConnectError:
+            return None
+
+    def __call__(self) -> bool | None:
+        if not self.moved:
+            now = self._read()
+            if now is None:
+                return None
+            self.moved = bool(now) and now != self.baseline
+        return self.moved
 
 
 def wait_stable(client: ConnectClient, name: str, *, settle_s: float, timeout_s: float,
                 reading: Callable[[], bool | None] | None = None, poll_s: float = 0.25) -> dict[str, Any]:
-    """Return the status once the connector and every task were RUNNING and (when ``reading`` can
-    tell) reading their source without a break for ``settle_s``.
+    """Return the status once the connector and every task were RUNNING for ``settle_s`` and
+    ``reading()`` (e.g. :class:`OffsetProgress`) says the task works (None: cannot tell).
 
     Raises ConnectError (not retriable) naming the root cause as soon as Connect reports FAILED,
-    and on ``timeout_s`` says what it saw last (e.g. RUNNING but not reading the slot).
+    and on ``timeout_s`` says what it saw last (e.g. RUNNING but no progress).
     """
     start = time.monotonic()
     deadline = start + timeout_s
@@ -75,7 +101,7 @@ def _not_stable(name: str, last: dict[str, Any], timeout_s: float) -> str:
     st = last["state"]
     states = f"connector {st['connector']['state']}, tasks {[t['state'] for t in st['tasks']]}"
     if st["ok"] and last["reads"] is False:
-        return (f"connector {name} says RUNNING but its task is not reading the replication slot after "
-                f"{timeout_s:.0f} s ({states}): it most likely failed and Connect has not reported it yet "
+        return (f"connector {name} says RUNNING but its task made no progress in {timeout_s:.0f} s (stored "
+                f"offset unchanged; {states}): it most likely failed and Connect has not reported it yet "
                 "(it can take 30 s); see `relay outbox stats`")
     return f"connector {name} did not stay RUNNING for the settle period within {timeout_s:.0f} s ({states})"

@@ -82,12 +82,21 @@ class DeadLetter:
     def original_topic(self) -> str:
         return self.header(Header.DLQ_ORIGINAL_TOPIC) or self.dlq_topic.removesuffix(DLQ_SUFFIX)
 
+    @property
+    def origin(self) -> str:
+        """Where it died: topic/partition@offset, or for an outbox row the connector could not
+        publish (`relay outbox unblock --dead-letter`) its topic and WAL position."""
+        lsn = self.header(Header.DLQ_OUTBOX_LSN)
+        if lsn is not None:
+            return f"{self.original_topic} (outbox row at LSN {lsn}, never published)"
+        return (f"{self.original_topic}/{self.header(Header.DLQ_ORIGINAL_PARTITION)}"
+                f"@{self.header(Header.DLQ_ORIGINAL_OFFSET)}")
+
     def summary(self) -> dict:
         return {
             "dlq": f"{self.dlq_topic}/{self.partition}@{self.offset}", "id": self.event_id,
             "key": None if self.key is None else self.key.decode("utf-8", "replace"),
-            "original": f"{self.original_topic}/{self.header(Header.DLQ_ORIGINAL_PARTITION)}"
-                        f"@{self.header(Header.DLQ_ORIGINAL_OFFSET)}",
+            "original": self.origin,
             "error_class": self.header(Header.DLQ_ERROR_CLASS), "error": self.header(Header.DLQ_ERROR_MESSAGE),
             "attempts": self.header(Header.DLQ_ATTEMPTS), "first_failure_at": self.header(Header.DLQ_FIRST_FAILURE_AT),
             "replays": int(self.header(Header.DLQ_REPLAYS) or 0),

@@ -74,6 +74,8 @@ class Health:
     position: CdcPosition | None
     problems: list[Problem] = field(default_factory=list)
     down: dict[str, str] = field(default_factory=dict)  # dependency -> why it could not be asked
+    blocked: str | None = None  # the row a failed task stopped on, described
+    checked_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
     def ok(self) -> bool:
@@ -86,7 +88,7 @@ class Health:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "mode": self.mode, "down": self.down, "outbox": self.outbox,
+            "ok": self.ok, "mode": self.mode, "down": self.down, "blocked": self.blocked, "outbox": self.outbox,
             "slot": None if self.slot is None else self.slot.as_dict(), "connector": self.connector,
             "position": None if self.position is None else {
                 "lsn": self.position.lsn_text, "committed_at": self.position.committed_at.isoformat()},
@@ -137,8 +139,21 @@ def check(settings: Settings, timeout_s: float = 4.0) -> Health:
     except RelayError as exc:
         down["postgres"] = str(exc)
     health = Health(outbox, slot, status, position, down=down)
+    if status is not None and _failed_trace(status) is not None and not down:
+        health.blocked = _blocked_row(settings)
     health.problems = diagnose(health, settings)
     return health
+
+
+def _blocked_row(settings: Settings) -> str | None:
+    """Which row a failed task stopped on, when the slot can be read now (best effort)."""
+    from relay.outbox.unblock import Unblocker
+
+    try:
+        found = Unblocker(settings).locate()
+    except RelayError as exc:
+        return f"(blocked row not located: {exc})"
+    return None if found is None else found.describe()
 
 
 def backlog(conn: Any, position: CdcPosition | None, *, cdc: bool) -> dict[str, Any]:
@@ -218,19 +233,37 @@ def _connector_problems(h: Health, settings: Settings, *, gap: bool) -> list[Pro
     if trace is not None:
         if gap:
             return []
+        row = f" Stopped on {h.blocked}." if h.blocked else ""
         return [Problem(ProblemCode.TASK_FAILED, f"connector task FAILED: {root_cause(trace)}; every later "
-                        "outbox row waits behind it", "fix the cause, then `relay connectors restart` (or "
-                        "`relay outbox unblock` to publish or dead-letter the row it stopped on)")]
+                        f"outbox row waits behind it.{row}", "fix the cause and run `relay outbox unblock --retry` "
+                        "(publishes it, order kept), or `relay outbox unblock --dead-letter` (moves it to outbox.dlq "
+                        "and continues)")]
     if state in ("PAUSED", "STOPPED") and h.outbox.get("backlog_rows"):
         age = h.outbox.get("backlog_oldest_age_s")
         return [Problem(ProblemCode.CONNECTOR_PAUSED, f"connector {settings.connector_name!r} is {state} while "
                         f"{h.outbox['backlog_rows']} rows wait (oldest {age} s); nothing is being published",
                         "`relay connectors resume` when intended")]
+    stalled = _stalled_for(h, settings)
+    if state == "RUNNING" and stalled is not None:
+        return [Problem(ProblemCode.NOT_STREAMING, f"connector says RUNNING but has stored no new position for "
+                        f"{stalled:.0f} s while {h.outbox['backlog_rows']} rows wait (heartbeats move it every "
+                        f"{settings.heartbeat_interval_ms / 1000:g} s): its task most likely failed on a row; Connect "
+                        f"reports FAILED once the task's transaction times out ({settings.transaction_timeout_ms / 1000:g} s)",
+                        "run `relay outbox stats` again in a few seconds for the row and the cause")]
     if state == "RUNNING" and slot is not None and slot.exists and not slot.active and "kafka" not in h.down:
         return [Problem(ProblemCode.NOT_STREAMING, f"connector says RUNNING but slot {slot.name!r} has no reader "
                         "(a task that just failed is reported RUNNING for up to 30 s)",
                         "wait a few seconds and look again; if it persists `relay connectors restart --all`")]
     return []
+
+
+def _stalled_for(h: Health, settings: Settings) -> float | None:
+    """Seconds the stored position has not moved while rows wait, when that is longer than three
+    heartbeats (a working task stores a new position at least every heartbeat); else None."""
+    if h.position is None or not settings.heartbeat_interval_ms or not h.outbox.get("backlog_rows"):
+        return None
+    age = (h.checked_at - h.position.committed_at).total_seconds()
+    return age if age > 3 * settings.heartbeat_interval_ms / 1000 else None
 
 
 # what Debezium says when its stored offset points at WAL the slot no longer has

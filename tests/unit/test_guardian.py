@@ -78,3 +78,14 @@ def test_task_failure_reports_the_root_cause_not_the_first_line():
     (failed,) = diagnose(Health(OUTBOX, SLOT_OK, connector(task="FAILED", trace=trace), POS), S)
     assert "RecordTooLargeException: The message is 2097337 bytes" in failed.message
     assert "RELAY_MAX_EVENT_BYTES" in failed.message and "relay outbox unblock" in failed.action
+
+
+def test_running_connector_that_stores_no_position_while_rows_wait_is_flagged():
+    from datetime import timedelta
+
+    waiting = {"backlog_rows": 6, "backlog_oldest_age_s": 40.0, "terminal_rows": 0}
+    stale = Health(waiting, SLOT_OK, connector(), POS, checked_at=POS.committed_at + timedelta(seconds=40))
+    (problem,) = diagnose(stale, S)
+    assert problem.code == ProblemCode.NOT_STREAMING and "40 s" in problem.message
+    fresh = Health(waiting, SLOT_OK, connector(), POS, checked_at=POS.committed_at + timedelta(seconds=3))
+    assert diagnose(fresh, S) == []
