@@ -73,7 +73,7 @@ class RateLimit(logging.Filter):
                 self._shapes.popitem(last=False)
         if suppressed:
             record.msg = f"{record.getMessage()} (+{suppressed} similar suppressed in the last {self.window_s:.0f} s)"
-            record.args = None
+            record.args = ()  # formatted already; a tuple, as Faust's (mode's) formatter expects
         return True
 
 

@@ -67,3 +67,17 @@ def test_loggers_get_the_filter_and_a_sane_level():
     librdkafka = kafka_logger()
     assert librdkafka is kafka_logger() and len(librdkafka.filters) == 1
     assert not librdkafka.isEnabledFor(logging.INFO)
+
+
+def test_a_record_with_a_count_still_formats_under_faust_logging():
+    from mode.utils.logging import DefaultFormatter
+
+    clock = Clock()
+    limit = RateLimit(20, clock=clock)
+    for now in (0, 1, 25):
+        clock.now = now
+        r = record("Unable to update metadata from %s (100%% %s)", [1], "down")
+        passed = limit.filter(r)
+    assert passed and r.args == ()
+    line = DefaultFormatter("%(message)s").format(r)
+    assert line == "Unable to update metadata from [1] (100% down) (+1 similar suppressed in the last 20 s)"
