@@ -41,7 +41,7 @@ def test_wrong_database_password_says_authentication_failed_without_the_password
     dsn = f"postgresql://{settings.pg_user}:not-the-pw@{settings.host}:{settings.pg_port}/{settings.pg_database}"
     rc, seconds, lines = run_worker(RELAY_PG_DSN=dsn)
     assert rc == 1 and seconds < 8, (rc, seconds, lines[-3:])
-    assert len(lines) == 1 and lines[0].startswith("error: Postgres at "), lines[:5]
+    assert len(lines) == 1 and lines[0].startswith("error: Postgres "), lines[:5]
     assert "authentication failed" in lines[0] and "****@" in lines[0] and "not-the-pw" not in lines[0]
 
 
