@@ -22,8 +22,8 @@ import typer
 from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings
 from relay.config import Settings
 from relay.connect import ConnectClient, render_outbox_connector
-from relay.connect.client import local_file_secrets, redact, restarting
-from relay.connect.settle import OffsetProgress, root_cause, wait_stable
+from relay.connect.client import local_file_secrets, redact
+from relay.connect.settle import OffsetProgress, restart_and_wait, root_cause, wait_stable
 from relay.errors import RelayError
 
 app = typer.Typer(help="The Debezium outbox connector in Kafka Connect.", no_args_is_help=True)
@@ -238,19 +238,15 @@ def restart(
 ) -> None:
     """Restart failed tasks (and a failed connector); --all restarts everything.
 
-    Exit 0 only once everything stayed RUNNING (and read the slot) through the settle period; exit
+    Exit 0 only once everything stayed RUNNING through the settle period and made progress; exit
     1 with the root cause when a task fails again (e.g. on the same record)."""
     ses = _Session(name)
     ses.client.require(ses.name)
-    progress = ses.progress()
-    answer = ses.client.restart(ses.name, include_tasks=True, only_failed=not all_)
-    restarted = restarting(answer)
-    if restarted:
-        ses.client.wait_settled(ses.name, timeout, failed_grace_s=1.0)  # the restart has begun
     try:
-        st = ses.wait_stable(timeout, progress)
+        restarted, st = restart_and_wait(ses.client, ses.name, only_failed=not all_, settle_s=ses.s.connect_settle_s,
+                                         timeout_s=timeout, reading=ses.progress())
     except RelayError:
-        ses.say(f"connector {ses.name}: restarted {', '.join(restarted) or 'nothing'}; NOT healthy:")
+        ses.say(f"connector {ses.name}: restart did not make it healthy:")
         raise
     if json_out:
         ses.json({"name": ses.name, "action": "restart", "only_failed": not all_, "restarted": restarted,

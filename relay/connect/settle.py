@@ -97,6 +97,18 @@ def wait_stable(client: ConnectClient, name: str, *, settle_s: float, timeout_s:
         time.sleep(poll_s)
 
 
+def restart_and_wait(client: ConnectClient, name: str, *, only_failed: bool, settle_s: float, timeout_s: float,
+                     reading: Callable[[], bool | None] | None = None) -> tuple[list[str], dict[str, Any]]:
+    """Restart (failed) instances, let the restart begin (Connect's status may show the old FAILED
+    for a moment), then :func:`wait_stable`; returns (instances restarted, status)."""
+    from relay.connect.client import restarting
+
+    restarted = restarting(client.restart(name, include_tasks=True, only_failed=only_failed))
+    if restarted:
+        client.wait_settled(name, timeout_s, failed_grace_s=2.0)
+    return restarted, wait_stable(client, name, settle_s=settle_s, timeout_s=timeout_s, reading=reading)
+
+
 def _not_stable(name: str, last: dict[str, Any], timeout_s: float) -> str:
     st = last["state"]
     states = f"connector {st['connector']['state']}, tasks {[t['state'] for t in st['tasks']]}"

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from relay.config import Settings
 from relay.connect import ConnectClient, render_outbox_connector
 from relay.connect.client import first_failure
-from relay.connect.settle import OffsetProgress, root_cause, wait_stable
+from relay.connect.settle import OffsetProgress, restart_and_wait, root_cause, wait_stable
 from relay.deps import connect_postgres
 from relay.errors import ConnectError, RelayError
 from relay.headers import OUTBOX_DLQ_TOPIC, Header, event_topic
@@ -138,11 +138,10 @@ class Unblocker:
         self.client.apply(self.name, render_outbox_connector(self.s))
         self._step("connector config applied (producer max.request.size from RELAY_MAX_EVENT_BYTES)")
         progress = OffsetProgress(self.client, self.name)
-        self.client.restart(self.name, include_tasks=True, only_failed=False)
-        self._step("connector and task restarted; waiting until the task stays RUNNING and makes progress")
+        self._step("restarting the connector and its task; waiting until the task stays RUNNING and makes progress")
         try:
-            wait_stable(self.client, self.name, settle_s=self.s.connect_settle_s, timeout_s=timeout_s,
-                        reading=progress)
+            restart_and_wait(self.client, self.name, only_failed=False, settle_s=self.s.connect_settle_s,
+                             timeout_s=timeout_s, reading=progress)
         except ConnectError as exc:
             raise RelayError(f"{exc}\n-> the cause is not fixed: {self._advice(blocked)}") from None
         row = None if blocked is None or blocked.row is None else blocked.row.as_dict()
