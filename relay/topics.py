@@ -23,7 +23,7 @@ from relay.headers import EVENT_TOPIC_PREFIX, PARTITIONER, event_topic
 def producer_config(settings: Settings, **extra: object) -> dict:
     """Idempotent producer placing keys exactly where Java clients (Debezium) do."""
     return {
-        "bootstrap.servers": settings.bootstrap_servers,
+        **client_config(settings),
         "partitioner": PARTITIONER,
         "enable.idempotence": True,
         "acks": "all",
@@ -34,8 +34,16 @@ def producer_config(settings: Settings, **extra: object) -> dict:
     }
 
 
+def client_config(settings: Settings) -> dict:
+    """What every confluent-kafka client of ours shares: the brokers, and librdkafka's logs through
+    our logging (rate-limited, relay.kafka_logs) instead of hundreds of stderr lines in an outage."""
+    from relay.kafka_logs import kafka_logger
+
+    return {"bootstrap.servers": settings.bootstrap_servers, "logger": kafka_logger()}
+
+
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    return AdminClient(client_config(settings))
 
 
 def declared_topics(settings: Settings) -> list[str]:
@@ -46,7 +54,7 @@ def existing_outbox_topics(settings: Settings, timeout_s: float = 10) -> list[st
     """Every ``outbox.event.*`` topic in the cluster (Debezium creates one per aggregate type it
     meets, with its retry stages and .dlq made by workers): all must carry max_record_bytes."""
     try:
-        names = admin(settings).list_topics(timeout=timeout_s).topics
+        names = admin(settings).list_topics(timeout=min(timeout_s, 4)).topics
     except KafkaException as exc:
         raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from None
     return sorted(t for t in names if t.startswith(EVENT_TOPIC_PREFIX))
@@ -62,7 +70,7 @@ def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s:
     topics = declared_topics(settings) if topics is None else topics
     client = admin(settings)
     try:
-        existing = set(client.list_topics(timeout=timeout_s).topics)
+        existing = set(client.list_topics(timeout=min(timeout_s, 4)).topics)
     except KafkaException as exc:
         raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from None
     result = {t: "exists" for t in topics if t in existing}

@@ -8,7 +8,8 @@ import psycopg
 import typer
 
 from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings
-from relay.errors import DatabaseError, RelayError
+from relay.deps import connect_postgres
+from relay.errors import RelayError
 from relay.outbox import ensure_cdc_access, migrate as run_migrations
 
 app = typer.Typer(help="The outbox table.", no_args_is_help=True)
@@ -19,12 +20,9 @@ app = typer.Typer(help="The outbox table.", no_args_is_help=True)
 def migrate(json_out: bool = JSON_OPTION) -> None:
     """Apply pending schema migrations; create the publication Debezium reads (idempotent)."""
     s = settings()
-    try:
-        with psycopg.connect(s.dsn) as conn:
-            applied = run_migrations(conn, max_event_bytes=s.max_event_bytes)
-            ensure_cdc_access(conn, publication=s.publication, cdc_role=s.pg_cdc_user)
-    except psycopg.OperationalError as exc:
-        raise DatabaseError(f"Postgres unreachable ({s.host}:{s.pg_port}): {exc}", retriable=True) from None
+    with connect_postgres(s.dsn, autocommit=False) as conn:
+        applied = run_migrations(conn, max_event_bytes=s.max_event_bytes)
+        ensure_cdc_access(conn, publication=s.publication, cdc_role=s.pg_cdc_user)
     names = [f"{m.version:04d}_{m.name}" for m in applied]
     if json_out:
         emit_json({"applied": names})
@@ -214,7 +212,7 @@ def prune(
     except ConnectError:
         position = None  # no Connect: only rows the polling relay marked count as published
     before = position.committed_at - timedelta(seconds=margin) if position else None
-    with psycopg.connect(s.dsn) as conn:
+    with connect_postgres(s.dsn, autocommit=False) as conn:
         deleted = run(conn, older_than=age, cdc_published_before=before)
     if json_out:
         emit_json({"deleted": deleted, "cdc_published_before": before})

@@ -18,6 +18,7 @@ import psycopg
 
 from relay.config import Settings
 from relay.connect import ConnectClient
+from relay.deps import connect_postgres
 from relay.errors import ConnectError, RelayError
 from relay.outbox.guardian import cdc_position
 from relay.outbox.slot import slot_info
@@ -49,7 +50,7 @@ def reconcile(settings: Settings, *, since: datetime | None = None, margin: time
         since = position.committed_at - margin
     progress(f"stopping connector {name}")
     client.stop(name)
-    with psycopg.connect(settings.cdc_dsn, autocommit=True) as conn:
+    with connect_postgres(settings.cdc_dsn) as conn:
         _wait_inactive(conn, settings.slot_name)
         existed = slot_info(conn, settings.slot_name).exists
         if existed:
@@ -60,7 +61,7 @@ def reconcile(settings: Settings, *, since: datetime | None = None, margin: time
         progress(f"creating slot {settings.slot_name}: from here on every commit is retained")
         conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (settings.slot_name,))
     progress(f"republishing outbox rows created since {since.isoformat()}")
-    with psycopg.connect(settings.dsn) as conn:
+    with connect_postgres(settings.dsn, autocommit=False) as conn:
         count = republish(settings, conn, since)
     progress(f"republished {count} events; resuming connector")
     client.resume(name)
