@@ -55,8 +55,8 @@ from relay.errors import DecodeError
 from relay.handling import Event, Inbox, decode
 from relay.handling.breaker import BreakerState, CircuitBreaker
 from relay.handling.dlq import dead_letter_headers
-from relay.handling.pg_inbox import DUPLICATE, PgIdempotent
 from relay.handling.parking import ParkedKey, Parking, Route
+from relay.handling.pg_inbox import DUPLICATE, PgIdempotent
 from relay.handling.retry import RetryPolicy, Verdict
 from relay.headers import Header, dlq_topic, retry_topic
 from relay.metrics import ConsumerMetrics

@@ -71,7 +71,8 @@ class DemoSummary:
         lat = self.latency_ms
         lines = [
             f"demo run {self.run_id}: {self.orders} orders, 2 events each",
-            f"  committed            {self.committed:>8}   ({rate(self.committed, self.commit_s)} over {self.commit_s:.2f} s)",
+            f"  committed            {self.committed:>8}   "
+            f"({rate(self.committed, self.commit_s)} over {self.commit_s:.2f} s)",
             f"  published to Kafka   {self.published:>8}   (seen by an independent consumer; "
             f"{self.published_copies - self.published} extra copies)",
             f"  consumed (handled)   {self.consumed:>8}   (handler runs {self.handler_runs}; "
@@ -189,7 +190,8 @@ def run_demo(settings: Settings, *, orders: int, writers: int, duplicates: int, 
             _wait(lambda: handled(ids) == len(ids), timeout_s, "every event to be handled", worker)
             summary.end_to_end_s = time.monotonic() - t_commit_start
 
-            summary.duplicates_injected = _inject_duplicates(settings, conn, random.sample(ids, min(duplicates, len(ids))))
+            summary.duplicates_injected = _inject_duplicates(settings, conn,
+                                                             random.sample(ids, min(duplicates, len(ids))))
             if duplicates:
                 _wait(lambda: _scrape(settings, "relay_inbox_duplicates_total") >= summary.duplicates_injected,
                       30, "the re-sent duplicates to be skipped", worker)
@@ -238,8 +240,8 @@ def _inject_duplicates(settings: Settings, conn: psycopg.Connection, ids: list[s
         return 0
     # lz4, as the polling relay sends: the worker must decode every codec a producer may use
     producer = Producer(producer_config(settings, **{"compression.type": "lz4"}))
-    rows = conn.execute("SELECT id::text, aggregatetype, aggregateid, type, payload::text FROM outbox WHERE id = ANY(%s)",
-                        (ids,)).fetchall()
+    rows = conn.execute("SELECT id::text, aggregatetype, aggregateid, type, payload::text FROM outbox"
+                        " WHERE id = ANY(%s)", (ids,)).fetchall()
     for eid, agg_type, agg_id, etype, payload in rows:
         producer.produce(f"outbox.event.{agg_type}", key=agg_id.encode(), value=payload.encode(),
                          headers=[(Header.ID.value, eid.encode()), (Header.TYPE.value, etype.encode())])

@@ -77,7 +77,8 @@ class DecodeError(RelayError):
 class IdempotencyConflict(RelayError):
     """The idempotency key was used before for a different request (different request hash)."""
 
-    def __init__(self, aggregatetype: str, key: str, first_event_id: str, first_hash: str | None, new_hash: str) -> None:
+    def __init__(self, aggregatetype: str, key: str, first_event_id: str, first_hash: str | None,
+                 new_hash: str) -> None:
         self.aggregatetype, self.key, self.first_event_id = aggregatetype, key, first_event_id
         super().__init__(
             f"idempotency key {key!r} (aggregatetype {aggregatetype!r}) was already used for event "

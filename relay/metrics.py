@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 
 class _Served:
@@ -25,16 +25,14 @@ class ConsumerMetrics(_Served):
     handler_errors: Counter
     handler_latency: Histogram
     retries: Counter
-    parked_keys: "Gauge"
+    parked_keys: Gauge
     recovered: Counter
     ignored: Counter
-    lag: "Gauge"
-    breaker_state: "Gauge"
+    lag: Gauge
+    breaker_state: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "ConsumerMetrics":
-        from prometheus_client import Gauge
-
         reg = registry or CollectorRegistry()
         return cls(
             registry=reg,
@@ -113,8 +111,6 @@ class HealthMetrics(_Served):
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "HealthMetrics":
-        from prometheus_client import Gauge
-
         reg = registry or CollectorRegistry()
         return cls(reg, {n: Gauge(f"relay_outbox_{n}", doc, registry=reg) for n, doc in cls.NAMES.items()})
 

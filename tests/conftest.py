@@ -1,4 +1,5 @@
-"""Shared fixtures. The real native stack for integration and conformance tests: started once per session, torn down at the end.
+"""Shared fixtures. The real native stack for integration and conformance tests: started once per session,
+torn down at the end.
 
 If the stack is already up (a developer ran `make demo`), it is reused and left running.
 Otherwise it is started here and stopped at the end, and the teardown asserts that no process

@@ -38,6 +38,7 @@ from relay.bench.worker_proc import WorkerProcess
 from relay.config import Settings
 from relay.topics import admin, apply_topics, producer_config
 
+
 @dataclass
 class RunFigures:
     run: str  # raw | worker

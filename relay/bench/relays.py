@@ -129,7 +129,8 @@ def main() -> None:  # python -m relay.bench.relays [events] [writers]
         print({k: v for k, v in asdict(r).items() if k != "latencies_ms"})
     cdc, pol = rows
     print(f"poller/cdc throughput ratio {pol.relay_rate / cdc.relay_rate:.2f}; "
-          f"cdc relay/commit {cdc.relay_rate / cdc.commit_rate:.2f}; poller relay/commit {pol.relay_rate / pol.commit_rate:.2f}")
+          f"cdc relay/commit {cdc.relay_rate / cdc.commit_rate:.2f}; "
+          f"poller relay/commit {pol.relay_rate / pol.commit_rate:.2f}")
 
 
 if __name__ == "__main__":

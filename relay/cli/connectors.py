@@ -259,7 +259,8 @@ def restart(
 @app.command()
 @handles_errors
 def delete(name: Optional[str] = NAME_OPTION, json_out: bool = JSON_OPTION,
-           timeout: float = typer.Option(30.0, "--timeout", help="seconds to wait until Connect lists it no more")) -> None:
+           timeout: float = typer.Option(30.0, "--timeout",
+                                         help="seconds to wait until Connect lists it no more")) -> None:
     """Delete the connector (an absent one is reported, exit 0). Its replication slot stays in Postgres."""
     ses = _Session(name)
     result = ses.client.delete(ses.name, timeout)

@@ -119,7 +119,8 @@ def replay(topic: str = TOPIC, event_id: str = ID,
         say("interrupted: what was sent so far is recorded; run the same command again to resume")
         sys.exit(130)
     if event_id is not None and not any(r.replayed or r.already_replayed for r in results):
-        raise RelayError(f"no dead letter with id {event_id!r} in {', '.join(r.topic for r in results) or 'any *.dlq topic'}")
+        searched = ", ".join(r.topic for r in results) or "any *.dlq topic"
+        raise RelayError(f"no dead letter with id {event_id!r} in {searched}")
     _report(results, by_id=event_id is not None, dry_run=dry_run, json_out=json_out)
 
 

@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Callable, Hashable
+from typing import Callable
 
 from relay.errors import ConfigError
 
@@ -66,7 +66,8 @@ class CircuitBreaker:
             problems.append(f"circuit breaker failure_threshold = {self.failure_threshold!r}; expected an integer >= 1")
         open_ok = _is_number(self.open_for_s) and math.isfinite(self.open_for_s) and self.open_for_s > 0
         if not open_ok:
-            problems.append(f"circuit breaker open_for_s = {self.open_for_s!r}; expected a finite number of seconds > 0")
+            problems.append(f"circuit breaker open_for_s = {self.open_for_s!r}; "
+                            "expected a finite number of seconds > 0")
         if not (_is_number(self.max_open_for_s) and math.isfinite(self.max_open_for_s) and self.max_open_for_s > 0):
             problems.append(f"circuit breaker max_open_for_s = {self.max_open_for_s!r}; "
                             "expected a finite number of seconds > 0 and >= open_for_s")

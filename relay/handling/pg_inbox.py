@@ -164,7 +164,8 @@ class PgIdempotent:
                 await conn.close()
 
 
-def pg_idempotent(consumer: str, dsn_of: Callable[[Any], str] = lambda ctx: ctx.dsn) -> Callable[[DbHandler], PgIdempotent]:
+def pg_idempotent(consumer: str,
+                  dsn_of: Callable[[Any], str] = lambda ctx: ctx.dsn) -> Callable[[DbHandler], PgIdempotent]:
     """Decorator: ``async def handle(event, ctx, conn)`` -> framework handler ``handle(event, ctx)``.
 
     Per delivery: ``async with conn.transaction(): if await aclaim(...): await handle(...)`` on an

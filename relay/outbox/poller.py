@@ -59,11 +59,12 @@ AGGREGATE_LOCK_NS = 0x7265  # advisory lock namespace ("re"): (ns, hashtext(aggr
 NO_TERMINAL_ROW = """NOT EXISTS (SELECT 1 FROM {table} f
                   WHERE f.aggregatetype = {alias}.aggregatetype AND f.aggregateid = {alias}.aggregateid
                     AND f.published_at IS NULL AND f.failed_at IS NOT NULL)"""
-HEADS = """
+HEADS = ("""
 WITH heads AS MATERIALIZED (
     SELECT aggregatetype, aggregateid, min(seq) AS head
     FROM (SELECT o.aggregatetype, o.aggregateid, o.seq FROM {table} o
-          WHERE o.published_at IS NULL AND o.failed_at IS NULL AND """ + NO_TERMINAL_ROW.format(table="{table}", alias="o") + """
+          WHERE o.published_at IS NULL AND o.failed_at IS NULL AND """
+         + NO_TERMINAL_ROW.format(table="{table}", alias="o") + """
           ORDER BY o.seq LIMIT %(window)s) w
     GROUP BY aggregatetype, aggregateid
     ORDER BY head
@@ -71,7 +72,7 @@ WITH heads AS MATERIALIZED (
 SELECT aggregatetype, aggregateid FROM heads
 WHERE pg_try_advisory_xact_lock(%(ns)s, hashtext(aggregatetype || '/' || aggregateid))
 LIMIT %(limit)s
-"""
+""")
 CLAIM = """
 SELECT o.id::text, o.aggregatetype, o.aggregateid, o.type, {payload}, o.payload_schema, o.publish_attempts
 FROM {table} o
@@ -228,7 +229,7 @@ class PollingRelay:
                               {"window": batch * HEAD_WINDOW, "ns": AGGREGATE_LOCK_NS, "limit": batch}).fetchall()
         if not locked:
             return []
-        types, ids = [list(col) for col in zip(*locked)]
+        types, ids = [list(col) for col in zip(*locked, strict=True)]
         return conn.execute(CLAIM.format(table=table, payload=PAYLOAD[table]),
                             {"types": types, "ids": ids, "limit": batch}).fetchall()
 

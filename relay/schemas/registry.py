@@ -30,6 +30,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,7 @@ class SchemaRegistry:
             raise ValueError(f"compatibility mode must be one of {', '.join(MODES)}, got {mode!r}")
         problems = []
         for (aggregatetype, type), versions in sorted(self._versions.items()):
-            for old, new in zip(versions, versions[1:]):
+            for old, new in pairwise(versions):
                 for p in check_compatibility(old.raw, new.raw, mode, old=f"v{old.version}", new=f"v{new.version}"):
                     problems.append(f"{aggregatetype}/{type} v{old.version} -> v{new.version}: {p}")
         return problems

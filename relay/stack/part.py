@@ -68,7 +68,7 @@ class Part(abc.ABC):
     def ready(self) -> bool:
         """True when the part really serves clients (not merely when its process exists)."""
 
-    def after_ready(self) -> None:
+    def after_ready(self) -> None:  # noqa: B027 (an optional hook: most parts need nothing)
         """One-time work once the part serves clients (idempotent)."""
 
     def stop(self) -> bool:

@@ -22,7 +22,9 @@ def read_all(settings, topic, ids, timeout_s=120):
 
 def test_routing_key_headers_payload_and_order(relay_impl, settings, unique):
     aggregatetype = f"c{unique}"  # new type: the relay must create its topic (auto-create is off)
-    payload = lambda agg, seq: {"agg": agg, "seq": seq, "text": "Zoë ✓ 東京 🚀", "nested": {"a": [1, "x", None, 2.5]}}
+    def payload(agg, seq):
+        return {"agg": agg, "seq": seq, "text": "Zoë ✓ 東京 🚀", "nested": {"a": [1, "x", None, 2.5]}}
+
     w = Writers(relay_impl.dsn, aggregatetype, [f"agg-{i}" for i in range(8)], threads=4,
                 per_aggregate=12, payload=payload).run()
     records = read_all(settings, f"outbox.event.{aggregatetype}", w.ids)
@@ -107,7 +109,7 @@ def test_avro_aggregate_type_travels_as_single_object_encoded_bytes(relay_impl, 
                          schemas=registry)) for p in payloads]
     records = read_all(settings, f"outbox.event.{aggregatetype}", set(ids))
     assert [event_id(m) for m in records] == ids, "both events, in commit order"
-    for msg, expected in zip(records, payloads):
+    for msg, expected in zip(records, payloads, strict=True):
         assert msg.value()[:2] == b"\xc3\x01", "Avro single-object encoding"
         version, payload = decode(registry, msg.value())
         assert payload == expected and version.ref == f"{aggregatetype}/Paid/v1"

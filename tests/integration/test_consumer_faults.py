@@ -39,7 +39,8 @@ def worker(stack, settings):
     # (records arriving during startup are safe: tests/integration/test_worker_restarts.py)
     probe = f"probe-{uuid.uuid4().hex[:8]}"
     producer = Producer(producer_config(settings))
-    producer.produce(TOPIC, key=probe.encode(), value=json.dumps({"run_id": probe, "order_id": probe, "seq": 0}).encode(),
+    producer.produce(TOPIC, key=probe.encode(),
+                     value=json.dumps({"run_id": probe, "order_id": probe, "seq": 0}).encode(),
                      headers=[("id", str(uuid.uuid4()).encode()), ("type", b"Probe")])
     producer.flush(30)
     wait(lambda: effects(settings, probe)[0] >= 1, 90, "the worker to handle a probe event")

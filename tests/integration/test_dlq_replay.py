@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from relay.handling.dlq import dead_letter_headers, replay_headers
+from relay.handling.dlq import dead_letter_headers
 from relay.topics import apply_topics, producer_config
 
 pytestmark = pytest.mark.integration

@@ -64,7 +64,7 @@ def test_rollback_releases_the_claim(conn, effects, unique):
         with conn.transaction():
             assert claim(conn, f"c{unique}", eid)
             conn.execute(f"INSERT INTO {effects} VALUES (%s, 'first try')", (eid,))
-            1 / 0
+            raise ZeroDivisionError("the handler fails after its claim")
     assert count(conn, effects, eid) == 0 and claimed(conn, f"c{unique}", eid) == 0
     with conn.transaction():
         assert claim(conn, f"c{unique}", eid), "the next delivery claims again"

@@ -38,7 +38,8 @@ def test_terminal_row_is_counted_and_holds_its_aggregate(stack, settings, unique
     agg_type = f"f{unique}"
     with psycopg.connect(s.dsn) as conn:
         with conn.transaction():
-            too_big = write(conn, aggregatetype=agg_type, aggregateid="X", type="Huge", payload={"blob": "x" * 2_000_000})
+            too_big = write(conn, aggregatetype=agg_type, aggregateid="X", type="Huge",
+                            payload={"blob": "x" * 2_000_000})
             held = write(conn, aggregatetype=agg_type, aggregateid="X", type="After", payload={})
             free = write(conn, aggregatetype=agg_type, aggregateid="Y", type="Other", payload={})
         metrics = PollerMetrics.create()

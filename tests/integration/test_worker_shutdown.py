@@ -49,7 +49,8 @@ def test_sigterm_does_not_wait_for_a_retry_delay_and_the_event_is_handled_once_a
         produce(probe, b"P")
         wait_for("the worker handles the probe", lambda: effects(settings, probe) == 1, 90)
         produce(waiting, b"W")
-        wait_for("the first attempt failed into stage 1", lambda: f"attempt 1 of {waiting} failed" in workers.log(0), 30)
+        wait_for("the first attempt failed into stage 1",
+                 lambda: f"attempt 1 of {waiting} failed" in workers.log(0), 30)
         time.sleep(3)  # the stage agent took it and waits for its due time
         took = workers.stop(0, grace_s=30)
         assert took < 10, f"SIGTERM took {took:.1f} s: the worker waited for the retry delay"

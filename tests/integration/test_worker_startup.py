@@ -33,7 +33,8 @@ def test_kafka_unreachable_is_one_line_within_seconds(stack):
     port = closed_port()
     rc, seconds, lines = run_worker(RELAY_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}")
     assert rc == 1 and seconds < 8, (rc, seconds, lines[-3:])
-    want = f"error (retriable): Kafka at 127.0.0.1:{port} unreachable: Failed to get metadata: Local: Broker transport failure"
+    want = (f"error (retriable): Kafka at 127.0.0.1:{port} unreachable: "
+            "Failed to get metadata: Local: Broker transport failure")
     assert lines == [want], lines[:5]
 
 

@@ -33,7 +33,8 @@ def test_round_trip_and_resolution_to_a_newer_reader(tmp_path):
     assert decode(reg, data, reader=v2)[1] == {"cents": 5, "note": None}
 
 
-@pytest.mark.parametrize("data, match", [(b'{"cents": 5}', "marker"), (b"\xc3\x01" + b"\x00" * 8 + b"\x02", "not declared")])
+@pytest.mark.parametrize("data, match", [(b'{"cents": 5}', "marker"),
+                                         (b"\xc3\x01" + b"\x00" * 8 + b"\x02", "not declared")])
 def test_undecodable_bytes_name_the_reason(tmp_path, data, match):
     with pytest.raises(DecodeError, match=match):
         decode(registry(tmp_path), data)

@@ -1,5 +1,7 @@
 """processors.commits.next_commit: the commit-offset rule for topics with holes (pure, no I/O)."""
 
+from itertools import pairwise
+
 from intervaltree import IntervalTree
 
 from processors.commits import next_commit
@@ -9,7 +11,7 @@ def _faust_gaps(records: list[int]) -> IntervalTree:
     """Gap intervals as faust-streaming records them: a hole before record r is [prev + 1, r + 1)
     (it covers the record after the hole too)."""
     tree = IntervalTree()
-    for prev, nxt in zip(records, records[1:]):
+    for prev, nxt in pairwise(records):
         if nxt - prev > 1:
             tree.addi(prev + 1, nxt + 1)
     return tree

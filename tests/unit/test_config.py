@@ -6,6 +6,7 @@ dict and never met pydantic-settings' own environment parsing.
 """
 
 import pytest
+from pydantic import ValidationError
 
 from relay.config import load_settings
 from relay.errors import ConfigError
@@ -83,7 +84,7 @@ def test_colliding_aggregate_types_are_refused(env):
 
 def test_settings_are_immutable(env):
     s = load_settings()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         s.pg_port = 1  # type: ignore[misc]
 
 

@@ -16,7 +16,10 @@ def connector(state="RUNNING", task="RUNNING", trace=""):
     return {"connector": {"state": state}, "tasks": [{"id": 0, "state": task, "trace": trace}]}
 
 
-def codes(slot=SLOT_OK, conn=connector(), pos=POS, outbox=OUTBOX):
+CONNECTOR_OK = connector()
+
+
+def codes(slot=SLOT_OK, conn=CONNECTOR_OK, pos=POS, outbox=OUTBOX):
     return [p.code for p in diagnose(Health(outbox, slot, conn, pos), S)]
 
 
