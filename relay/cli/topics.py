@@ -27,4 +27,7 @@ def apply(json_out: bool = JSON_OPTION) -> None:
         emit_json(result)
     else:
         for topic, state in result.items():
-            say(f"{topic}: {state}")
+            if state != "exists":
+                say(f"{topic}: {state}")
+        unchanged = sum(1 for state in result.values() if state == "exists")
+        say(f"{unchanged} topic(s) already as declared" if unchanged else "all topics created or updated")
