@@ -57,3 +57,15 @@ def test_valid_event_keeps_unicode_and_null_payload():
 def test_invalid_event_is_a_value_error_and_not_retriable():
     err = bad(aggregateid="")
     assert isinstance(err, ValueError) and err.retriable is False
+
+
+def test_event_over_the_size_limit_is_refused_before_sql_naming_size_and_limit():
+    from relay.outbox.writer import OutboxEvent, _rows
+
+    big = OutboxEvent("order", "k", "T", {"blob": "x" * 5000}, headers={"h": "v"})
+    with pytest.raises(InvalidEvent) as err:
+        _rows([big], False, None, max_event_bytes=4000)
+    assert err.value.field == "payload"
+    assert "5,0" in str(err.value) and "at most 4,000 bytes" in str(err.value)
+    (ok,) = _rows([big], False, None, max_event_bytes=6000)  # payload + key + headers fit
+    assert ok.id is not None
