@@ -46,8 +46,8 @@ def migrations() -> list[Migration]:
 
 
 def applied_versions(conn: psycopg.Connection) -> set[int]:
-    exists = conn.execute("SELECT to_regclass('relay_schema_migrations') IS NOT NULL").fetchone()[0]
-    if not exists:
+    row = conn.execute("SELECT to_regclass('relay_schema_migrations') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
         return set()
     return {row[0] for row in conn.execute("SELECT version FROM relay_schema_migrations")}
 
@@ -73,11 +73,33 @@ def migrate(conn: psycopg.Connection, *, max_event_bytes: int) -> list[Migration
                 (migration.version, migration.name),
             )
             done.append(migration)
-    with conn.transaction():
-        conn.execute("INSERT INTO relay_outbox_limits (max_event_bytes) VALUES (%s) ON CONFLICT (singleton) "
-                     "DO UPDATE SET max_event_bytes = EXCLUDED.max_event_bytes "
-                     "WHERE relay_outbox_limits.max_event_bytes <> EXCLUDED.max_event_bytes", (max_event_bytes,))
+    apply_size_limit(conn, max_event_bytes)
     return done
+
+
+# what the size limit counts, per outbox table: the payload as published + aggregateid + headers
+_EVENT_SIZE = {
+    "outbox": "coalesce(octet_length(payload::text), 0)",
+    "outbox_avro": "coalesce(octet_length(payload), 0)",
+}
+
+
+def apply_size_limit(conn: psycopg.Connection, max_event_bytes: int) -> bool:
+    """(Re)write the ``outbox_event_size`` CHECK constraint of every outbox table when the stored
+    limit differs; True when it changed. NOT VALID: rows already in the tables are not re-checked."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
+        row = conn.execute("SELECT max_event_bytes FROM relay_outbox_limits").fetchone()
+        if row is not None and row[0] == max_event_bytes:
+            return False
+        for table, payload in _EVENT_SIZE.items():
+            size = sql.SQL(payload + " + octet_length(aggregateid) + coalesce(octet_length(headers::text), 0)")
+            conn.execute(sql.SQL("ALTER TABLE {t} DROP CONSTRAINT IF EXISTS outbox_event_size, "
+                                 "ADD CONSTRAINT outbox_event_size CHECK ({size} <= {limit}) NOT VALID").format(
+                t=sql.Identifier(table), size=size, limit=sql.Literal(max_event_bytes)))
+        conn.execute("INSERT INTO relay_outbox_limits (max_event_bytes) VALUES (%s) ON CONFLICT (singleton) "
+                     "DO UPDATE SET max_event_bytes = EXCLUDED.max_event_bytes", (max_event_bytes,))
+    return True
 
 
 def ensure_cdc_access(conn: psycopg.Connection, *, publication: str, cdc_role: str | None) -> None:

@@ -84,7 +84,7 @@ class WriteResult:
 
 @dataclass(frozen=True)
 class _Row:
-    params: tuple
+    params: tuple[Any, ...]
     id: uuid.UUID
     key: str | None = field(default=None)
     request_hash: str | None = field(default=None)
@@ -181,6 +181,7 @@ def _prepare(event: OutboxEvent, delete_after: bool, schemas: Any, limit: int) -
                                                f"{event.aggregatetype!r} is declared avro in {schemas.root})")
     if schemas is not None and event.payload is not None:
         declared = schemas.validate(event.aggregatetype, event.type, event.payload)  # InvalidEvent with path
+    stored: bytes | Jsonb | None  # the payload column: Avro bytes (outbox_avro) or jsonb text (outbox)
     if fmt == "avro":
         from relay.schemas.codec import encode
 
@@ -210,10 +211,11 @@ def _identity(text: str) -> str:
 
 
 # A step is (sql, params, fetch_one); the driver sends back the fetched row (or None).
-_Step = tuple[str, tuple, bool]
+_Step = tuple[str, tuple[Any, ...], bool]
+_Conversation = Generator[_Step, tuple[Any, ...] | None, list[WriteResult]]
 
 
-def _steps(rows: list[_Row], delete_after: bool) -> Generator[_Step, Any, list[WriteResult]]:
+def _steps(rows: list[_Row], delete_after: bool) -> _Conversation:
     results = []
     for row in rows:
         q = row.sql
@@ -238,20 +240,19 @@ def _steps(rows: list[_Row], delete_after: bool) -> Generator[_Step, Any, list[W
     return results
 
 
-# the database's own guards (migration 0005): constraint name -> the event field it is about
-_GUARDS = {"outbox_event_size": "payload", "outbox_topic_collision": "aggregatetype"}
-
-
 def _translate(exc: psycopg.Error) -> DatabaseError | InvalidEvent:
     diag = exc.diag
-    if isinstance(exc, psycopg.errors.CheckViolation) and diag.constraint_name in _GUARDS:
-        return InvalidEvent(_GUARDS[diag.constraint_name], diag.message_detail, diag.message_hint or "")
+    if isinstance(exc, psycopg.errors.CheckViolation) and diag.constraint_name == "outbox_topic_collision":
+        return InvalidEvent("aggregatetype", diag.message_detail, diag.message_hint or "")
+    if isinstance(exc, psycopg.errors.CheckViolation) and diag.constraint_name == "outbox_event_size":
+        return InvalidEvent("payload", "(larger than the database allows)", "payload + aggregateid + headers "
+                            "within the limit `relay outbox migrate` stored (constraint outbox_event_size)")
     retriable = isinstance(exc, (psycopg.OperationalError, psycopg.errors.SerializationFailure,
                                  psycopg.errors.DeadlockDetected))
     return DatabaseError(f"outbox write failed: {exc}", retriable=retriable)
 
 
-def _drive(conn: psycopg.Connection, steps: Generator) -> list[WriteResult]:
+def _drive(conn: psycopg.Connection, steps: _Conversation) -> list[WriteResult]:
     try:
         step = next(steps)
         while True:
@@ -259,12 +260,13 @@ def _drive(conn: psycopg.Connection, steps: Generator) -> list[WriteResult]:
             cur = conn.execute(sql, params)
             step = steps.send(cur.fetchone() if fetch else None)
     except StopIteration as done:
-        return done.value
+        results: list[WriteResult] = done.value  # the generator's return value
+        return results
     except psycopg.Error as exc:
         raise _translate(exc) from exc
 
 
-async def _adrive(conn: psycopg.AsyncConnection, steps: Generator) -> list[WriteResult]:
+async def _adrive(conn: psycopg.AsyncConnection, steps: _Conversation) -> list[WriteResult]:
     try:
         step = next(steps)
         while True:
@@ -272,7 +274,8 @@ async def _adrive(conn: psycopg.AsyncConnection, steps: Generator) -> list[Write
             cur = await conn.execute(sql, params)
             step = steps.send(await cur.fetchone() if fetch else None)
     except StopIteration as done:
-        return done.value
+        results: list[WriteResult] = done.value  # the generator's return value
+        return results
     except psycopg.Error as exc:
         raise _translate(exc) from exc
 
