@@ -6,6 +6,7 @@ cause, within a few seconds, instead of a traceback or minutes of client retries
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import psycopg
 
@@ -36,8 +37,9 @@ def connect_postgres(dsn: str, *, autocommit: bool = True, timeout_s: int = CONN
         raise postgres_error(exc, dsn) from None
 
 
-def quiet_kafka_config(settings: Settings, timeout_s: float) -> dict[str, object]:
-    """Client settings for a short probe: librdkafka logs to a logger of ours at ERROR only."""
+def quiet_kafka_config(settings: Settings, timeout_s: float) -> dict[str, Any]:
+    """Client settings for a short probe: librdkafka logs to a logger of ours at ERROR only.
+    (Any values: confluent-kafka's stubs admit only str/int/float/bool, but it takes a Logger.)"""
     return {"bootstrap.servers": settings.bootstrap_servers, "socket.timeout.ms": int(timeout_s * 1000),
             "socket.connection.setup.timeout.ms": int(timeout_s * 1000),
             "logger": logging.getLogger("relay.kafka.probe"), "log_level": 0}

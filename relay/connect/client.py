@@ -223,11 +223,13 @@ class ConnectClient:
     def _path(name: str) -> str:
         return f"/connectors/{urllib.parse.quote(name, safe='')}"
 
-    def plugins(self) -> list[dict]:
-        return self._call("GET", "/connector-plugins?connectorsOnly=false")
+    def plugins(self) -> list[dict[str, Any]]:
+        plugins: list[dict[str, Any]] = self._call("GET", "/connector-plugins?connectorsOnly=false")
+        return plugins
 
     def connectors(self) -> list[str]:
-        return self._call("GET", "/connectors")
+        names: list[str] = self._call("GET", "/connectors")
+        return names
 
     def _get_or_none(self, path: str) -> Any:
         """GET ``path``; None when Connect answers 404 (no such connector)."""
@@ -239,11 +241,13 @@ class ConnectClient:
             raise
 
     def config(self, name: str) -> dict[str, str] | None:
-        return self._get_or_none(f"{self._path(name)}/config")
+        config: dict[str, str] | None = self._get_or_none(f"{self._path(name)}/config")
+        return config
 
-    def status(self, name: str) -> dict | None:
+    def status(self, name: str) -> dict[str, Any] | None:
         """Connect's raw status answer, None when the connector is not registered."""
-        return self._get_or_none(f"{self._path(name)}/status")
+        status: dict[str, Any] | None = self._get_or_none(f"{self._path(name)}/status")
+        return status
 
     def state(self, name: str) -> dict[str, Any]:
         """The status normalized (see :func:`normalize_status`); ABSENT when not registered."""
@@ -307,7 +311,8 @@ class ConnectClient:
     def offsets(self, name: str) -> list[dict[str, Any]]:
         """The connector's stored source offsets ([] when none or not registered)."""
         answer = self._get_or_none(f"{self._path(name)}/offsets")
-        return (answer or {}).get("offsets", [])
+        offsets: list[dict[str, Any]] = (answer or {}).get("offsets", [])
+        return offsets
 
     def patch_offsets(self, name: str, offsets: list[dict[str, Any]]) -> None:
         """PATCH .../offsets (KIP-875): only allowed while the connector is STOPPED."""
@@ -317,11 +322,12 @@ class ConnectClient:
         """DELETE .../offsets: only allowed while the connector is STOPPED."""
         self._call("DELETE", f"{self._path(name)}/offsets")
 
-    def restart(self, name: str, *, include_tasks: bool = True, only_failed: bool = True) -> dict | None:
+    def restart(self, name: str, *, include_tasks: bool = True, only_failed: bool = True) -> dict[str, Any] | None:
         """Ask Connect to restart; the answer marks the instances it restarts as RESTARTING."""
         query = urllib.parse.urlencode({"includeTasks": str(include_tasks).lower(),
                                         "onlyFailed": str(only_failed).lower()})
-        return self._call("POST", f"{self._path(name)}/restart?{query}")
+        answer: dict[str, Any] | None = self._call("POST", f"{self._path(name)}/restart?{query}")
+        return answer
 
     def delete(self, name: str, timeout_s: float = 30.0) -> DeleteResult:
         """DELETE the connector; an absent one is reported (existed=False), not an error.
@@ -363,7 +369,7 @@ class ConnectClient:
                                    f"{[t['state'] for t in st['tasks']]}{trace}")
             time.sleep(0.3)
 
-    def wait_running(self, name: str, timeout_s: float = 60.0) -> dict:
+    def wait_running(self, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
         """Wait until the connector and all its tasks are RUNNING; a FAILED task raises with its trace."""
 
         def done(st: dict[str, Any]) -> bool:
@@ -376,13 +382,13 @@ class ConnectClient:
 
         return self.wait_for(name, done, "RUNNING", timeout_s)
 
-    def wait_paused(self, name: str, timeout_s: float = 60.0) -> dict:
+    def wait_paused(self, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
         """Wait until the connector is PAUSED and every task PAUSED (a FAILED task stays FAILED)."""
         return self.wait_for(
             name, lambda st: st["connector"]["state"] == "PAUSED"
             and all(t["state"] in ("PAUSED", "FAILED") for t in st["tasks"]), "PAUSED", timeout_s)
 
-    def wait_settled(self, name: str, timeout_s: float = 60.0, failed_grace_s: float = 5.0) -> dict:
+    def wait_settled(self, name: str, timeout_s: float = 60.0, failed_grace_s: float = 5.0) -> dict[str, Any]:
         """After a restart: wait until nothing is UNASSIGNED/RESTARTING/FAILED.
 
         A FAILED state is accepted as the outcome only after ``failed_grace_s`` (Connect's status

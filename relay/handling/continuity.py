@@ -27,6 +27,7 @@ and any wider hole is still read.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 TP = tuple[str, int]
@@ -39,7 +40,7 @@ class Continuity:
     gaps: int = 0  # ranges found and returned for reading
     markers: int = 0  # one-offset holes mid-stream, taken as transaction markers
 
-    def reset(self, tps=None) -> None:
+    def reset(self, tps: Iterable[TP] | None = None) -> None:
         """Forget partitions (all when ``tps`` is None): after a revocation or assignment the
         next record of each is compared with the committed offset again."""
         if tps is None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
@@ -92,7 +92,7 @@ class DeadLetter:
         return (f"{self.original_topic}/{self.header(Header.DLQ_ORIGINAL_PARTITION)}"
                 f"@{self.header(Header.DLQ_ORIGINAL_OFFSET)}")
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {
             "dlq": f"{self.dlq_topic}/{self.partition}@{self.offset}", "id": self.event_id,
             "key": None if self.key is None else self.key.decode("utf-8", "replace"),
@@ -102,7 +102,7 @@ class DeadLetter:
             "replays": int(self.header(Header.DLQ_REPLAYS) or 0),
         }
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["key"] = None if self.key is None else self.key.decode("utf-8", "replace")
         data["value"] = None if self.value is None else self.value.decode("utf-8", "replace")

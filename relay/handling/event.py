@@ -39,7 +39,7 @@ def _text(value: bytes | str | None) -> str | None:
 
 
 def decode(
-    *, key: bytes | None, value: bytes | None, headers: Mapping[str, bytes] | list | None,
+    *, key: bytes | None, value: bytes | None, headers: Mapping[str, bytes] | list[tuple[str, bytes]] | None,
     topic: str, partition: int, offset: int, timestamp_ms: int | None = None, schemas: Any = None,
 ) -> Event:
     """Decode one record; JSON text, or binary Avro (single-object encoding, found by schema
@@ -62,9 +62,11 @@ def decode(
         from relay.schemas.codec import decode as avro_decode
 
         _version, payload = avro_decode(schemas if schemas is not None else SchemaRegistry.default(), value)
+    elif value is None:
+        payload = None
     else:
         try:
-            payload = None if value is None else json.loads(value)
+            payload = json.loads(value)
         except (UnicodeDecodeError, ValueError) as exc:
             raise DecodeError(f"value at {topic}/{partition}@{offset} is not JSON ({exc}): {value[:80]!r}") from None
     return Event(

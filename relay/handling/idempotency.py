@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Hashable, MutableMapping
+from typing import Hashable, Iterable, MutableMapping
 
 
 class Inbox:
@@ -56,7 +56,7 @@ class Inbox:
                 removed += 1
         return removed
 
-    def forget(self, partitions) -> None:
+    def forget(self, partitions: Iterable[Hashable]) -> None:
         """Partitions revoked: their entries are another worker's to expire now."""
         for p in partitions:
             self._recorded.pop(p, None)

@@ -39,7 +39,7 @@ class ParkedKey:
 
 
 class Parking:
-    def __init__(self, table: MutableMapping[str, ParkedKey]) -> None:
+    def __init__(self, table: MutableMapping[str, ParkedKey | None]) -> None:
         self.table = table
 
     def state(self, key: str) -> ParkedKey | None:
@@ -58,6 +58,7 @@ class Parking:
     def add_behind(self, key: str) -> int:
         """One more record of ``key`` parked; returns the stage it must be forwarded to."""
         current = self.table[key]
+        assert current is not None, f"add_behind({key!r}): the key is not parked"
         self.table[key] = replace(current, behind=current.behind + 1, tail=current.tail + 1)
         return current.stage
 

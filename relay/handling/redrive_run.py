@@ -40,7 +40,7 @@ class RedriveResult:
     already_replayed: list[DeadLetter] = field(default_factory=list)
     positions: dict[int, Position] = field(default_factory=dict)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {"topic": self.topic, "replayed": len(self.replayed),
                 "ids": [d.event_id for d in self.replayed],
                 "already_replayed": [f"{d.dlq_topic}/{d.partition}@{d.offset}" for d in self.already_replayed],

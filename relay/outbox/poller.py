@@ -30,16 +30,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from relay.config import Settings
 from relay.errors import DatabaseError, KafkaUnavailable
 from relay.headers import Header, event_topic
 from relay.outbox.schema import OUTBOX_TABLES
 from relay.topics import apply_topics, producer_config
+
+if TYPE_CHECKING:
+    from relay.metrics import PollerMetrics
 
 log = logging.getLogger("relay.poller")
 
@@ -88,11 +94,13 @@ HEAD_WINDOW = 4  # heads are looked for among the oldest HEAD_WINDOW x batch siz
 PAYLOAD = {"outbox": "o.payload::text", "outbox_avro": "o.payload"}
 MARK_PUBLISHED = ("UPDATE {table} SET published_at = now(), publish_attempts = publish_attempts + 1,"
                   " last_error = NULL WHERE id = ANY(%s::uuid[])")
+# (error, message) as confluent-kafka calls on_delivery
+OnDelivery = Callable[[KafkaError | None, Message], None]
 MARK_FAILED = ("UPDATE {table} SET publish_attempts = publish_attempts + 1, last_error = %s,"
                " failed_at = CASE WHEN publish_attempts + 1 >= %s THEN now() END WHERE id = %s::uuid")
 
 
-def produce(producer: Producer, row: tuple, on_delivery=None) -> None:
+def produce(producer: Producer, row: tuple[Any, ...], on_delivery: OnDelivery | None = None) -> None:
     """Produce one outbox row ``(id, aggregatetype, aggregateid, type, payload text, payload_schema,
     ...)`` with the EventRouter contract; waits for room when the local queue is full."""
     eid, agg_type, agg_id, etype, payload, schema = row[:6]
@@ -121,17 +129,17 @@ def ensure_topics(settings: Settings, known: set[str], topics: set[str]) -> None
         known |= missing
 
 
-def republish(settings: Settings, conn: psycopg.Connection, since) -> int:
+def republish(settings: Settings, conn: psycopg.Connection, since: datetime) -> int:
     """Publish every outbox row created at or after ``since`` again, in ``seq`` order (gap
     reconciliation after a lost slot). Marks nothing; duplicates are expected downstream."""
     producer = Producer(producer_config(settings, **{"linger.ms": 20, "compression.type": "lz4"}))
     failures: list[str] = []
 
-    def delivered(err, _msg) -> None:
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             failures.append(err.str())
 
-    count, topics = 0, set()
+    count, topics = 0, set[str]()
     for table in OUTBOX_TABLES:
         with conn.cursor(name="relay_republish") as cur:
             cur.execute(f"SELECT id::text, aggregatetype, aggregateid, type, {PAYLOAD[table].removeprefix('o.')},"
@@ -162,7 +170,7 @@ class PollerStats:
 
 
 class PollingRelay:
-    def __init__(self, settings: Settings, *, metrics=None) -> None:
+    def __init__(self, settings: Settings, *, metrics: PollerMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.stats = PollerStats()
@@ -189,9 +197,10 @@ class PollingRelay:
             ensure_topics(self.settings, self._known_topics, {event_topic(r[1]) for r in rows})
             errors: dict[str, str] = {}
 
-            def delivered(err: KafkaError | None, msg) -> None:
+            def delivered(err: KafkaError | None, msg: Message) -> None:
                 if err is not None:
-                    eid = dict(msg.headers() or [])[Header.ID.value].decode()
+                    raw_id = dict(msg.headers() or [])[Header.ID.value]  # ours: always bytes (produce())
+                    eid = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
                     errors[eid] = f"{err.name()}: {err.str()}"
 
             blocked: set[tuple[str, str]] = set()
@@ -214,15 +223,15 @@ class PollingRelay:
             if ok:
                 conn.execute(MARK_PUBLISHED.format(table=table), (ok,))
             for eid, error in errors.items():
-                row = conn.execute(MARK_FAILED.format(table=table) + " RETURNING failed_at IS NOT NULL",
-                                   (error[:2000], self.settings.poller_max_attempts, eid)).fetchone()
-                result.terminal += bool(row and row[0])
+                marked = conn.execute(MARK_FAILED.format(table=table) + " RETURNING failed_at IS NOT NULL",
+                                      (error[:2000], self.settings.poller_max_attempts, eid)).fetchone()
+                result.terminal += bool(marked and marked[0])
                 log.warning("publish of %s failed: %s", eid, error)
             result.published, result.failed = len(ok), len(errors)
         self._count(result)
         return result
 
-    def _claim(self, conn: psycopg.Connection, table: str) -> list[tuple]:
+    def _claim(self, conn: psycopg.Connection, table: str) -> list[tuple[Any, ...]]:
         """Lock aggregates, then take their unpublished rows in ``seq`` order (see HEADS/CLAIM)."""
         batch = self.settings.poller_batch_size
         locked = conn.execute(HEADS.format(table=table),
@@ -233,7 +242,7 @@ class PollingRelay:
         return conn.execute(CLAIM.format(table=table, payload=PAYLOAD[table]),
                             {"types": types, "ids": ids, "limit": batch}).fetchall()
 
-    def _produce(self, row: tuple, on_delivery) -> None:
+    def _produce(self, row: tuple[Any, ...], on_delivery: OnDelivery) -> None:
         produce(self.producer, row, on_delivery)
 
     def _count(self, result: BatchResult) -> None:

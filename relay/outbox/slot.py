@@ -8,6 +8,7 @@ invalidated by ``max_slot_wal_keep_size``; ``lost`` = invalidated, the WAL it ne
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import psycopg
 
@@ -35,7 +36,7 @@ class SlotInfo:
     def healthy(self) -> bool:
         return self.exists and self.wal_status in ("reserved", "extended")
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "healthy": self.healthy}
 
 
