@@ -18,6 +18,7 @@ Choices (see ../shared/notes/faust-streaming.md):
 from __future__ import annotations
 
 import faust
+from faust.types import TransportT
 
 from relay.config import Settings
 
@@ -28,7 +29,7 @@ FETCH_BYTES = 4 * 1024**2  # Faust's default consumer_max_fetch_size (per partit
 class RelayApp(faust.App):
     """faust.App whose consumer transport is processors.commits.Transport."""
 
-    def _new_transport(self):  # type: ignore[no-untyped-def]
+    def _new_transport(self) -> TransportT:
         from processors.commits import Transport
 
         return Transport(self.conf.broker_consumer, self)

@@ -63,7 +63,8 @@ from relay.metrics import ConsumerMetrics
 
 log = logging.getLogger("relay.consumer")
 
-Handler = Callable[[Event, Any], Awaitable[None] | None]
+# its result (or what it resolves to) is ignored, except DUPLICATE: a copy its own inbox already had
+Handler = Callable[[Event, Any], Awaitable[object] | object]
 HEAD, BEHIND = b"head", b"behind"
 REQUEUE_S, MAX_REQUEUES = 0.2, 600  # a behind record waits for its turn at most ~2 minutes
 BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
@@ -99,7 +100,7 @@ class ConsumerSpec:
         return [self.topic, *stages, dlq_topic(self.topic)]
 
 
-class _ParkedTable(MutableMapping):
+class _ParkedTable(MutableMapping[str, ParkedKey | None]):
     """ParkedKey values stored as plain dicts in a Faust table (JSON changelog)."""
 
     def __init__(self, table: Any) -> None:
@@ -125,7 +126,8 @@ class _ParkedTable(MutableMapping):
     def __len__(self) -> int:
         return len(self.table)
 
-    def values(self):  # type: ignore[override]
+    # a list rather than a ValuesView: one pass over the Faust table
+    def values(self) -> list[ParkedKey | None]:  # type: ignore[override]
         return [None if v is None else ParkedKey(**v) for v in self.table.values()]
 
 
@@ -180,7 +182,9 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         if seq:
             headers += [(Header.RETRY_SEQ.value, str(seq).encode()),
                         (Header.RETRY_REQUEUES.value, str(requeues).encode())]
-        await (await stages[stage].send(key=message.key, value=message.value, headers=headers))  # acked
+        # acked; the ignore: faust types header values as bytes, but Kafka (and aiokafka) carry null ones too
+        await (await stages[stage].send(key=message.key, value=message.value,
+                                        headers=headers))  # type: ignore[arg-type]
 
     async def attempt(message: Any, key: str | None, number: int, first: datetime | None) -> bool:
         """One handling attempt; True when finished (handled, duplicate, dead), False when parked."""
@@ -212,6 +216,7 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
                 return True
             log.warning("attempt %d of %s failed (%s: %s); retry stage %d in %.1fs",
                         number, event.id, type(exc).__name__, exc, step.stage, step.delay_s)
+            assert step.stage is not None, step  # a RETRY step names its stage
             parking.park_head(key, event.id, step.stage)
             await forward(message, step.stage, HEAD, number + 1, step.delay_s, first)
             m.retries.labels(spec.topic, str(step.stage)).inc()
@@ -232,10 +237,13 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         if key is not None and parking.route(key) == Route.PARK:
             if parking.is_head(key, _event_id(message)):  # parked, then the worker died before its
                 state = parking.state(key)                # copy reached the stage: send it again
+                assert state is not None  # is_head: parked
                 await forward(message, state.stage, HEAD, 2, 0.0, datetime.now(timezone.utc))
                 return
             stage = parking.add_behind(key)
-            await forward(message, stage, BEHIND, 1, 0.0, datetime.now(timezone.utc), seq=parking.state(key).tail)
+            behind = parking.state(key)
+            assert behind is not None  # add_behind: parked
+            await forward(message, stage, BEHIND, 1, 0.0, datetime.now(timezone.utc), seq=behind.tail)
         else:
             await attempt(message, key, 1, None)
 
@@ -256,9 +264,10 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
             seq = int(_header(message, Header.RETRY_SEQ) or b"0")
             requeues = int(_header(message, Header.RETRY_REQUEUES) or b"0")
             now = first or datetime.now(timezone.utc)
-            if parking.head_pending(key) and parking.state(key).stage != here:
+            pending = parking.state(key) if parking.head_pending(key) else None
+            if pending is not None and pending.stage != here:
                 # its head moved on to a later stage: follow it
-                await forward(message, parking.state(key).stage, BEHIND, 1, 0.0, now, seq=seq, requeues=requeues)
+                await forward(message, pending.stage, BEHIND, 1, 0.0, now, seq=seq, requeues=requeues)
                 return
             waiting = parking.head_pending(key) or not parking.turn(key, seq)
             if waiting and requeues < MAX_REQUEUES:
@@ -280,7 +289,8 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
     guard = ContinuityGuard(GapReader(_bootstrap(app), app.conf.id), [spec.topic, *stage_of], m)
     guard.attach(app)
 
-    @app.on_partitions_revoked.connect
+    # faust types receivers as taking any positional arguments; this signal always sends `revoked`
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(_sender: Any, revoked: Any, **_kw: Any) -> None:
         inbox.forget({tp.partition for tp in revoked if tp.topic == spec.topic})
 
@@ -355,7 +365,8 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         async def consume(stream: faust.StreamT) -> None:
             lanes = Lanes(spec.concurrency, spec.max_in_flight, settled, bind=_bind_event)
             try:
-                async for ev in stream.noack().events():  # acked by the lanes, in offset order
+                # StreamT (faust's interface type) lacks noack(); the Stream it is has it
+                async for ev in stream.noack().events():  # type: ignore[attr-defined]  # acked by the lanes, in order
                     message = ev.message
                     missed = await guard.missed(message)
                     if missed:  # what Faust skipped comes first, after what is in flight

@@ -89,14 +89,16 @@ class GapReader:
                     msg = self._consumer.poll(0.2)
                     if msg is None:
                         continue
-                    if msg.error():  # the end of the log (offset = high watermark) ends it too
-                        if msg.error().code() == KafkaError._PARTITION_EOF and msg.offset() >= end:
+                    err, offset = msg.error(), msg.offset()
+                    if err:  # the end of the log (offset = high watermark) ends it too
+                        if err.code() == KafkaError._PARTITION_EOF and offset is not None and offset >= end:
                             return records
                         continue
-                    if msg.offset() >= end:
+                    assert offset is not None  # a record has one
+                    if offset >= end:
                         return records
                     ts_type, ts_ms = msg.timestamp()
-                    records.append(Record(topic, partition, msg.offset(), msg.key(), msg.value(),
+                    records.append(Record(topic, partition, offset, msg.key(), msg.value(),
                                           list(msg.headers() or []), ts_ms / 1000 if ts_type else None))
                 raise KafkaUnavailable(f"reading {topic}[{partition}] offsets {first}..{end - 1}: not done "
                                        f"within {self.timeout_s:.0f} s ({len(records)} records so far)")

@@ -92,5 +92,5 @@ def create_app(settings: Settings, *, store: str = "memory"):
     metrics = ConsumerMetrics.create()
     add_idempotent_consumer(app, ConsumerSpec.from_settings(
         settings, topic=TOPIC, handler=handle_order_event, context=OrdersContext(settings.dsn), metrics=metrics))
-    app.relay_metrics = metrics  # type: ignore[attr-defined] - read by `relay worker` to serve /metrics
+    app.relay_metrics = metrics  # type: ignore[attr-defined]  # read by `relay worker` to serve /metrics
     return app

@@ -23,7 +23,7 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -103,7 +103,7 @@ class TopicObserver(threading.Thread):
             _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             parts.append(TopicPartition(topic, p, high))
         self.consumer.assign(parts)
-        self.records: dict[str, list[tuple[bytes | None, int, int]]] = {}
+        self.records: dict[str, list[tuple[bytes | None, int | None, int | None]]] = {}
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -112,7 +112,8 @@ class TopicObserver(threading.Thread):
             if msg is None or msg.error():
                 continue
             headers = dict(msg.headers() or [])
-            eid = (headers.get(Header.ID.value) or b"").decode()
+            raw_id = headers.get(Header.ID.value) or b""
+            eid = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
             self.records.setdefault(eid, []).append((msg.key(), msg.partition(), msg.offset()))
         self.consumer.close()
 
@@ -172,8 +173,8 @@ def run_demo(settings: Settings, *, orders: int, writers: int, duplicates: int, 
     try:
         with psycopg.connect(settings.dsn, autocommit=True) as conn:
             def handled(ids: list[str]) -> int:
-                return conn.execute("SELECT count(DISTINCT event_id) FROM demo_order_effects WHERE event_id = ANY(%s)",
-                                    (ids,)).fetchone()[0]
+                return _one(conn.execute(
+                    "SELECT count(DISTINCT event_id) FROM demo_order_effects WHERE event_id = ANY(%s)", (ids,)))[0]
 
             probe = svc.place_order(conn, run_id=f"probe-{run_id}", order_id=f"probe-{run_id}", amount_cents=0)
             summary.pipeline_ready_s = _wait(lambda: handled([probe]) == 1, timeout_s,
@@ -250,23 +251,31 @@ def _inject_duplicates(settings: Settings, conn: psycopg.Connection, ids: list[s
     return len(rows)
 
 
+def _one(cur: psycopg.Cursor[Any]) -> Any:
+    """The row of a query that always returns exactly one (an aggregate without GROUP BY)."""
+    row = cur.fetchone()
+    assert row is not None, "an aggregate query returns one row"
+    return row
+
+
 def _verdict(conn: psycopg.Connection, s: DemoSummary, observer: TopicObserver, run_id: str, ids: set[str]) -> None:
-    s.consumed, s.handler_runs = conn.execute(
-        "SELECT count(DISTINCT event_id), count(*) FROM demo_order_effects WHERE run_id = %s", (run_id,)).fetchone()
+    s.consumed, s.handler_runs = _one(conn.execute(
+        "SELECT count(DISTINCT event_id), count(*) FROM demo_order_effects WHERE run_id = %s", (run_id,)))
     # per order: the first handling of each event must follow commit order (seq 1 then 2)
-    s.order_violations = conn.execute(
+    s.order_violations = _one(conn.execute(
         "SELECT count(*) FROM (SELECT order_id, array_agg(seq ORDER BY first_at) AS seqs FROM ("
         "  SELECT order_id, seq, min(handled_at) AS first_at FROM demo_order_effects WHERE run_id = %s"
-        "  GROUP BY order_id, seq) f GROUP BY order_id) o WHERE seqs <> ARRAY[1, 2]", (run_id,)).fetchone()[0]
-    p50, p99, mx = conn.execute(
+        "  GROUP BY order_id, seq) f GROUP BY order_id) o WHERE seqs <> ARRAY[1, 2]", (run_id,)))[0]
+    p50, p99, mx = _one(conn.execute(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),"
         " max(ms) FROM (SELECT extract(epoch FROM min(e.handled_at) - o.created_at) * 1000 AS ms"
         " FROM demo_order_effects e JOIN outbox o ON o.id = e.event_id WHERE e.run_id = %s"
-        " GROUP BY e.event_id, o.created_at) l", (run_id,)).fetchone()
+        " GROUP BY e.event_id, o.created_at) l", (run_id,)))
     s.latency_ms = {"p50": p50, "p99": p99, "max": mx}
     seen = {eid: recs for eid, recs in observer.records.items() if eid in ids}
     s.published = len(seen)
     s.published_copies = sum(len(r) for r in seen.values())
-    keys = dict(conn.execute("SELECT id::text, aggregateid FROM outbox WHERE id = ANY(%s)", (list(ids),)).fetchall())
+    keys: dict[str, str] = dict(conn.execute("SELECT id::text, aggregateid FROM outbox WHERE id = ANY(%s)",
+                                             (list(ids),)).fetchall())
     s.key_or_header_mismatches = sum(1 for eid, recs in seen.items() for key, _p, _o in recs
                                      if key is None or key.decode() != keys.get(eid))

@@ -105,12 +105,14 @@ def run_raw(settings: Settings, topic: str, events: int, deadline: float) -> Run
                 if msg.error():
                     continue
                 headers = dict(msg.headers() or [])
-                eid = headers.get("id", b"").decode()
-                json.loads(msg.value())
+                raw_id, value, offset = headers.get("id", b""), msg.value(), msg.offset()
+                assert isinstance(raw_id, bytes) and value is not None and offset is not None  # produce()'s records
+                eid = raw_id.decode()
+                json.loads(value)
                 if eid in seen:
                     duplicates += 1
                     continue
-                seen[eid] = msg.offset()
+                seen[eid] = offset
                 count += 1
             if first is None and count:
                 first, first_count = time.monotonic(), count
@@ -119,6 +121,7 @@ def run_raw(settings: Settings, topic: str, events: int, deadline: float) -> Run
         consumer.close()
     if duplicates:
         print(f"raw consumer: {duplicates} duplicate ids", file=sys.stderr)
+    assert first is not None  # set once the first event was seen
     return RunFigures("raw", None, count, end - first, (count - first_count) / max(end - first, 1e-9),
                       end - started, count / (end - started))
 
@@ -176,6 +179,7 @@ def run_worker(settings: Settings, topic: str, events: int, store: str, workdir:
     changelog = f"{app_id(topic, store)}-inbox-changelog"
     log_bytes, file_bytes, disk_bytes = topic_files(settings, changelog)
     errors = worker.log_errors()
+    assert first is not None  # set once the first event was handled
     return RunFigures("worker", store, count, end - first, (count - first_count) / max(end - first, 1e-9),
                       end - worker.started, count / (end - worker.started), peak, stop_s, log_bytes, file_bytes,
                       disk_bytes, record_count(settings, changelog), du(workdir / f"data-{store}"), len(errors),
@@ -237,15 +241,16 @@ def main(argv: list[str] | None = None) -> None:
     raw, mem, rdb = by.get("raw"), by.get("memory"), by.get("rocksdb")
     summary = {
         "events": args.events,
-        "memory/raw events/s": ratio(mem and mem.rate, raw and raw.rate),
-        "rocksdb/raw events/s": ratio(rdb and rdb.rate, raw and raw.rate),
-        "rocksdb/memory events/s": ratio(rdb and rdb.rate, mem and mem.rate),
-        "rocksdb/memory events/s with startup": ratio(rdb and rdb.rate_with_startup, mem and mem.rate_with_startup),
-        "RSS rocksdb/memory": ratio(rdb and rdb.peak_rss_bytes, mem and mem.peak_rss_bytes),
+        "memory/raw events/s": ratio(mem.rate if mem else None, raw.rate if raw else None),
+        "rocksdb/raw events/s": ratio(rdb.rate if rdb else None, raw.rate if raw else None),
+        "rocksdb/memory events/s": ratio(rdb.rate if rdb else None, mem.rate if mem else None),
+        "rocksdb/memory events/s with startup": ratio(rdb.rate_with_startup if rdb else None,
+                                                      mem.rate_with_startup if mem else None),
+        "RSS rocksdb/memory": ratio(rdb.peak_rss_bytes if rdb else None, mem.peak_rss_bytes if mem else None),
         **{f"changelog .log bytes/event {r.store}": round(r.changelog_log_bytes / r.events, 1)
-           for r in (mem, rdb) if r and r.events},
+           for r in (mem, rdb) if r and r.events and r.changelog_log_bytes is not None},
         **{f"changelog records/event {r.store}": round(r.changelog_records / r.events, 3)
-           for r in (mem, rdb) if r and r.events},
+           for r in (mem, rdb) if r and r.events and r.changelog_records is not None},
     }
     print(json.dumps({"summary": summary}), flush=True)
 

@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from relay.bench.consumer import delete_topics, record_count, topic_files
 from relay.bench.noop_app import app_id
@@ -32,11 +32,16 @@ def feed(settings, topic: str, events: int, rate: float, errors: list[str]) -> N
     producer = Producer(producer_config(settings, **{"linger.ms": 20}))
     pad = "x" * 120
     started = time.monotonic()
+
+    def failed(err: KafkaError | None, _msg: Message) -> None:
+        if err:
+            errors.append(str(err))
+
     for i in range(events):
         key = f"agg-{i % 1000:04d}"
         producer.produce(topic, key=key.encode(), value=json.dumps({"seq": i, "pad": pad}).encode(),
                          headers=[("id", str(uuid.uuid4()).encode()), ("type", b"BenchEvent")],
-                         on_delivery=lambda err, _m: err and errors.append(str(err)))
+                         on_delivery=failed)
         if i % 200 == 0:
             producer.poll(0)
             ahead = (i + 1) / rate - (time.monotonic() - started)
@@ -81,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
             samples.append(sample)
             if len(samples) % 6 == 0:
                 print(json.dumps(sample), flush=True)
-            if count >= args.events or time.monotonic() > deadline or worker.proc.poll() is not None:
+            exited = worker.proc is not None and worker.proc.poll() is not None
+            if count >= args.events or time.monotonic() > deadline or exited:
                 break
     finally:
         worker.stop()

@@ -21,6 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
@@ -166,11 +167,11 @@ def _one_load(p: Pipeline, rate: float | None, seconds: float, events: int, writ
     born = created_at(p.settings.dsn, ids)
     latency = [(p.handled[e] - born[e]) * 1000 for e in ids if e in p.handled and e in born]
     last = max((p.handled[e] for e in ids if e in p.handled), default=time.time())
-    row = {"target_rate": rate, "events": len(ids), "commit_rate": achieved, "e2e_rate": len(ids) / (last - t0),
-           "lost": len(lost), "cpu_s": cpu,
-           "cores_busy": round(sum(v for k, v in cpu.items() if k != "wall") / cpu["wall"], 2),
-           **{f"handler_{k}_ms" if k != "n" else "samples": v
-                                 for k, v in percentiles(latency).items()}}
+    row: dict[str, Any] = {
+        "target_rate": rate, "events": len(ids), "commit_rate": achieved, "e2e_rate": len(ids) / (last - t0),
+        "lost": len(lost), "cpu_s": cpu,
+        "cores_busy": round(sum(v for k, v in cpu.items() if k != "wall") / cpu["wall"], 2),
+        **{f"handler_{k}_ms" if k != "n" else "samples": v for k, v in percentiles(latency).items()}}
     if observe_kafka:
         first: dict[str, float] = {}
         for at, d in arrivals:

@@ -110,7 +110,9 @@ def postgres_commit_rate(settings: Settings, *, events: int, writers: int, paylo
         for _ in range(writers):
             conns.append(psycopg.connect(dsn, connect_timeout=10, options=f"-c statement_timeout={stmt_ms}"))
         with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as probe:
-            lsn0 = probe.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+            start_row = probe.execute("SELECT pg_current_wal_lsn()").fetchone()
+            assert start_row is not None
+            lsn0 = start_row[0]
             for t in threads:
                 t.start()
             start.wait(30)
@@ -127,8 +129,9 @@ def postgres_commit_rate(settings: Settings, *, events: int, writers: int, paylo
             if errors:
                 raise RuntimeError(f"postgres_commit_rate: a writer failed after {sum(done)}/{events} commits: "
                                    f"{errors[0]!r}") from errors[0]
-            wal = int(probe.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)",
-                                    (lsn0,)).fetchone()[0])
+            diff_row = probe.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (lsn0,)).fetchone()
+            assert diff_row is not None
+            wal = int(diff_row[0])
     finally:
         stop.set()
         for conn in conns:

@@ -78,8 +78,10 @@ def _observe(settings: Settings, topic: str, expected: int, stop: threading.Even
     while not stop.is_set():
         for msg in consumer.consume(1000, 0.1):
             if not msg.error():
-                eid = dict(msg.headers() or []).get("id", b"").decode()
-                out.append((time.time(), Delivered(msg.key().decode(), eid, msg.partition(), msg.offset())))
+                raw_id, key = dict(msg.headers() or []).get("id", b""), msg.key()
+                partition, offset = msg.partition(), msg.offset()
+                assert isinstance(raw_id, bytes) and key is not None and partition is not None and offset is not None
+                out.append((time.time(), Delivered(key.decode(), raw_id.decode(), partition, offset)))
     consumer.close()
 
 

@@ -86,8 +86,8 @@ def machine() -> dict:
             "python": sys.version.split()[0]}
 
 
-def versions() -> dict:
-    out = {}
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
     for dist in ("confluent-kafka", "faust-streaming", "aiokafka", "psycopg", "fastavro", "rocksdict"):
         try:
             out[dist] = metadata.version(dist)
@@ -138,8 +138,8 @@ def plot(out: Path, runs: list[ScenarioRun]) -> list[Path]:
     if figures:
         fig, ax = plt.subplots(figsize=(9, 0.45 * len(figures) + 1.5))
         labels = [f"{f.scenario}: {f.name}" for f in figures]
-        ax.barh(labels, [f.ratio for f in figures], color=["#4c72b0" if f.verdict != "below" else "#dd8452"
-                                                           for f in figures])
+        ratios = [f.ratio or 0.0 for f in figures]  # never None: filtered above
+        ax.barh(labels, ratios, color=["#4c72b0" if f.verdict != "below" else "#dd8452" for f in figures])
         for i, f in enumerate(figures):
             if f.target is not None:
                 ax.plot([f.target, f.target], [i - 0.4, i + 0.4], color="black")

@@ -46,7 +46,8 @@ class _Arrivals(threading.Thread):
 
     def __init__(self, settings: Settings, topic: str, id_of) -> None:
         super().__init__(daemon=True)
-        self.id_of, self.first, self.stopping = id_of, {}, threading.Event()
+        self.id_of, self.stopping = id_of, threading.Event()
+        self.first: dict[str, float] = {}
         self.consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
                                   "group.id": f"bench-arrivals-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
         parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions

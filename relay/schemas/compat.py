@@ -28,6 +28,7 @@ The small helpers for walking fastavro-parsed schemas (:func:`named_types`, :fun
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastavro.schema import parse_schema
@@ -70,7 +71,7 @@ def named_types(schema: Any) -> dict[str, dict]:
     return names
 
 
-def node(schema: Any, names: dict[str, dict]) -> tuple[str, Any]:
+def node(schema: Any, names: Mapping[str, dict]) -> tuple[str, Any]:
     """(kind, definition) of a schema position, following named references; "error" counts as record."""
     while True:
         if isinstance(schema, list):
@@ -90,7 +91,7 @@ def short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def describe(schema: Any, names: dict[str, dict]) -> str:
+def describe(schema: Any, names: Mapping[str, dict]) -> str:
     """Human name of a type: ``long``, ``long (timestamp-millis)``, ``Address``, ``array<string>``."""
     kind, n = node(schema, names)
     if kind == "union":
