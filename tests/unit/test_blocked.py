@@ -15,7 +15,8 @@ COLUMNS = ["id", "aggregatetype", "aggregateid", "type", "payload", "headers"]
 
 def relation(relid=16400, name="outbox"):
     cols = b"".join(b"\x01" + c.encode() + b"\0" + struct.pack(">Ii", 25, -1) for c in COLUMNS)
-    return b"R" + struct.pack(">I", relid) + b"public\0" + name.encode() + b"\0" + b"d" + struct.pack(">h", len(COLUMNS)) + cols
+    return (b"R" + struct.pack(">I", relid) + b"public\0" + name.encode() + b"\0" + b"d"
+            + struct.pack(">h", len(COLUMNS)) + cols)
 
 
 def insert(values, relid=16400):
