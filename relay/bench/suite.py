@@ -33,8 +33,7 @@ from typing import Callable
 
 import psycopg
 
-from relay.bench import consumer as consumer_bench
-from relay.bench import pipeline, raw, relays, routers
+from relay.bench import consumer as consumer_bench, pipeline, raw, relays, routers
 from relay.bench.report import Figure, ScenarioRun, median
 from relay.config import Settings
 from relay.outbox.schema import migrate
