@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install jars up down status demo test unit integration faults bench clean
+.PHONY: install jars up down status demo lint test unit integration faults bench clean
 
 install: $(STAMP)
 
@@ -39,10 +39,15 @@ demo: install
 	$(BIN)/relay connectors apply
 	$(BIN)/relay demo
 
-# unit tests (no I/O) and integration tests against the real stack, which a session-scoped
+# lint, then unit tests (no I/O) and integration tests against the real stack, which a session-scoped
 # fixture starts once (or reuses if already up) and stops at the end if it started it.
 # pytest's exit 5 ("no tests ran") is a failure here.
-test: install
+# ruff and mypy as configured in pyproject.toml (mypy strict on the modules that carry the guarantees)
+lint: install
+	$(BIN)/ruff check relay processors tests
+	$(BIN)/mypy relay processors
+
+test: install lint
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "FAIL: no test ran" >&2; exit 1; fi; exit $$rc
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import typer
 
 from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings

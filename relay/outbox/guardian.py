@@ -215,8 +215,8 @@ def _slot_problems(h: Health, slot: SlotInfo, settings: Settings) -> list[Proble
     elif h.connector and _is_gap_failure(_failed_trace(h.connector)):
         ahead = f" (slot confirmed {slot.confirmed_flush_lsn}, connector offset {pos.lsn_text})" if pos else ""
         problems.append(Problem(ProblemCode.GAP, f"the connector task failed because the WAL it must resume from is "
-                                f"no longer available in slot {slot.name!r}{ahead}: the slot was recreated or moved and "
-                                f"events committed {since} may not be in Kafka", reconcile))
+                                f"no longer available in slot {slot.name!r}{ahead}: the slot was recreated or moved "
+                                f"and events committed {since} may not be in Kafka", reconcile))
     if slot.exists and slot.wal_status == "unreserved":
         problems.append(Problem(ProblemCode.SLOT_UNRESERVED, f"slot {slot.name!r} retains {slot.retained_bytes} bytes "
                                 "of WAL and is about to be invalidated by max_slot_wal_keep_size",
@@ -248,7 +248,8 @@ def _connector_problems(h: Health, settings: Settings, *, gap: bool) -> list[Pro
         return [Problem(ProblemCode.NOT_STREAMING, f"connector says RUNNING but has stored no new position for "
                         f"{stalled:.0f} s while {h.outbox['backlog_rows']} rows wait (heartbeats move it every "
                         f"{settings.heartbeat_interval_ms / 1000:g} s): its task most likely failed on a row; Connect "
-                        f"reports FAILED once the task's transaction times out ({settings.transaction_timeout_ms / 1000:g} s)",
+                        f"reports FAILED once the task's transaction times out "
+                        f"({settings.transaction_timeout_ms / 1000:g} s)",
                         "run `relay outbox stats` again in a few seconds for the row and the cause")]
     if state == "RUNNING" and slot is not None and slot.exists and not slot.active and "kafka" not in h.down:
         return [Problem(ProblemCode.NOT_STREAMING, f"connector says RUNNING but slot {slot.name!r} has no reader "
@@ -276,10 +277,12 @@ def _is_gap_failure(trace: str | None) -> bool:
 
 def _failed_trace(connector: dict[str, Any]) -> str | None:
     if connector["connector"]["state"] == "FAILED":
-        return connector["connector"].get("trace", "")
+        trace: str = connector["connector"].get("trace", "")
+        return trace
     for task in connector.get("tasks", []):
         if task["state"] == "FAILED":
-            return task.get("trace", "")
+            task_trace: str = task.get("trace", "")
+            return task_trace
     return None
 
 

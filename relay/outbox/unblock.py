@@ -229,7 +229,8 @@ class Unblocker:
             elif time.monotonic() - since > STALL_S:
                 return None  # stuck (it failed and Connect has not said so yet) or done
             time.sleep(0.5)
-        raise ConnectError(f"connector {self.name}: no outcome within {timeout_s:.0f} s of running one record at a time")
+        raise ConnectError(f"connector {self.name}: no outcome within {timeout_s:.0f} s "
+                           "of running one record at a time")
 
     def _move_aside(self, cause: Cause) -> tuple[WalInsert, str]:
         pending = self.pending()
@@ -275,7 +276,7 @@ class Unblocker:
 
 
 def dead_letter_record(row: WalInsert, cause: Cause, stored: dict[str, Any] | None
-                       ) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
+                       ) -> tuple[bytes, bytes | None, list[tuple[str, str | bytes | None]]]:
     """Key, value and headers of the outbox dead letter: the event as the connector would have
     published it, plus where it was in the WAL and why it could not be published."""
     if stored is not None:
@@ -285,8 +286,9 @@ def dead_letter_record(row: WalInsert, cause: Cause, stored: dict[str, Any] | No
         text = row.row.get("payload")
         value = None if text is None else (bytes.fromhex(text[2:]) if text.startswith("\\x") else text.encode())
         schema = row.row.get("payload_schema")
-    headers = [(Header.ID.value, (row.event_id or "").encode()), (Header.TYPE.value, (row.row.get("type") or "").encode()),
-               (Header.AGGREGATE_TYPE.value, (row.aggregatetype or "").encode())]
+    headers: list[tuple[str, str | bytes | None]] = [
+        (Header.ID.value, (row.event_id or "").encode()), (Header.TYPE.value, (row.row.get("type") or "").encode()),
+        (Header.AGGREGATE_TYPE.value, (row.aggregatetype or "").encode())]
     if schema:
         headers.append((Header.PAYLOAD_SCHEMA.value, str(schema).encode()))
     if value is not None and len(value) > OUTBOX_DLQ_MAX_BYTES - _HEADROOM:

@@ -143,7 +143,7 @@ def decode(messages: Iterable[tuple[int, int, bytes]]) -> list[WalInsert]:
             name, columns = relations.get(relid, (f"relation {relid}", []))
             values = r.tuple()
             inserts.append(WalInsert(lsn, xid or row_xid, commit_lsn, committed_at, name,
-                                     dict(zip(columns, values)), index, prev_commit_end))
+                                     dict(zip(columns, values, strict=False)), index, prev_commit_end))
             index += 1
     return [replace(w, shares_lsn=True) if lsns.get(w.lsn, 0) > 1 else w for w in inserts]
 

@@ -34,12 +34,13 @@ def test_three_pollers_keep_per_aggregate_order(stack, settings, unique):
 
 def test_terminal_row_is_counted_and_holds_its_aggregate(stack, settings, unique):
     relays = poller_relay(stack, settings)  # only for the database; the relay runs in-process here
-    s = load_settings(pg_dsn=relays.dsn, poller_max_attempts=2)
+    # the limit lowered after the row was written: the poller's producer now takes 2 KB + headroom
+    s = load_settings(pg_dsn=relays.dsn, poller_max_attempts=2, max_event_bytes=2048)
     agg_type = f"f{unique}"
     with psycopg.connect(s.dsn) as conn:
         with conn.transaction():
             too_big = write(conn, aggregatetype=agg_type, aggregateid="X", type="Huge",
-                            payload={"blob": "x" * 2_000_000})
+                            payload={"blob": "x" * 200_000}, max_event_bytes=settings.max_event_bytes)
             held = write(conn, aggregatetype=agg_type, aggregateid="X", type="After", payload={})
             free = write(conn, aggregatetype=agg_type, aggregateid="Y", type="Other", payload={})
         metrics = PollerMetrics.create()
