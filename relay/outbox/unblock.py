@@ -39,7 +39,9 @@ from relay.topics import admin, apply_topics, existing_outbox_topics, producer_c
 # the outbox dead-letter topic takes rows far over the event limit (rows written before it existed)
 OUTBOX_DLQ_MAX_BYTES = 32 * 2**20
 _HEADROOM = 64 * 1024
-STALL_S = 10.0  # no new stored offset for this long while pinning: the task is stuck on a record
+# no new stored offset for this long while pinning (and at least 2.5 heartbeats, which move it even
+# when no row flows): the task is stuck on the first pending record, whether Connect says so yet or not
+STALL_S = 10.0
 
 
 @dataclass
@@ -173,10 +175,10 @@ class Unblocker:
         normal = render_outbox_connector(self.s)
         self._stop()
         try:
-            cause = self._pin(normal, cause, timeout_s) or cause
-            if cause is None:
+            pinned = self._pin(normal, cause, timeout_s)
+            if pinned is None:
                 return UnblockReport("dead-letter", "published: the rows flowed one by one", steps=self.steps)
-            row, where = self._move_aside(cause)
+            row, where = self._move_aside(pinned)
         finally:
             self.client.apply(self.name, normal)
             self.client.resume(self.name)
@@ -226,7 +228,7 @@ class Unblocker:
                 now = last
             if now != last:
                 last, since = now, time.monotonic()
-            elif time.monotonic() - since > STALL_S:
+            elif time.monotonic() - since > max(STALL_S, 2.5 * self.s.heartbeat_interval_ms / 1000):
                 return None  # stuck (it failed and Connect has not said so yet) or done
             time.sleep(0.5)
         raise ConnectError(f"connector {self.name}: no outcome within {timeout_s:.0f} s "
