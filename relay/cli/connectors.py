@@ -23,7 +23,7 @@ from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settin
 from relay.config import Settings
 from relay.connect import ConnectClient, render_outbox_connector
 from relay.connect.client import local_file_secrets, redact
-from relay.connect.settle import OffsetProgress, restart_and_wait, root_cause, wait_stable
+from relay.connect.settle import OffsetProgress, request_restart, root_cause, wait_stable
 from relay.errors import RelayError
 
 app = typer.Typer(help="The Debezium outbox connector in Kafka Connect.", no_args_is_help=True)
@@ -242,15 +242,19 @@ def restart(
     1 with the root cause when a task fails again (e.g. on the same record)."""
     ses = _Session(name)
     ses.client.require(ses.name)
+    progress = ses.progress()
+    restarted = request_restart(ses.client, ses.name, only_failed=not all_, timeout_s=timeout)
     try:
-        restarted, st = restart_and_wait(ses.client, ses.name, only_failed=not all_, settle_s=ses.s.connect_settle_s,
-                                         timeout_s=timeout, reading=ses.progress())
-    except RelayError:
-        ses.say(f"connector {ses.name}: restart did not make it healthy:")
+        st = ses.wait_stable(timeout, progress)
+    except RelayError as exc:
+        if json_out:
+            ses.json({"name": ses.name, "action": "restart", "only_failed": not all_, "restarted": restarted,
+                      "ok": False, "error": str(exc), "status": ses.client.state(ses.name)})
+        ses.say(f"connector {ses.name}: restarted {', '.join(restarted) or 'nothing'}; not healthy:")
         raise
     if json_out:
         ses.json({"name": ses.name, "action": "restart", "only_failed": not all_, "restarted": restarted,
-                  "status": st})
+                  "ok": True, "status": st})
     else:
         what = ", ".join(restarted) if restarted else "nothing (no failed connector or task)"
         ses.say(f"connector {ses.name}: restarted {what}; {_state_line(st)} for {ses.s.connect_settle_s:g} s")

@@ -101,12 +101,18 @@ def restart_and_wait(client: ConnectClient, name: str, *, only_failed: bool, set
                      reading: Callable[[], bool | None] | None = None) -> tuple[list[str], dict[str, Any]]:
     """Restart (failed) instances, let the restart begin (Connect's status may show the old FAILED
     for a moment), then :func:`wait_stable`; returns (instances restarted, status)."""
+    restarted = request_restart(client, name, only_failed=only_failed, timeout_s=timeout_s)
+    return restarted, wait_stable(client, name, settle_s=settle_s, timeout_s=timeout_s, reading=reading)
+
+
+def request_restart(client: ConnectClient, name: str, *, only_failed: bool, timeout_s: float) -> list[str]:
+    """Ask Connect to restart and wait until the restart has begun; the instances restarted."""
     from relay.connect.client import restarting
 
     restarted = restarting(client.restart(name, include_tasks=True, only_failed=only_failed))
     if restarted:
         client.wait_settled(name, timeout_s, failed_grace_s=2.0)
-    return restarted, wait_stable(client, name, settle_s=settle_s, timeout_s=timeout_s, reading=reading)
+    return restarted
 
 
 def _not_stable(name: str, last: dict[str, Any], timeout_s: float) -> str:

@@ -139,7 +139,8 @@ def check(settings: Settings, timeout_s: float = 4.0) -> Health:
     except RelayError as exc:
         down["postgres"] = str(exc)
     health = Health(outbox, slot, status, position, down=down)
-    if status is not None and _failed_trace(status) is not None and not down:
+    trace = None if status is None else _failed_trace(status)
+    if trace is not None and not down and not _is_gap_failure(trace) and slot is not None and slot.exists:
         health.blocked = _blocked_row(settings)
     health.problems = diagnose(health, settings)
     return health

@@ -127,7 +127,7 @@ class Unblocker:
 
     def _limits(self, rows: list[WalInsert]) -> dict[str, int]:
         client = admin(self.s)
-        existing = set(client.list_topics(timeout=10).topics)
+        existing = set(existing_outbox_topics(self.s))
         topics = sorted({event_topic(r.aggregatetype or "") for r in rows} & existing)
         return topic_limits(client, topics)
 

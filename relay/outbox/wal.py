@@ -16,6 +16,9 @@ from typing import Iterable
 
 import psycopg
 
+from relay.deps import connect_postgres
+from relay.errors import DatabaseError
+
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 # the options Debezium streams with (messages too: a heartbeat is a transactional logical message,
 # and its transaction's commit is what Debezium stores as lsn_commit)
@@ -150,6 +153,10 @@ def decode(messages: Iterable[tuple[int, int, bytes]]) -> list[WalInsert]:
 
 def peek(cdc_dsn: str, slot: str, publication: str, max_changes: int = 100_000) -> list[WalInsert]:
     """The outbox inserts the slot still holds (connector stopped: the slot must be inactive)."""
-    with psycopg.connect(cdc_dsn, autocommit=True, connect_timeout=5) as conn:
-        rows = conn.execute(PEEK, (slot, max_changes, publication)).fetchall()
+    with connect_postgres(cdc_dsn) as conn:
+        try:
+            rows = conn.execute(PEEK, (slot, max_changes, publication)).fetchall()
+        except psycopg.Error as exc:
+            raise DatabaseError(f"reading slot {slot!r} failed: {str(exc).strip().splitlines()[0]}",
+                                retriable=isinstance(exc, psycopg.errors.ObjectInUse)) from None
     return decode((lsn_int(lsn), xid, data) for lsn, xid, data in rows)

@@ -28,7 +28,10 @@ def test_status_json_gives_addresses_other_tools_can_use(stack, settings):
     status = json.loads(out.stdout)
     assert {name: s["state"] for name, s in status.items()} == {"postgres": "ready", "kafka": "ready",
                                                                 "connect": "ready"}
-    with psycopg.connect(status["postgres"]["address"]) as conn:
+    # the address shows **** for the password: a tool adds the password it holds
+    assert ":****@" in status["postgres"]["address"]
+    assert f":{settings.pg_password.get_secret_value()}@" not in out.stdout
+    with psycopg.connect(status["postgres"]["address"], password=settings.pg_password.get_secret_value()) as conn:
         assert conn.execute("SHOW wal_level").fetchone()[0] == "logical"
     meta = AdminClient({"bootstrap.servers": status["kafka"]["address"]}).list_topics(timeout=10)
     assert meta.brokers
