@@ -30,6 +30,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from relay.config import Settings
 from relay.connect import ConnectClient, render_outbox_connector
+from relay.deps import connect_postgres
 from relay.errors import RelayError
 from relay.headers import Header, dlq_topic
 from relay.outbox import ensure_cdc_access, migrate
@@ -131,7 +132,7 @@ def _scrape(settings: Settings, metric: str) -> float:
 def _prepare(settings: Settings, say: Say) -> None:
     from processors import orders
 
-    with psycopg.connect(settings.dsn) as conn:
+    with connect_postgres(settings.dsn, autocommit=False) as conn:
         migrate(conn, max_event_bytes=settings.max_event_bytes)
         ensure_cdc_access(conn, publication=settings.publication, cdc_role=settings.pg_cdc_user)
         orders.ensure_schema(conn)

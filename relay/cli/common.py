@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any, Callable
 
+import psycopg
 import typer
 
 from relay.config import Settings, load_settings
@@ -28,7 +29,8 @@ def say(message: str) -> None:
 
 
 def handles_errors(fn: Callable) -> Callable:
-    """Exit 2 on bad settings, 1 on any other RelayError, with the message only (no traceback)."""
+    """Exit 2 on bad settings, 1 on any other RelayError (or a Postgres connection failure that
+    escaped translation), with the message only (no traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -40,6 +42,10 @@ def handles_errors(fn: Callable) -> Callable:
         except RelayError as exc:
             hint = " (retriable)" if exc.retriable else ""
             typer.echo(f"error{hint}: {exc}", err=True)
+            sys.exit(1)
+        except psycopg.OperationalError as exc:  # a connection path not yet translated at its boundary
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            typer.echo(f"error (retriable): Postgres: {first}", err=True)
             sys.exit(1)
 
     return wrapper

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings
-from relay.deps import connect_postgres
+from relay.deps import connect_postgres, probe_kafka
 from relay.errors import RelayError
 from relay.outbox import ensure_cdc_access, migrate as run_migrations
 
@@ -48,6 +48,10 @@ def poll(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    connect_postgres(s.dsn).close()  # fail fast, with one line, before anything is started
+    unreachable = probe_kafka(s)
+    if unreachable is not None:
+        raise unreachable
     metrics = PollerMetrics.create()
     metrics.serve(s.host, s.poller_metrics_port)
     relay = PollingRelay(s, metrics=metrics)

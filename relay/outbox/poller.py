@@ -39,7 +39,8 @@ import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 
 from relay.config import Settings
-from relay.errors import DatabaseError, KafkaUnavailable
+from relay.deps import connect_postgres
+from relay.errors import KafkaUnavailable
 from relay.headers import Header, event_topic
 from relay.outbox.schema import OUTBOX_TABLES
 from relay.topics import apply_topics, producer_config
@@ -258,11 +259,8 @@ class PollingRelay:
     def run(self, stop: threading.Event | None = None, *, max_events: int | None = None) -> PollerStats:
         """Publish until ``stop`` is set (or ``max_events`` were published)."""
         stop = stop or threading.Event()
-        try:
-            conn = psycopg.connect(self.settings.dsn, autocommit=True)
-            listener = psycopg.connect(self.settings.dsn, autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise DatabaseError(f"Postgres unreachable: {exc}", retriable=True) from None
+        conn = connect_postgres(self.settings.dsn)
+        listener = connect_postgres(self.settings.dsn)
         with conn, listener:
             listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
             while not stop.is_set():
