@@ -5,11 +5,15 @@ Why here: the connector's producer runs with ``RELAY_TRANSACTION_TIMEOUT_MS`` (1
 60 s) so that a task failed on a record is reported FAILED sooner; an outage longer than that with
 a transaction open must not turn into a failed task. Checked with an independent read_committed
 reader and the gap detector. The shared stack's broker is killed by pid and started again by
-``Stack.up`` (same data directory), as an operator would.
+``Stack.up`` (same data directory), as an operator would; meanwhile `relay outbox stats` must name
+the broker as the dependency that is down.
 """
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -33,7 +37,18 @@ def test_broker_sigkill_longer_than_the_transaction_timeout_loses_nothing(stack,
     pid = stack_.kafka.process.pid()
     assert pid
     os.kill(pid, signal.SIGKILL)
-    time.sleep(OUTAGE_S)
+    t0 = time.monotonic()
+    stats = subprocess.run([sys.executable, "-m", "relay", "outbox", "stats", "--json"], capture_output=True,
+                           text=True, timeout=60)
+    took = time.monotonic() - t0
+    health = json.loads(stats.stdout)
+    print(f"stats during the outage: rc {stats.returncode} in {took:.1f} s, problems "
+          f"{[p['code'] for p in health['problems']]}")
+    # the broker is named, not Connect (whose offsets endpoint blocks meanwhile), and no traceback
+    assert stats.returncode == 1 and "Traceback" not in stats.stderr
+    assert "kafka_unreachable" in [p["code"] for p in health["problems"]]
+    assert "connect" not in health["down"] and took < 20
+    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t0)))
     stack_.up()
     time.sleep(10)
     w.join()
