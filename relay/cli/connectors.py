@@ -156,23 +156,26 @@ def apply(
     name: Optional[str] = NAME_OPTION,
     sets: Optional[list[str]] = SET_OPTION,
     json_out: bool = JSON_OPTION,
-    wait: bool = typer.Option(True, help="wait until the task stayed RUNNING (and read the slot) for "
+    wait: bool = typer.Option(True, help="wait until the task stayed RUNNING and made progress for "
                                          "RELAY_CONNECT_SETTLE_S"),
     timeout: float = typer.Option(60.0, help="seconds to wait for that"),
 ) -> None:
     """Register or update the connector (PUT config); a second apply changes nothing.
 
-    Exit 0 only once the task stayed RUNNING through the settle period; exit 1 with the root cause
-    when it fails (a task can die on a record a moment after it says RUNNING)."""
+    Exit 0 only once the task stayed RUNNING through the settle period and made progress; exit 1
+    with the root cause when it fails (a task can die on a record a moment after it says RUNNING).
+    A paused or stopped connector stays so (Connect keeps its target state): nothing to wait for."""
     ses = _Session(name, sets)
-    progress = ses.progress() if wait else None
+    held = ses.client.state(ses.name)["connector"]["state"] in ("PAUSED", "STOPPED")
+    progress = ses.progress() if wait and not held else None
     result = ses.client.apply(ses.name, ses.config)
-    status = ses.wait_stable(timeout, progress) if wait else ses.client.state(ses.name)
+    status = ses.wait_stable(timeout, progress) if wait and not held else ses.client.state(ses.name)
     if json_out:
         ses.json({"name": result.name, "changed": result.changed, "created": result.created, "status": status})
     else:
         verb = "created" if result.created else ("updated" if result.changed else "unchanged")
-        ses.say(f"connector {result.name}: {verb}; state {_state_line(status)}")
+        note = " (it stays so until `relay connectors resume`)" if held else ""
+        ses.say(f"connector {result.name}: {verb}; state {_state_line(status)}{note}")
 
 
 @app.command()
