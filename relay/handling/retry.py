@@ -2,9 +2,11 @@
 
 Pure logic (no I/O), shared by the Faust agents and unit-tested on its own.
 
-- ``classify`` decides retriable vs terminal: our error tree's ``retriable`` flag, timeouts and
-  connection errors are retriable; everything else (validation, decode, programming errors) is
-  terminal and goes straight to the dead-letter topic.
+- ``classify`` decides retriable vs terminal, narrowly: our error tree's ``retriable`` flag;
+  timeouts; connection errors (refused, reset, aborted, broken pipe), name-resolution failures and
+  OS errors whose errno says the network or a resource is temporarily unavailable. Everything else
+  is terminal and goes straight to the dead-letter topic: validation, decode and programming errors,
+  and OS errors that will not heal by waiting (``PermissionError``, ``FileNotFoundError``, ...).
 - ``RetryPolicy.next_step`` walks the ladder: attempt 1 failed -> stage 1 (first delay), ... the
   last stage failed -> dead letter. Each stage is a topic ``<topic>.retry.<n>`` with one fixed
   delay, so due times are non-decreasing within a partition and a stage consumer simply waits for
@@ -14,6 +16,8 @@ Pure logic (no I/O), shared by the Faust agents and unit-tested on its own.
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -25,13 +29,22 @@ class Verdict(StrEnum):
     DEAD_LETTER = "dead_letter"
 
 
+# errno values of OSErrors that waiting can cure (the network, or a resource briefly exhausted)
+TRANSIENT_ERRNOS = frozenset({
+    errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ENETDOWN, errno.ENETUNREACH, errno.ENETRESET,
+    errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ETIMEDOUT, errno.ENOBUFS, errno.EMFILE, errno.ENFILE,
+})
+
+
 def classify(exc: BaseException) -> bool:
     """True when the same call may succeed later unchanged (retriable)."""
     if isinstance(exc, DecodeError):
         return False
     if isinstance(exc, RelayError):
         return exc.retriable
-    return isinstance(exc, (TimeoutError, ConnectionError, asyncio.TimeoutError, OSError))
+    if isinstance(exc, (TimeoutError, ConnectionError, asyncio.TimeoutError, socket.gaierror)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
 
 
 @dataclass(frozen=True)

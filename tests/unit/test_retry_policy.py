@@ -22,3 +22,13 @@ def test_parse():
     assert RetryPolicy.parse("1s, 10s,1m,10m,250ms").delays_s == (1, 10, 60, 600, 0.25)
     with pytest.raises(ValueError, match="'soon'"):
         RetryPolicy.parse("1s,soon")
+
+
+def test_os_errors_are_retried_only_when_waiting_can_cure_them():
+    import errno
+    import socket
+
+    assert classify(ConnectionRefusedError()) and classify(BrokenPipeError()) and classify(socket.gaierror(-2, "dns"))
+    assert classify(OSError(errno.EHOSTUNREACH, "no route")) and classify(OSError(errno.EAGAIN, "again"))
+    assert not classify(PermissionError(errno.EACCES, "denied")) and not classify(FileNotFoundError(2, "gone"))
+    assert not classify(OSError("no errno")) and not classify(IsADirectoryError(21, "dir"))
