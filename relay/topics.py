@@ -50,14 +50,18 @@ def declared_topics(settings: Settings) -> list[str]:
     return [event_topic(t) for t in settings.aggregate_types]
 
 
+def topic_names(settings: Settings, client: AdminClient | None = None, timeout_s: float = 4) -> set[str]:
+    """Every topic of the cluster; KafkaUnavailable within ``timeout_s`` (at most 4 s) if nobody answers."""
+    try:
+        return set((client or admin(settings)).list_topics(timeout=min(timeout_s, 4)).topics)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from None
+
+
 def existing_outbox_topics(settings: Settings, timeout_s: float = 10) -> list[str]:
     """Every ``outbox.event.*`` topic in the cluster (Debezium creates one per aggregate type it
     meets, with its retry stages and .dlq made by workers): all must carry max_record_bytes."""
-    try:
-        names = admin(settings).list_topics(timeout=min(timeout_s, 4)).topics
-    except KafkaException as exc:
-        raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from None
-    return sorted(t for t in names if t.startswith(EVENT_TOPIC_PREFIX))
+    return sorted(t for t in topic_names(settings, timeout_s=timeout_s) if t.startswith(EVENT_TOPIC_PREFIX))
 
 
 MAX_MESSAGE_BYTES = "max.message.bytes"
@@ -69,10 +73,7 @@ def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s:
     {topic: "created" | "exists" | "limit raised"}."""
     topics = declared_topics(settings) if topics is None else topics
     client = admin(settings)
-    try:
-        existing = set(client.list_topics(timeout=min(timeout_s, 4)).topics)
-    except KafkaException as exc:
-        raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from None
+    existing = topic_names(settings, client, timeout_s)
     result = {t: "exists" for t in topics if t in existing}
     needed = max_message_bytes or settings.max_record_bytes
     limit = str(needed)

@@ -1,8 +1,8 @@
 """The Kafka clients of the dead-letter tools: quiet logs, a fast reachability check, their configs.
 
 Guarantee: a dead-letter command against an unreachable Kafka fails after ``PROBE_TIMEOUT_S`` with
-one ``KafkaUnavailable`` line (no librdkafka log flood: every client logs through
-:func:`relay.kafka_logs.kafka_logger`, WARNING and above, rate-limited).
+one ``KafkaUnavailable`` line (no librdkafka log flood: every client is built on
+:func:`relay.topics.client_config`, which logs through our rate-limited logger).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from relay.config import Settings
 from relay.errors import KafkaUnavailable
-from relay.kafka_logs import kafka_logger
-from relay.topics import producer_config
+from relay.topics import client_config, producer_config
 
 PROBE_TIMEOUT_S = 3.0
 
@@ -29,8 +28,7 @@ def unreachable(settings: Settings, exc: BaseException, note: str = "") -> Kafka
 
 def list_topic_names(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> set[str]:
     """Every topic of the cluster; raises KafkaUnavailable after ``timeout_s`` if nobody answers."""
-    config: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers, "logger": kafka_logger()}
-    client = AdminClient(config)
+    client = AdminClient(client_config(settings))
     try:
         return set(client.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
@@ -39,8 +37,8 @@ def list_topic_names(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> 
 
 def reader_config(settings: Settings, group: str) -> dict[str, Any]:
     """A consumer that never commits on its own and sees committed records only."""
-    return {"bootstrap.servers": settings.bootstrap_servers, "group.id": group, "enable.auto.commit": False,
-            "isolation.level": "read_committed", "logger": kafka_logger()}
+    return {**client_config(settings), "group.id": group, "enable.auto.commit": False,
+            "isolation.level": "read_committed"}
 
 
 def redrive_producer_config(settings: Settings, transactional_id: str) -> dict[str, Any]:
@@ -49,5 +47,4 @@ def redrive_producer_config(settings: Settings, transactional_id: str) -> dict[s
     A short transaction timeout: a redrive killed mid-transaction holds back read_committed readers
     of the source partitions only until the broker aborts it (or the next redrive fences it).
     """
-    return producer_config(settings, **{"transactional.id": transactional_id, "transaction.timeout.ms": 10_000,
-                                        "logger": kafka_logger()})
+    return producer_config(settings, **{"transactional.id": transactional_id, "transaction.timeout.ms": 10_000})
