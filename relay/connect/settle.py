@@ -6,7 +6,8 @@ later; with exactly-once source support Connect then keeps saying RUNNING for up
 closes the task's transactional producer (the replication slot may stay active all that time,
 seen here). What does not lie is progress: a working Debezium task commits a new source offset
 at least every heartbeat interval (5 s; the heartbeat is a transactional WAL message), a dead one
-never again. So success is: RUNNING for the settle period *and* the stored offset moved.
+never again. So success is: RUNNING for the settle period *and* the stored offset moved twice
+(see OffsetProgress).
 """
 
 from __future__ import annotations
@@ -43,13 +44,18 @@ def root_cause(trace: str | None, *, hint: bool = True) -> str:
 
 
 class OffsetProgress:
-    """Latches True once the connector's stored source offset differs from the one at creation
-    (taken before the action whose outcome is awaited); None when offsets cannot be read."""
+    """Latches True once the connector's stored source offset took ``moves`` new values after
+    creation (taken before the action whose outcome is awaited); None while offsets cannot be read.
 
-    def __init__(self, client: ConnectClient, name: str) -> None:
-        self.client, self.name = client, name
+    Two moves, not one: after a restart a task may commit the batch *before* a poison record and
+    die on the next poll (seen in CI), so one move proves nothing; a task that committed again
+    after that got past its first batch. When the offset cannot be read at creation, the first
+    value read later is the baseline (a value read after the action may already be new)."""
+
+    def __init__(self, client: ConnectClient, name: str, *, moves: int = 2) -> None:
+        self.client, self.name, self.moves = client, name, moves
         self.baseline = self._read()
-        self.moved = False
+        self.seen = 0
 
     def _read(self) -> Any:
         try:
@@ -58,12 +64,15 @@ class OffsetProgress:
             return None
 
     def __call__(self) -> bool | None:
-        if not self.moved:
+        if self.seen < self.moves:
             now = self._read()
             if now is None:
                 return None
-            self.moved = bool(now) and now != self.baseline
-        return self.moved
+            if self.baseline is None:
+                self.baseline = now
+            elif now and now != self.baseline:
+                self.baseline, self.seen = now, self.seen + 1
+        return self.seen >= self.moves
 
 
 def wait_stable(client: ConnectClient, name: str, *, settle_s: float, timeout_s: float,
@@ -85,9 +94,9 @@ def wait_stable(client: ConnectClient, name: str, *, settle_s: float, timeout_s:
             raise ConnectError(f"connector {name}: {failed[0]} FAILED: {root_cause(failed[1])}", retriable=False)
         reads = reading() if reading is not None else None
         now = time.monotonic()
-        if st["ok"] and st["tasks"] and reads is not False:
+        if st["ok"] and st["tasks"]:
             stable_since = stable_since or now
-            if now - stable_since >= settle_s:
+            if now - stable_since >= settle_s and reads is not False:
                 return st
         else:
             stable_since = None

@@ -1,0 +1,35 @@
+"""OffsetProgress: what counts as a connector task making progress after an action."""
+
+from relay.connect.settle import OffsetProgress
+from relay.errors import ConnectError
+
+
+class Offsets:
+    """A Connect client whose stored offsets are read from a script (an exception = unreadable)."""
+
+    def __init__(self, *values):
+        self.values = list(values)
+
+    def offsets(self, name):
+        value = self.values.pop(0) if len(self.values) > 1 else self.values[0]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+
+def test_one_move_is_not_progress_two_are():
+    # the batch before a poison record commits once, then the task dies: never two moves
+    progress = OffsetProgress(Offsets({"lsn": 1}, {"lsn": 1}, {"lsn": 2}, {"lsn": 2}, {"lsn": 3}), "c")
+    assert [progress(), progress(), progress(), progress()] == [False, False, False, True]
+    assert progress() is True  # latched
+
+
+def test_unreadable_baseline_takes_the_first_value_read_later():
+    progress = OffsetProgress(Offsets(ConnectError("timeout"), None, {"lsn": 5}, {"lsn": 6}, {"lsn": 7}), "c")
+    assert progress() is None  # still cannot tell
+    assert [progress(), progress(), progress()] == [False, False, True]
+
+
+def test_an_empty_offset_never_counts():
+    progress = OffsetProgress(Offsets({}, {}, {}), "c", moves=1)
+    assert [progress(), progress()] == [False, False]
