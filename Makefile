@@ -44,8 +44,8 @@ demo: install
 # pytest's exit 5 ("no tests ran") is a failure here.
 # ruff and mypy as configured in pyproject.toml (mypy strict on the modules that carry the guarantees)
 lint: install
-	$(BIN)/ruff check relay processors tests
-	$(BIN)/mypy relay processors
+	$(BIN)/ruff check relay tests
+	$(BIN)/mypy relay
 
 test: install lint
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \

@@ -130,7 +130,7 @@ def _scrape(settings: Settings, metric: str) -> float:
 
 
 def _prepare(settings: Settings, say: Say) -> None:
-    from processors import orders
+    from relay.examples import orders
 
     with connect_postgres(settings.dsn, autocommit=False) as conn:
         migrate(conn, max_event_bytes=settings.max_event_bytes)
@@ -164,7 +164,7 @@ def _wait(condition: Callable[[], bool], timeout_s: float, what: str, proc: Mana
 
 def run_demo(settings: Settings, *, orders: int, writers: int, duplicates: int, timeout_s: float,
              progress: Say) -> DemoSummary:
-    from processors import orders as svc
+    from relay.examples import orders as svc
 
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = DemoSummary(run_id=run_id, orders=orders)
@@ -214,7 +214,7 @@ class _Ids(list):
 
 
 def _commit_orders(settings: Settings, run_id: str, orders: int, writers: int) -> _Ids:
-    from processors import orders as svc
+    from relay.examples import orders as svc
 
     order_ids = [f"{run_id}-{i:06d}" for i in range(orders)]
     chunks = [order_ids[i::writers] for i in range(writers)]

@@ -85,3 +85,26 @@ class IdempotencyConflict(RelayError):
             f"{first_event_id} with request hash {first_hash}; this request hashes to {new_hash}. "
             "Use a new key for a different request."
         )
+
+
+class Retry(RelayError):
+    """Raised by a handler: handle this event again later. It goes to the next retry stage and
+    waits there at least ``delay`` seconds (default: that stage's delay); other keys keep
+    flowing, later events of its key wait behind it. It counts as an attempt: after the last
+    stage the event is dead-lettered with this reason."""
+
+    retriable = True
+
+    def __init__(self, reason: str = "the handler asked for a retry", *, delay: float | None = None) -> None:
+        if delay is not None and not delay >= 0:
+            raise ValueError(f"Retry(delay={delay!r}): expected seconds >= 0 or None")
+        super().__init__(reason, retriable=True)
+        self.delay = delay
+
+
+class Reject(RelayError):
+    """Raised by a handler: this event can never be handled. It goes to the dead-letter topic at
+    once with ``reason`` (no retries); later events of its key are not held up."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, retriable=False)

@@ -30,8 +30,8 @@ async def handle(event: Event, ctx: Any) -> None:
 
 
 def create_app(settings: Settings, *, store: str = "memory"):
-    from processors.app import create_app as create_faust_app
-    from processors.consumer import ConsumerSpec, add_idempotent_consumer
+    from relay.consume._faust.app import create_app as create_faust_app
+    from relay.consume._faust.agents import ConsumerSpec, add_idempotent_consumer
 
     topic = os.environ["BENCH_TOPIC"]
     app = create_faust_app(settings, app_id(topic, store), store=store)

@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
 
-from processors.gapfill import GapReader
+from relay.consume._faust.gapfill import GapReader
 from relay.bench import consumer as consumer_bench
 from relay.bench.cpu import Meter, stack_pids
 from relay.bench.noop_app import app_id

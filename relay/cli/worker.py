@@ -32,11 +32,11 @@ def worker(
 ) -> None:
     """Run a processor app (idempotent consumers) until stopped; metrics on RELAY_WORKER_METRICS_PORT.
     Exits 1 with one line within a few seconds when Kafka or a database the app declared does not
-    answer (processors.preflight)."""
+    answer (relay.consume._faust.preflight)."""
     s = settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = _factory(app_name)(s, store=store)
-    from processors.preflight import check
+    from relay.consume._faust.preflight import check
 
     check(s, app)
     topics = getattr(app, "relay_topics", [])
@@ -50,7 +50,7 @@ def worker(
         say(f"metrics on http://{s.host}:{s.worker_metrics_port}/metrics")
     import faust
 
-    import processors.commits  # noqa: F401 - its aiokafka/faust loggers must exist for the filter below
+    import relay.consume._faust.commits  # noqa: F401 - its aiokafka/faust loggers must exist for the filter below
     from relay.kafka_logs import quiet_kafka_clients
 
     quiet_kafka_clients()  # reconnect floods during a broker outage: one line per shape per window

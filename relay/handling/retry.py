@@ -7,6 +7,9 @@ Pure logic (no I/O), shared by the Faust agents and unit-tested on its own.
   OS errors whose errno says the network or a resource is temporarily unavailable. Everything else
   is terminal and goes straight to the dead-letter topic: validation, decode and programming errors,
   and OS errors that will not heal by waiting (``PermissionError``, ``FileNotFoundError``, ...).
+- a handler steers explicitly with ``relay.Retry(delay=...)`` (retriable; waits at least ``delay``
+  in its stage, which holds up later records of that stage partition as long) and
+  ``relay.Reject(reason)`` (terminal).
 - ``RetryPolicy.next_step`` walks the ladder: attempt 1 failed -> stage 1 (first delay), ... the
   last stage failed -> dead letter. Each stage is a topic ``<topic>.retry.<n>`` with one fixed
   delay, so due times are non-decreasing within a partition and a stage consumer simply waits for
@@ -21,7 +24,7 @@ import socket
 from dataclasses import dataclass
 from enum import StrEnum
 
-from relay.errors import DecodeError, RelayError
+from relay.errors import DecodeError, RelayError, Retry
 
 
 class Verdict(StrEnum):
@@ -74,7 +77,10 @@ class RetryPolicy:
             raise ValueError(f"attempts count from 1, got {failed_attempt}")
         if not classify(exc) or failed_attempt > len(self.delays_s):
             return Step(Verdict.DEAD_LETTER)
-        return Step(Verdict.RETRY, failed_attempt, self.delays_s[failed_attempt - 1])
+        delay = self.delays_s[failed_attempt - 1]
+        if isinstance(exc, Retry) and exc.delay is not None:  # at least what the handler asked for
+            delay = max(delay, exc.delay)
+        return Step(Verdict.RETRY, failed_attempt, delay)
 
     @classmethod
     def parse(cls, text: str) -> "RetryPolicy":

@@ -4,7 +4,7 @@ Debezium's exactly-once source leaves a control record after every transaction, 
 has an offset hole every few records. With faust-streaming's own commit rule each commit passed
 one hole at most: after a burst the committed offset trailed the handled records by hundreds,
 the group lag (what operators alert on) never reached zero, and a graceful stop committed almost
-nothing (processors.commits). Checked with an independent admin client, not the worker's view.
+nothing (relay.consume._faust.commits). Checked with an independent admin client, not the worker's view.
 """
 
 import time

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
-from processors.orders import TOPIC
+from relay.examples.orders import TOPIC
 from relay.headers import dlq_topic
 from relay.stack.process import ManagedProcess
 from relay.topics import apply_topics, producer_config
@@ -27,7 +27,7 @@ def relay(*args):
 
 @pytest.fixture
 def worker(stack, settings):
-    from processors.orders import ensure_schema
+    from relay.examples.orders import ensure_schema
 
     with psycopg.connect(settings.dsn) as conn:
         ensure_schema(conn)

@@ -27,7 +27,7 @@ def test_inbox_changelog_is_compacted_and_co_partitioned(stack, settings):
     retention, partitioned like its source."""
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    from processors.orders import APP_ID, TOPIC
+    from relay.examples.orders import APP_ID, TOPIC
 
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
     changelog = f"{APP_ID}-inbox-changelog"

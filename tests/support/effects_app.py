@@ -33,8 +33,8 @@ def prepare(dsn: str) -> None:
 
 
 def create_app(settings: Settings, *, store: str = "memory"):
-    from processors.app import create_app as create_faust_app
-    from processors.consumer import ConsumerSpec, add_idempotent_consumer
+    from relay.consume._faust.app import create_app as create_faust_app
+    from relay.consume._faust.agents import ConsumerSpec, add_idempotent_consumer
 
     topic = os.environ["EFFECTS_TOPIC"]
     delay = float(os.environ.get("EFFECTS_DELAY_MS", "0")) / 1000

@@ -48,8 +48,8 @@ def flaky_workers(settings: Settings, topic: str, name: str, *, env: dict | None
 
 
 def create_app(settings: Settings, *, store: str = "memory"):
-    from processors.app import create_app as create_faust_app
-    from processors.consumer import ConsumerSpec, add_idempotent_consumer
+    from relay.consume._faust.app import create_app as create_faust_app
+    from relay.consume._faust.agents import ConsumerSpec, add_idempotent_consumer
     topic = os.environ["FLAKY_TOPIC"]
     app = create_faust_app(settings, f"relay-flaky-{topic}", store=store)
     metrics = ConsumerMetrics.create()

@@ -1,8 +1,8 @@
-"""processors.app.create_app: the worker's Faust producer and fetches carry an event of the
+"""relay.consume._faust.app.create_app: the worker's Faust producer and fetches carry an event of the
 declared size (RELAY_MAX_EVENT_BYTES plus headers), so it can be forwarded to a retry stage or a
 dead-letter topic (no I/O: building an app connects nowhere)."""
 
-from processors.app import create_app
+from relay.consume._faust.app import create_app
 from relay.config import RECORD_OVERHEAD_BYTES, load_settings
 
 

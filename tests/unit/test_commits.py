@@ -1,10 +1,10 @@
-"""processors.commits.next_commit: the commit-offset rule for topics with holes (pure, no I/O)."""
+"""relay.consume._faust.commits.next_commit: the commit-offset rule for topics with holes (pure, no I/O)."""
 
 from itertools import pairwise
 
 from intervaltree import IntervalTree
 
-from processors.commits import next_commit
+from relay.consume._faust.commits import next_commit
 
 
 def _faust_gaps(records: list[int]) -> IntervalTree:

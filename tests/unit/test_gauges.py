@@ -1,6 +1,6 @@
-"""processors.gauges.Gauges.watch: the stalled-partition warning (pure, no I/O)."""
+"""relay.consume._faust.gauges.Gauges.watch: the stalled-partition warning (pure, no I/O)."""
 
-from processors.gauges import Gauges, records_behind
+from relay.consume._faust.gauges import Gauges, records_behind
 
 TP = ("outbox.event.order", 1)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from processors.lanes import Lanes
+from relay.consume._faust.lanes import Lanes
 
 
 @dataclass

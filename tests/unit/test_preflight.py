@@ -1,6 +1,6 @@
-"""processors.preflight: how an app declares the database it needs (no I/O)."""
+"""relay.consume._faust.preflight: how an app declares the database it needs (no I/O)."""
 
-from processors.preflight import databases, needs_database
+from relay.consume._faust.preflight import databases, needs_database
 
 DSN = "postgresql://relay:pw-123@127.0.0.1:55432/relay"
 

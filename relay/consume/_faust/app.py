@@ -8,7 +8,7 @@ Choices (see ../shared/notes/faust-streaming.md):
   committed before the first worker ran are not skipped.
 - web server off (it would serve table contents on 0.0.0.0); metrics come from prometheus-client
   on loopback instead.
-- the consumer's commit rule is replaced (processors.commits): Faust's own lets the committed
+- the consumer's commit rule is replaced (relay.consume._faust.commits): Faust's own lets the committed
   offset fall behind on topics with transaction markers, which every Debezium EOS topic has.
 - record size: the producer (retry stages, dead letters, changelogs) accepts a record of
   ``Settings.max_record_bytes`` (an event of ``RELAY_MAX_EVENT_BYTES`` plus headers), as the topics
@@ -27,10 +27,10 @@ FETCH_BYTES = 4 * 1024**2  # Faust's default consumer_max_fetch_size (per partit
 
 
 class RelayApp(faust.App):
-    """faust.App whose consumer transport is processors.commits.Transport."""
+    """faust.App whose consumer transport is relay.consume._faust.commits.Transport."""
 
     def _new_transport(self) -> TransportT:
-        from processors.commits import Transport
+        from relay.consume._faust.commits import Transport
 
         return Transport(self.conf.broker_consumer, self)
 

@@ -5,7 +5,7 @@ Topics per source topic T: the stages ``T.retry.1 .. T.retry.n`` (one fixed dela
 RetryPolicy) and ``T.dlq``. One agent reads T, one agent per stage reads that stage.
 
 Each agent runs Faust concurrency 1 and hands records to ``spec.concurrency`` lanes by key
-(processors.lanes: per-key order, bounded in flight per partition, acks in offset order; Faust's
+(relay.consume._faust.lanes: per-key order, bounded in flight per partition, acks in offset order; Faust's
 own concurrency commits past in-flight events, faust-streaming#606). A circuit breaker over the
 handler stops taking records after ``breaker_failures`` consecutive retriable failures, then
 probes with one record (relay.handling.breaker).
@@ -25,7 +25,7 @@ Guarantees:
 - nothing skipped: Faust can hand over a partition with a hole after an assignment (a prefetch
   that lands after the seek to committed; relay.handling.continuity). Each agent compares every
   record's offset with the committed offset at assignment / the last one handled and first
-  handles the records of a hole, read independently (processors.guard); a one-offset hole
+  handles the records of a hole, read independently (relay.consume._faust.guard); a one-offset hole
   mid-stream is a transaction marker and is not read (relay.handling.continuity).
 Stage topics must have T's partition count (``relay topics apply`` / ``relay worker`` create
 them) so that a key lands on the same partition number and the parking table sees it. Verified
@@ -45,12 +45,12 @@ from typing import Any, Awaitable, Callable, Iterator, MutableMapping
 
 import faust
 
-from processors.gapfill import GapReader
-from processors.gauges import Delivered, Gauges
-from processors.guard import ContinuityGuard
-from processors.lanes import Lanes
-from processors.preflight import needs_database
-from processors.waits import Waits
+from relay.consume._faust.gapfill import GapReader
+from relay.consume._faust.gauges import Delivered, Gauges
+from relay.consume._faust.guard import ContinuityGuard
+from relay.consume._faust.lanes import Lanes
+from relay.consume._faust.preflight import needs_database
+from relay.consume._faust.waits import Waits
 from relay.errors import DecodeError
 from relay.handling import Event, Inbox, decode
 from relay.handling.breaker import BreakerState, CircuitBreaker
@@ -80,7 +80,7 @@ class ConsumerSpec:
     schemas: Any = None  # relay.schemas.SchemaRegistry for binary Avro; default: the repo's
     inbox_window_s: float = 7 * 24 * 3600
     event_types: frozenset[str] | None = None  # only these `type` headers reach the handler
-    concurrency: int = 1  # lanes per agent (processors.lanes)
+    concurrency: int = 1  # lanes per agent (relay.consume._faust.lanes)
     max_in_flight: int = 64  # per partition
     breaker_failures: int = 5
     breaker_open_s: float = 5.0
@@ -317,7 +317,7 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
 
     async def admitted(message: Any) -> bool:
         """The circuit admits ``message`` (at once when closed); False: its partition was revoked
-        while the circuit was open, drop it (processors.waits)."""
+        while the circuit was open, drop it (relay.consume._faust.waits)."""
         if breaker.state is BreakerState.CLOSED:
             await gate()
             return True
@@ -346,7 +346,7 @@ def add_idempotent_consumer(app: faust.App, spec: ConsumerSpec, *, inbox_name: s
         async def due(message: Any) -> bool:
             """Retry stages: wait until the record is due (stage FIFO: due times never decrease)
             before taking it, so no lane sleeps holding a probe or an in-flight slot. Shutdown and
-            rebalances do not wait for it (processors.waits): False when its partition was
+            rebalances do not wait for it (relay.consume._faust.waits): False when its partition was
             revoked meanwhile (drop it: the next owner reads it again)."""
             if not retry_stage:
                 return True

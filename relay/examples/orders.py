@@ -85,8 +85,8 @@ async def handle_order_event(event: Event, ctx: OrdersContext, conn: psycopg.Asy
 
 
 def create_app(settings: Settings, *, store: str = "memory"):
-    from processors.app import create_app as create_faust_app
-    from processors.consumer import ConsumerSpec, add_idempotent_consumer
+    from relay.consume._faust.app import create_app as create_faust_app
+    from relay.consume._faust.agents import ConsumerSpec, add_idempotent_consumer
 
     app = create_faust_app(settings, APP_ID, store=store)
     metrics = ConsumerMetrics.create()

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import Any
 
-from processors.gapfill import GapReader, Record
+from relay.consume._faust.gapfill import GapReader, Record
 from relay.errors import KafkaUnavailable
 from relay.handling.continuity import Continuity
 

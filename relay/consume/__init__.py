@@ -1,0 +1,1 @@
+"""Consuming routed outbox events: see :class:`relay.Consumer`."""
