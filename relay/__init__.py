@@ -4,6 +4,10 @@ Public API (everything else is internal and may change):
 - ``relay.outbox.write(conn, aggregatetype=..., aggregateid=..., type=..., payload=...)`` and its
   batch and async twins (``relay.outbox``);
 - ``relay.load_settings()`` / ``relay.Settings``: every setting, from ``RELAY_*`` variables;
+- consuming: ``relay.Consumer`` (``@consumer.subscribe``, ``on_startup`` / ``on_shutdown``), the
+  ``Event`` a handler receives, its ``Context`` (``inbox="table"``) or ``Tx`` (``inbox="postgres"``),
+  and the handler's control exceptions ``Retry(delay=...)`` and ``Reject(reason)``; ``relay worker``
+  runs a consumer, ``relay.testing.Harness`` tests one in memory;
 - the error tree, also importable from here: ``RelayError`` and its subclasses, each with
   ``retriable`` (True when the same call may succeed later unchanged).
 
@@ -11,6 +15,8 @@ Importing ``relay`` does nothing but define names (no connections, no settings r
 """
 
 from relay.config import Settings, load_settings
+from relay.consume.consumer import Consumer, Context, Options
+from relay.consume.pg import Tx
 from relay.errors import (
     ConfigError,
     ConnectError,
@@ -19,12 +25,16 @@ from relay.errors import (
     IdempotencyConflict,
     InvalidEvent,
     KafkaUnavailable,
+    Reject,
     RelayError,
+    Retry,
     StackError,
 )
+from relay.handling.event import Event
 
 __all__ = [
     "Settings", "load_settings",
+    "Consumer", "Context", "Options", "Event", "Tx", "Retry", "Reject",
     "RelayError", "ConfigError", "InvalidEvent", "IdempotencyConflict", "DatabaseError", "KafkaUnavailable",
     "ConnectError", "DecodeError", "StackError",
 ]

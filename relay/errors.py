@@ -70,6 +70,19 @@ class StackError(RelayError):
         super().__init__(text)
 
 
+class MissingExtra(RelayError, ImportError):
+    """A command or API needs an optional part of outbox-relay that is not installed (an extra:
+    ``pip install 'outbox-relay[worker]'``); raised by :func:`relay.extras.require`. Never retriable:
+    installing the extra is the change. ``name`` (as for ImportError) is the first missing module."""
+
+    def __init__(self, extra: str, missing: Iterable[str], by: str) -> None:
+        self.extra, self.missing = extra, list(missing)
+        plural = "s" if len(self.missing) > 1 else ""
+        super().__init__(f"{by} needs the [{extra}] extra: pip install 'outbox-relay[{extra}]' "
+                         f"(missing module{plural} {', '.join(self.missing)})")
+        self.name = self.missing[0] if self.missing else None
+
+
 class DecodeError(RelayError):
     """A consumed record cannot be decoded (bytes, schema, missing header): never retriable."""
 

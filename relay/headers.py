@@ -22,6 +22,7 @@ class Header(StrEnum):
     DLQ_ERROR_CLASS = "dlq.error.class"
     DLQ_ERROR_MESSAGE = "dlq.error.message"
     DLQ_ATTEMPTS = "dlq.attempts"
+    DLQ_REASON = "dlq.reason"  # decode | handler | rejected | exhausted | internal
     DLQ_FIRST_FAILURE_AT = "dlq.first-failure-at"
     RETRY_ATTEMPT = "retry.attempt"  # the attempt a retry-stage record will be (2 = first retry)
     RETRY_DUE_AT = "retry.due-at"  # epoch seconds before which a stage consumer must not handle it

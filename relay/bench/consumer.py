@@ -5,7 +5,7 @@ Workload: ``events`` JSON records (~200 bytes, header ``id`` = uuid4, header ``t
 
 - raw: one confluent-kafka consumer (new group, earliest, auto commit at the default interval)
   decodes the JSON, reads the ``id`` header and keeps a dict of seen ids (a naive dedup set);
-- worker(store): ``relay worker relay.bench.noop_app:create_app --store <store>`` as a subprocess
+- worker(store): ``relay worker relay.bench.noop_app:make_consumer --store <store>`` as a subprocess
   (own app id / group per store); progress from its /metrics (``relay_events_handled_total``),
   RSS from /proc every 0.5 s; SIGTERM once every event is handled.
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from relay.bench.noop_app import app_id
+from relay.bench.noop_app import inbox_changelog
 from relay.bench.worker_proc import WorkerProcess
 from relay.config import Settings
 from relay.topics import admin, apply_topics, producer_config
@@ -176,7 +176,7 @@ def run_worker(settings: Settings, topic: str, events: int, store: str, workdir:
             time.sleep(max(0.0, 0.5 - (time.monotonic() - tick)))
     finally:
         stop_s = worker.stop()
-    changelog = f"{app_id(topic, store)}-inbox-changelog"
+    changelog = inbox_changelog(topic, store)
     log_bytes, file_bytes, disk_bytes = topic_files(settings, changelog)
     errors = worker.log_errors()
     assert first is not None  # set once the first event was handled

@@ -23,7 +23,7 @@ from pathlib import Path
 from confluent_kafka import KafkaError, Message, Producer
 
 from relay.bench.consumer import delete_topics, record_count, topic_files
-from relay.bench.noop_app import app_id
+from relay.bench.noop_app import inbox_changelog
 from relay.bench.worker_proc import WorkerProcess, handled
 from relay.topics import apply_topics, producer_config
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     s = load_settings()
     marker = f"bench{uuid.uuid4().hex[:10]}"
     topic = f"outbox.event.{marker}"
-    changelog = f"{app_id(topic, 'memory')}-inbox-changelog"
+    changelog = inbox_changelog(topic, 'memory')
     workdir = Path(tempfile.mkdtemp(prefix=f"relay-{marker}-"))
     apply_topics(s, [topic])
     worker = WorkerProcess(topic, "memory", workdir, env={"RELAY_INBOX_WINDOW_S": str(args.window)}).start()

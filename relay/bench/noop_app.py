@@ -1,44 +1,46 @@
-"""A processor app for the consumer benchmark: the idempotent consumer with a handler that does
-nothing (the consumer decodes the record and checks/records the inbox around it).
+"""The consumer of the consumer benchmark: a subscription whose handler does nothing (the
+pipeline decodes the record and checks/records the inbox around it).
 
-``relay worker relay.bench.noop_app:create_app [--store memory|rocksdb]`` with BENCH_TOPIC=<topic>.
-The app id (consumer group) is ``relay-bench-<store>-<topic>``: one per store, so each store's run
-reads the topic from the start; its inbox changelog is ``<app id>-inbox-changelog``.
-With BENCH_HANDLED_LOG=<file> the handler appends ``<event id> <handler clock, epoch s>`` per
-event (line-buffered): the latency benchmark joins it with the outbox ``created_at``.
+``relay worker relay.bench.noop_app:make_consumer --store memory|rocksdb`` with BENCH_TOPIC=<topic>
+and BENCH_STORE=<the same store>. The consumer (group) is ``relay-bench-<store>-<topic>``: one
+per store, so each store's run reads the topic from the start; its inbox changelog is
+``<app id>-inbox-<topic>-changelog``. With BENCH_HANDLED_LOG=<file> the handler appends
+``<event id> <handler clock, epoch s>`` per event (line-buffered): the latency benchmark joins it
+with the outbox ``created_at``.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
-from relay.config import Settings
-from relay.handling import Event
-from relay.metrics import ConsumerMetrics
+from relay import Consumer, Event, Settings
 
 
 def app_id(topic: str, store: str) -> str:
     return f"relay-bench-{store}-{topic}"
 
 
-async def handle(event: Event, ctx: Any) -> None:
-    """No side effect (or one line in the handled log): the event arrives already decoded."""
-    if ctx is not None:
-        ctx.write(f"{event.id} {time.time():.6f}\n")
+def inbox_changelog(topic: str, store: str) -> str:
+    return f"{app_id(topic, store)}-inbox-{topic}-changelog"
 
 
-def create_app(settings: Settings, *, store: str = "memory"):
-    from relay.consume._faust.app import create_app as create_faust_app
-    from relay.consume._faust.agents import ConsumerSpec, add_idempotent_consumer
-
-    topic = os.environ["BENCH_TOPIC"]
-    app = create_faust_app(settings, app_id(topic, store), store=store)
-    metrics = ConsumerMetrics.create()
+def make_consumer(settings: Settings) -> Consumer:
+    topic, store = os.environ["BENCH_TOPIC"], os.environ.get("BENCH_STORE", "memory")
+    consumer = Consumer(app_id(topic, store), store=store)
     path = os.environ.get("BENCH_HANDLED_LOG")
-    log = open(path, "a", buffering=1, encoding="utf-8") if path else None  # noqa: SIM115 - lives with the app
-    add_idempotent_consumer(app, ConsumerSpec.from_settings(settings, topic=topic, handler=handle, context=log,
-                                                            metrics=metrics))
-    app.relay_metrics = metrics  # type: ignore[attr-defined]
-    return app
+    if path is None:
+        @consumer.subscribe(topic=topic)
+        async def handle(event: Event) -> None:
+            """No side effect: the event arrives already decoded."""
+        return consumer
+    log = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives with the worker
+
+    @consumer.subscribe(topic=topic)
+    async def handle_logged(event: Event) -> None:
+        log.write(f"{event.id} {time.time():.6f}\n")
+
+    @consumer.on_shutdown
+    def close(_ctx: object) -> None:
+        log.close()
+    return consumer

@@ -26,13 +26,13 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
 
-from relay.consume._faust.gapfill import GapReader
 from relay.bench import consumer as consumer_bench
 from relay.bench.cpu import Meter, stack_pids
 from relay.bench.noop_app import app_id
 from relay.bench.relays import _observe
 from relay.bench.worker_proc import WorkerProcess
 from relay.config import Settings
+from relay.consume._faust.gapfill import GapReader
 from relay.headers import event_topic
 from relay.outbox import write
 from relay.topics import admin, apply_topics

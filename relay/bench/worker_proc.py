@@ -1,4 +1,4 @@
-"""A benchmark worker: ``relay worker relay.bench.noop_app:create_app`` as our child process, with
+"""A benchmark worker: ``relay worker relay.bench.noop_app:make_consumer`` as our child process, with
 its own metrics port and data dir, polled through /metrics, stopped by pid (SIGTERM, then SIGKILL).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from relay.stack.process import rss_bytes
 
-APP = "relay.bench.noop_app:create_app"
+APP = "relay.bench.noop_app:make_consumer"
 
 
 def free_port() -> int:
@@ -43,7 +43,8 @@ class WorkerProcess:
         self.name = name or store
         self.port = free_port()
         self.log = workdir / f"worker-{self.name}.log"
-        self.env = {**os.environ, "BENCH_TOPIC": topic, "RELAY_WORKER_METRICS_PORT": str(self.port),
+        self.env = {**os.environ, "BENCH_TOPIC": topic, "BENCH_STORE": store,
+                    "RELAY_WORKER_METRICS_PORT": str(self.port),
                     "RELAY_WORKER_DATA_DIR": str(workdir / f"data-{self.name}"), **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.started = 0.0

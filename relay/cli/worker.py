@@ -1,50 +1,42 @@
-"""`relay worker <app>`: run a Faust app from processors/ until SIGTERM/SIGINT."""
+"""`relay worker <consumer>`: run a relay.Consumer on Faust until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
-import importlib
 import logging
+from typing import Optional
 
 import typer
 
 from relay.cli.common import handles_errors, say, settings
-from relay.errors import ConfigError
-
-
-def _factory(name: str):
-    from processors import APPS
-
-    target = APPS.get(name, name)
-    if ":" not in target:
-        raise ConfigError([f"app {name!r}: unknown; expected one of {sorted(APPS)} or module:function"])
-    module, _, attr = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError([f"app {name!r}: cannot load {target} ({exc})"]) from None
 
 
 @handles_errors
 def worker(
-    app_name: str = typer.Argument(..., metavar="APP", help="orders, or module:function(settings)"),
-    store: str = typer.Option("memory", help="table store: memory or rocksdb"),
+    target: str = typer.Argument(..., metavar="CONSUMER",
+                                 help="module:attribute of a relay.Consumer (or of a function of Settings "
+                                      "returning one), or a name registered under the relay.consumers "
+                                      "entry points, e.g. orders"),
+    store: Optional[str] = typer.Option(None, help="table store: memory or rocksdb (default: the consumer's)"),
     loglevel: str = typer.Option("warning", help="faust log level"),
 ) -> None:
-    """Run a processor app (idempotent consumers) until stopped; metrics on RELAY_WORKER_METRICS_PORT.
-    Exits 1 with one line within a few seconds when Kafka or a database the app declared does not
+    """Run a consumer's subscriptions until stopped (SIGTERM/SIGINT); metrics on RELAY_WORKER_METRICS_PORT.
+    Exits 1 with one line within a few seconds when Kafka or the consumer's database does not
     answer (relay.consume._faust.preflight)."""
     s = settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = _factory(app_name)(s, store=store)
+    from relay.consume._faust.worker import build_app
+    from relay.consume.loader import load_consumer
+
+    app = build_app(load_consumer(target, s), s, store=store)
     from relay.consume._faust.preflight import check
 
     check(s, app)
-    topics = getattr(app, "relay_topics", [])
+    topics = app.relay_topics
     if topics:  # source, retry stages, dead letters: declared (auto-creation is off)
         from relay.topics import apply_topics
 
         apply_topics(s, topics)
-    metrics = getattr(app, "relay_metrics", None)
+    metrics = app.relay_metrics
     if metrics is not None and s.worker_metrics_port:
         metrics.serve(s.host, s.worker_metrics_port)
         say(f"metrics on http://{s.host}:{s.worker_metrics_port}/metrics")

@@ -181,9 +181,9 @@ class Pipeline:
 
     async def dead_letter(self, record: Record, reason: str, exc: BaseException, attempts: int,
                           first: datetime | None) -> None:
-        headers = dead_letter_headers(_strip_retry(header_list(record)), topic=self.topic,
-                                      partition=record.partition, offset=record.offset, error=exc,
-                                      attempts=attempts, first_failure_at=first)
+        headers: Headers = [*dead_letter_headers(
+            _strip_retry(header_list(record)), topic=self.topic, partition=record.partition, offset=record.offset,
+            error=exc, attempts=attempts, first_failure_at=first, reason=reason)]
         # acked: the source offset may be acknowledged right after this returns
         await self.port.send(self.dlq, record.key, record.value, headers)
         self.m.dead_lettered.labels(self.topic, reason).inc()

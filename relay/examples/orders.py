@@ -2,24 +2,23 @@
 
 Publishing side: ``place_order`` / ``confirm_order`` change the business row *and* write the
 outbox event in the same transaction (``relay.outbox.write``).
-Consuming side: ``handle_order_event`` is the handler the idempotent consumer calls; its effect is
-one row in ``demo_order_effects`` per handled event, written with the Postgres inbox (exactly
-once; the table deliberately has no unique constraint, so a handler that ran twice for one event
-would be visible to the demo's checks).
+Consuming side: ``consumer`` (``relay worker orders``) subscribes ``handle_order_event``; its
+effect is one row in ``demo_order_effects`` per handled event, written with the Postgres inbox
+(exactly once; the table deliberately has no unique constraint, so a handler that ran twice for
+one event would be visible to the demo's checks). ``processed_events`` comes from ``relay outbox
+migrate``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from relay.config import Settings
-from relay.handling import Event, pg_inbox
-from relay.handling.pg_inbox import pg_idempotent
+from relay.consume.consumer import Consumer
+from relay.consume.pg import Tx
+from relay.handling import Event
 from relay.headers import event_topic
-from relay.metrics import ConsumerMetrics
 from relay.outbox import write
 
 AGGREGATE_TYPE = "order"
@@ -42,7 +41,6 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(7261)")
         conn.execute(SCHEMA)
-    pg_inbox.ensure_schema(conn)
 
 
 def place_order(conn: psycopg.Connection, *, run_id: str, order_id: str, amount_cents: int) -> str:
@@ -62,35 +60,18 @@ def confirm_order(conn: psycopg.Connection, *, run_id: str, order_id: str) -> st
     return str(eid)
 
 
-@dataclass
-class OrdersContext:
-    """What the handler may touch: the service's database (a connection per context, opened by
-    the Postgres inbox wrapper)."""
-
-    dsn: str
+consumer = Consumer(APP_ID)
 
 
-@pg_idempotent(APP_ID)
-async def handle_order_event(event: Event, ctx: OrdersContext, conn: psycopg.AsyncConnection) -> None:
+@consumer.subscribe(AGGREGATE_TYPE, inbox="postgres")
+async def handle_order_event(event: Event, tx: Tx) -> None:
     """Record the effect of one order event. Runs inside a transaction that also claims the event
     id in ``processed_events`` (Postgres inbox), so the effect is exactly once even when the
     worker dies between this commit and the Faust inbox record."""
     p: dict[str, Any] = event.payload or {}
-    await conn.execute(
+    await tx.execute(
         "INSERT INTO demo_order_effects (event_id, run_id, order_id, seq, type, kafka_partition, kafka_offset)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (event.id, p.get("run_id", "?"), p.get("order_id", event.key or "?"), int(p.get("seq", 0)),
          event.type or "?", event.partition, event.offset),
     )
-
-
-def create_app(settings: Settings, *, store: str = "memory"):
-    from relay.consume._faust.app import create_app as create_faust_app
-    from relay.consume._faust.agents import ConsumerSpec, add_idempotent_consumer
-
-    app = create_faust_app(settings, APP_ID, store=store)
-    metrics = ConsumerMetrics.create()
-    add_idempotent_consumer(app, ConsumerSpec.from_settings(
-        settings, topic=TOPIC, handler=handle_order_event, context=OrdersContext(settings.dsn), metrics=metrics))
-    app.relay_metrics = metrics  # type: ignore[attr-defined]  # read by `relay worker` to serve /metrics
-    return app

@@ -30,7 +30,8 @@ _DLQ_PREFIX = "dlq."
 
 
 def dead_letter_headers(original: Headers, *, topic: str, partition: int, offset: int, error: BaseException,
-                        attempts: int, first_failure_at: datetime | None = None) -> list[tuple[str, bytes]]:
+                        attempts: int, first_failure_at: datetime | None = None,
+                        reason: str | None = None) -> list[tuple[str, bytes]]:
     """The original headers (without earlier dlq.* ones) plus why and where it died."""
     first = first_failure_at or datetime.now(UTC)
     # a header without a value (None) is kept as it came; Kafka clients accept it
@@ -44,7 +45,7 @@ def dead_letter_headers(original: Headers, *, topic: str, partition: int, offset
         (Header.DLQ_ERROR_MESSAGE.value, str(error)[:2000].encode("utf-8", "replace")),
         (Header.DLQ_ATTEMPTS.value, str(attempts).encode()),
         (Header.DLQ_FIRST_FAILURE_AT.value, first.isoformat().encode()),
-    ]
+    ] + ([(Header.DLQ_REASON.value, reason.encode())] if reason else [])
 
 
 def replay_headers(headers: Headers) -> list[tuple[str, bytes | None]]:

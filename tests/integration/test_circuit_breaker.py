@@ -25,7 +25,7 @@ def test_breaker_opens_probes_and_closes(stack, settings, unique):
         conn.execute(SCHEMA)
         for eid in ids:  # the downstream "times out" once for each event: a streak of failures
             conn.execute("INSERT INTO flaky_failures VALUES (%s, 1)", (eid,))
-    workers = Workers(settings, "tests.support.flaky_app:create_app", f"worker-breaker-{unique}", env={
+    workers = Workers(settings, "tests.support.flaky_app:make_consumer", f"worker-breaker-{unique}", env={
         "FLAKY_TOPIC": topic, "RELAY_BREAKER_FAILURES": "3", "RELAY_BREAKER_OPEN_S": "2",
         "RELAY_RETRY_DELAYS": "1s,1s,1s", "RELAY_CONSUMER_MAX_IN_FLIGHT": "1"})
     workers.start()

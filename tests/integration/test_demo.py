@@ -27,10 +27,10 @@ def test_inbox_changelog_is_compacted_and_co_partitioned(stack, settings):
     retention, partitioned like its source."""
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    from relay.examples.orders import APP_ID, TOPIC
+    from relay.examples.orders import AGGREGATE_TYPE, APP_ID, TOPIC
 
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    changelog = f"{APP_ID}-inbox-changelog"
+    changelog = f"{APP_ID}-inbox-{AGGREGATE_TYPE}-changelog"
     topics = admin.list_topics(timeout=10).topics
     assert changelog in topics, "run after test_demo_consumes_every_event_exactly_once"
     assert len(topics[changelog].partitions) == len(topics[TOPIC].partitions)

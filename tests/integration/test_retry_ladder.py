@@ -30,7 +30,7 @@ def test_failing_key_is_parked_in_order_while_others_flow(stack, settings, uniqu
     env = {**os.environ, "FLAKY_TOPIC": topic, "RELAY_RETRY_DELAYS": "1s,1s,2s", "RELAY_WORKER_METRICS_PORT": "0"}
     worker = ManagedProcess(f"worker-flaky-{unique}", settings.stack_dir / "pids" / f"worker-flaky-{unique}.pid",
                             settings.stack_dir / "logs" / "worker-flaky.log")
-    worker.start([sys.executable, "-m", "relay", "worker", "tests.support.flaky_app:create_app"], env=env)
+    worker.start([sys.executable, "-m", "relay", "worker", "tests.support.flaky_app:make_consumer"], env=env)
     try:
         producer = Producer(producer_config(settings))
         probe = str(uuid.uuid4())  # produce once the worker handles events: timings below exclude startup
@@ -87,7 +87,7 @@ def test_parking_keeps_order_with_two_workers(stack, settings, unique):
         conn.execute(SCHEMA)
         for k in keys[::2]:  # every other key: its second event times out twice
             conn.execute("INSERT INTO flaky_failures VALUES (%s, 2)", (ids[(k, 1)],))
-    workers = Workers(settings, "tests.support.flaky_app:create_app", f"worker-park2w-{unique}",
+    workers = Workers(settings, "tests.support.flaky_app:make_consumer", f"worker-park2w-{unique}",
                       env={"FLAKY_TOPIC": topic, "RELAY_RETRY_DELAYS": "1s,1s,2s"})
     workers.start(0)
     workers.start(1)

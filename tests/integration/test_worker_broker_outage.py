@@ -59,7 +59,7 @@ def test_a_broker_outage_is_a_few_rate_limited_lines(stack, settings, unique, tm
                         kafka_controller_port=controller, pg_dsn=settings.dsn)
     broker = KafkaPart(own)
     topic = f"outbox.event.outage{unique}"
-    workers = Workers(own, "tests.support.flaky_app:create_app", f"worker-outage-{unique}",
+    workers = Workers(own, "tests.support.flaky_app:make_consumer", f"worker-outage-{unique}",
                       env={"FLAKY_TOPIC": topic, "RELAY_KAFKA_BOOTSTRAP": own.bootstrap_servers,
                            "RELAY_STACK_DIR": str(own.stack_dir)})
     with psycopg.connect(settings.dsn, autocommit=True) as conn:

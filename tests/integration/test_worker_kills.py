@@ -17,7 +17,7 @@ from tests.support.workers import Feed, Workers
 
 pytestmark = pytest.mark.integration
 KILLS = int(os.environ.get("FAULT_KILLS", "3"))
-APP = "tests.support.effects_app:create_app"
+APP = "tests.support.effects_app:make_consumer"
 
 
 def effects(settings, topic):

@@ -2,8 +2,8 @@
 declared size (RELAY_MAX_EVENT_BYTES plus headers), so it can be forwarded to a retry stage or a
 dead-letter topic (no I/O: building an app connects nowhere)."""
 
-from relay.consume._faust.app import create_app
 from relay.config import RECORD_OVERHEAD_BYTES, load_settings
+from relay.consume._faust.app import create_app
 
 
 def test_producer_and_fetch_accept_the_declared_event_size(tmp_path):

@@ -1,6 +1,6 @@
 """The Faust app factory: no global app, everything derived from Settings.
 
-Choices (see ../shared/notes/faust-streaming.md):
+Choices:
 - ``kafka://`` transport (aiokafka >= 0.14 speaks Kafka 4's protocol); never ``confluent://``.
 - tables are co-partitioned with the source topics (``topic_partitions`` = ours) and their
   changelogs are compacted; the app id is stable (bumping ``version`` would empty the inbox).
@@ -17,6 +17,8 @@ Choices (see ../shared/notes/faust-streaming.md):
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 from faust.types import TransportT
 
@@ -27,15 +29,35 @@ FETCH_BYTES = 4 * 1024**2  # Faust's default consumer_max_fetch_size (per partit
 
 
 class RelayApp(faust.App):
-    """faust.App whose consumer transport is relay.consume._faust.commits.Transport."""
+    """faust.App whose consumer transport is relay.consume._faust.commits.Transport, and which
+    runs a consumer's lifecycle (relay.consume.runtime) around Faust's own."""
+
+    relay_runtime: Any = None  # relay.consume.runtime.Runtime: started before the agents, stopped after
+    relay_metrics: Any = None  # relay.metrics.ConsumerMetrics served by `relay worker`
+    relay_topics: list[str]  # every topic the subscriptions read or write (declared before start)
+    relay_databases: list[str]  # DSNs checked before start (preflight)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.relay_topics, self.relay_databases = [], []
 
     def _new_transport(self) -> TransportT:
         from relay.consume._faust.commits import Transport
 
         return Transport(self.conf.broker_consumer, self)
 
+    async def on_start(self) -> None:
+        await super().on_start()
+        if self.relay_runtime is not None:
+            await self.relay_runtime.start()
 
-def create_app(settings: Settings, app_id: str, *, store: str = "memory") -> faust.App:
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self.relay_runtime is not None:
+            await self.relay_runtime.stop()
+
+
+def create_app(settings: Settings, app_id: str, *, store: str = "memory") -> RelayApp:
     if store not in STORES:
         raise ValueError(f"store={store!r}: expected one of {sorted(STORES)}")
     datadir = settings.faust_data_dir / app_id

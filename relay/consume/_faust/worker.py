@@ -1,0 +1,37 @@
+"""Build the Faust app that runs a :class:`relay.Consumer`: one FaustSubscription per
+subscription, the consumer's runtime (pool, hooks) on the app's lifecycle, its metrics and the
+topics and databases ``relay worker`` checks before it starts."""
+
+from __future__ import annotations
+
+from relay.config import Settings
+from relay.consume._faust.app import RelayApp, create_app
+from relay.consume._faust.compat import check as check_faust
+from relay.consume._faust.preflight import needs_database
+from relay.consume.consumer import Consumer
+from relay.consume.runtime import Runtime
+from relay.metrics import ConsumerMetrics
+
+
+def build_app(consumer: Consumer, settings: Settings, *, store: str | None = None,
+              metrics: ConsumerMetrics | None = None) -> RelayApp:
+    """A Faust app running ``consumer`` (group/app id = its name); nothing connects yet."""
+    from relay.consume._faust.agents import FaustSubscription
+
+    check_faust()
+    if not consumer.subscriptions:
+        from relay.errors import ConfigError
+
+        raise ConfigError([f"consumer {consumer.name!r}: no subscription; decorate a handler with "
+                           "@consumer.subscribe(...)"])
+    app = create_app(settings, consumer.name, store=store or consumer.store)
+    app.relay_metrics = metrics or ConsumerMetrics.create()
+    app.relay_runtime = runtime = Runtime(consumer, settings)
+    for sub in consumer.subscriptions:
+        attached = FaustSubscription(app, sub, sub.options.resolve(settings), runtime.invoker(sub),
+                                     app.relay_metrics)
+        attached.attach()
+        app.relay_topics += attached.pipeline.topics()
+    if consumer.needs_postgres:
+        needs_database(app, settings.dsn)
+    return app
