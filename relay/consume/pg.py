@@ -1,0 +1,225 @@
+"""The Postgres side of ``inbox="postgres"`` subscriptions: ``async def handler(event, tx)``.
+
+Contract of :func:`postgres_invoker`'s ``invoke(event, attempt) -> bool``:
+- one pooled connection (autocommit, see :func:`open_pool`), one transaction per call: it claims
+  ``(consumer, event.id)`` in ``processed_events`` (:func:`relay.handling.pg_inbox.aclaim`), runs
+  the handler with a :class:`Tx` on that transaction, and commits claim and effect together.
+- exactly once per consumer and event id for the writes made through ``tx`` (``tx.execute``,
+  ``tx.conn``, ``tx.outbox.write``): True means this call committed them; False means the claim
+  was already committed by an earlier call, the handler was not called and nothing was written.
+  There is no DUPLICATE sentinel: the bool is the whole answer (the pipeline counts False as a
+  duplicate). Writes elsewhere (HTTP calls, another database) are at least once.
+- consume -> effect -> publish is atomic: ``tx.outbox.write`` inserts the outbox row in the same
+  transaction, so the follow-up event exists exactly when the effect and the claim committed.
+- an exception from the handler rolls back the effect *and* the claim and propagates unchanged
+  (``Retry`` and ``Reject`` as raised), so the next delivery handles the event again. A handler
+  that swallows a failed statement and returns cannot commit (Postgres rolled the transaction
+  back): the call raises DatabaseError instead of reporting the event handled.
+- Postgres failures (no pooled connection in time, BEGIN/COMMIT, the claim, the handler's SQL)
+  raise :class:`relay.errors.DatabaseError`, retriable for connection problems, serialization
+  failures and deadlocks (pg_inbox's translation); never a bare psycopg error.
+- concurrent first deliveries of one event id (READ COMMITTED): the second claim waits for the
+  first transaction, then returns False if it committed, True if it rolled back; the waiter holds
+  its pooled connection meanwhile. Calls for distinct ids run in parallel, up to the pool size:
+  size the pool for every lane that can hold a connection at once (extra calls wait for one, up
+  to the pool's timeout, then fail retriably).
+- a :class:`Tx` is valid only during its handler call; using it afterwards raises RelayError (its
+  connection went back to the pool, maybe into another event's transaction).
+
+``processed_events`` comes from ``relay outbox migrate`` (migration 0007); the worker checks for it
+with :func:`check_inbox_table` / :func:`acheck_inbox_table` before it starts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Awaitable, Callable, Iterable, Mapping
+
+import psycopg
+from psycopg.abc import Params, QueryNoTemplate
+from psycopg.pq import TransactionStatus
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from relay.deps import CONNECT_TIMEOUT_S
+from relay.errors import ConfigError, DatabaseError, RelayError
+from relay.handling.event import Event
+from relay.handling.pg_inbox import _translate, aclaim
+from relay.outbox.writer import DEFAULT_SCHEMAS, OutboxEvent, WriteResult, awrite, awrite_many
+
+Conn = psycopg.AsyncConnection[TupleRow]
+Pool = AsyncConnectionPool[Conn]
+Handler = Callable[[Event, "Tx"], Awaitable[object]]
+Invoke = Callable[[Event, int], Awaitable[bool]]
+
+POOL_NAME = "relay-inbox"
+POOL_TIMEOUT_S = 30.0  # psycopg_pool's default wait for a free connection
+
+
+class TxOutbox:
+    """Outbox writes in the handler's transaction: they commit (and get published) with its claim
+    and effect, and vanish with them on rollback. Same arguments and results as
+    :func:`relay.outbox.writer.awrite` / ``awrite_many`` minus the connection."""
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+
+    async def write(
+        self, *, aggregatetype: str, aggregateid: str, type: str, payload: Any,
+        headers: Mapping[str, str] | None = None, event_id: uuid.UUID | str | None = None,
+        idempotency_key: str | None = None, request_hash: str | None = None, delete_after: bool = False,
+        schemas: Any = DEFAULT_SCHEMAS, max_event_bytes: int | None = None,
+    ) -> uuid.UUID:
+        """Insert one event; its id (the first event's id for a repeated idempotency key)."""
+        try:
+            return await awrite(self._tx.conn, aggregatetype=aggregatetype, aggregateid=aggregateid, type=type,
+                                payload=payload, headers=headers, event_id=event_id,
+                                idempotency_key=idempotency_key, request_hash=request_hash,
+                                delete_after=delete_after, schemas=schemas, max_event_bytes=max_event_bytes)
+        except DatabaseError as exc:
+            self._tx._failed(exc)
+            raise
+
+    async def write_many(self, events: Iterable[OutboxEvent], *, delete_after: bool = False,
+                         schemas: Any = DEFAULT_SCHEMAS, max_event_bytes: int | None = None) -> list[WriteResult]:
+        """Insert several events in order; one result per event."""
+        try:
+            return await awrite_many(self._tx.conn, events, delete_after=delete_after, schemas=schemas,
+                                     max_event_bytes=max_event_bytes)
+        except DatabaseError as exc:
+            self._tx._failed(exc)
+            raise
+
+
+class Tx:
+    """What a postgres-inbox handler receives: the open transaction that also holds the event's
+    claim. ``conn`` is the psycopg AsyncConnection inside it (do not commit or roll it back;
+    ``async with tx.conn.transaction()`` makes a savepoint); ``execute`` runs one statement with
+    errors as DatabaseError; ``outbox`` writes follow-up events in it; ``attempt`` is the delivery
+    attempt (1: first); ``state`` is the consumer's shared state (filled by startup hooks)."""
+
+    __slots__ = ("_conn", "_failure", "outbox", "attempt", "state", "consumer", "event_id")
+
+    def __init__(self, conn: Conn, *, consumer: str, event_id: str, attempt: int, state: dict[str, Any]) -> None:
+        self._conn: Conn | None = conn
+        self._failure: DatabaseError | None = None
+        self.outbox = TxOutbox(self)
+        self.attempt, self.state, self.consumer, self.event_id = attempt, state, consumer, event_id
+
+    @property
+    def conn(self) -> Conn:
+        if self._conn is None:
+            raise RelayError(f"the Tx of {self.consumer!r} for event {self.event_id} was used after its handler "
+                             "returned; its transaction is over (use it only inside the handler call)")
+        return self._conn
+
+    async def execute(self, query: QueryNoTemplate, params: Params | None = None) -> psycopg.AsyncCursor[TupleRow]:
+        """Run one statement in the transaction; its cursor (fetch from it). psycopg errors
+        become DatabaseError (retriable: connection, serialization failure, deadlock)."""
+        conn = self.conn
+        try:
+            return await conn.execute(query, params)
+        except psycopg.Error as exc:
+            raise self._failed(_translate(exc, f"{self.consumer!r} handling {self.event_id}: statement")) from exc
+
+    def _failed(self, exc: DatabaseError) -> DatabaseError:
+        self._failure = exc
+        return exc
+
+    def _committable(self) -> None:
+        """Raise when the handler returned although a statement failed (Postgres aborted the
+        transaction: committing would silently roll back the effect and the claim)."""
+        if self.conn.info.transaction_status != TransactionStatus.INERROR:
+            return
+        last = self._failure
+        cause = f" (last failure: {last})" if last is not None else ""
+        raise DatabaseError(f"{self.consumer!r} handling {self.event_id}: the handler returned after a failed "
+                            f"statement{cause}; the transaction was rolled back, nothing committed",
+                            retriable=last.retriable if last is not None else False)
+
+    def _end(self) -> None:
+        self._conn = None
+
+
+def postgres_invoker(pool: Pool, consumer: str, handler: Handler, state: dict[str, Any]) -> Invoke:
+    """``invoke(event, attempt) -> bool`` running ``handler(event, tx)`` exactly once per
+    ``(consumer, event.id)`` (see the module's contract)."""
+
+    async def invoke(event: Event, attempt: int) -> bool:
+        what = f"{consumer!r} handling {event.id}"
+        try:
+            async with pool.connection() as conn:
+                return await _handle(conn, consumer, handler, event, attempt, state)
+        except PoolTimeout as exc:
+            raise DatabaseError(f"{what}: no connection from pool {pool.name!r} within {pool.timeout:g}s "
+                                f"(Postgres unreachable, or the pool is too small): {exc}", retriable=True) from exc
+        except psycopg.Error as exc:  # BEGIN/COMMIT, the handler's own use of tx.conn
+            raise _translate(exc, what) from exc
+
+    return invoke
+
+
+async def _handle(conn: Conn, consumer: str, handler: Handler, event: Event, attempt: int,
+                  state: dict[str, Any]) -> bool:
+    tx = Tx(conn, consumer=consumer, event_id=event.id, attempt=attempt, state=state)
+    try:
+        async with conn.transaction():
+            if not await aclaim(conn, consumer, event.id):
+                return False
+            await handler(event, tx)
+            tx._committable()
+        return True
+    finally:
+        tx._end()
+
+
+def open_pool(dsn: str, size: int, *, name: str = POOL_NAME, timeout_s: float = POOL_TIMEOUT_S) -> Pool:
+    """A pool of up to ``size`` autocommit connections to ``dsn``, not opened yet: the caller runs
+    ``await pool.open(wait=True, timeout=...)`` and ``await pool.close()``. A connection is
+    checked (an empty query) before it is handed out, so one that died while idle (a Postgres
+    restart) is replaced instead of failing an event; connecting gives up after a few seconds."""
+    return AsyncConnectionPool(dsn, min_size=1, max_size=size, open=False, name=name, timeout=timeout_s,
+                               kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+                               check=AsyncConnectionPool.check_connection)
+
+
+_INBOX_STATE = ("SELECT to_regclass('processed_events') IS NOT NULL, "
+                "coalesce(has_table_privilege(to_regclass('processed_events'), 'INSERT'), false), "
+                "current_database(), current_user, current_setting('search_path')")
+
+
+def _inbox_problems(row: tuple[Any, ...] | None) -> list[str]:
+    if row is None:
+        return ["processed_events check returned no row"]
+    exists, may_insert, database, user, search_path = row
+    if not exists:
+        return [f"table processed_events (the Postgres inbox of inbox=\"postgres\" subscriptions) is missing in "
+                f"database {database!r} (search_path {search_path}): run `relay outbox migrate`"]
+    if not may_insert:
+        return [f"role {user!r} may not INSERT into processed_events in database {database!r}: "
+                f"GRANT INSERT ON processed_events TO {user}"]
+    return []
+
+
+def check_inbox_table(conn: psycopg.Connection[Any]) -> None:
+    """Raise ConfigError when ``processed_events`` is missing (or not writable by this role)
+    where ``conn`` resolves it; psycopg errors become DatabaseError."""
+    try:
+        row = conn.execute(_INBOX_STATE).fetchone()
+    except psycopg.Error as exc:
+        raise _translate(exc, "processed_events check") from exc
+    problems = _inbox_problems(row)
+    if problems:
+        raise ConfigError(problems)
+
+
+async def acheck_inbox_table(pool: Pool) -> None:
+    """Async twin of :func:`check_inbox_table`, on a connection of ``pool``."""
+    try:
+        async with pool.connection() as conn:
+            row = await (await conn.execute(_INBOX_STATE)).fetchone()
+    except psycopg.Error as exc:
+        raise _translate(exc, "processed_events check") from exc
+    problems = _inbox_problems(row)
+    if problems:
+        raise ConfigError(problems)
