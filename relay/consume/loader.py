@@ -9,6 +9,7 @@ Every failure is a ConfigError saying what was tried and what was expected.
 from __future__ import annotations
 
 import importlib
+import inspect
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ def load_consumer(target: str, settings: "Settings") -> Consumer:
         raise ConfigError([f"consumer {target!r}: cannot import {module_name!r} ({exc})"]) from None
     except AttributeError:
         raise ConfigError([f"consumer {target!r}: module {module_name!r} has no attribute {attr!r}"]) from None
-    if not isinstance(obj, Consumer) and callable(obj):
+    if not isinstance(obj, Consumer) and callable(obj) and not inspect.iscoroutinefunction(obj):
         obj = obj(settings)
     if not isinstance(obj, Consumer):
         raise ConfigError([f"consumer {target!r}: {spec} is a {type(obj).__name__}; expected a relay.Consumer "

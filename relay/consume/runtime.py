@@ -47,6 +47,10 @@ class Runtime:
             self.pool = open_pool(self.settings.dsn, self.pool_size())
             self._owns_pool = True
             await self.pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT_S)
+            if any(s.inbox is InboxKind.POSTGRES for s in self.consumer.subscriptions):
+                from relay.consume.pg import acheck_inbox_table
+
+                await acheck_inbox_table(self.pool)  # processed_events comes from `relay outbox migrate`
         for hook in self.consumer.startup:
             await _call(hook, self.context())
         self.started = True

@@ -8,8 +8,9 @@ Contract (the probes and their messages are relay.deps'):
 - Kafka: the brokers answer a metadata request within ``timeout_s``, else
   :class:`~relay.errors.KafkaUnavailable` ``Kafka at <bootstrap> unreachable: <cause>``
   (retriable), and no librdkafka line.
-- Postgres: for each DSN the app declared (:func:`needs_database`; ``add_idempotent_consumer``
-  declares it for a ``pg_idempotent`` handler), a connection and ``SELECT 1`` within ``timeout_s``,
+- Postgres: for each DSN the app declared (:func:`needs_database`; the worker declares it for a
+  consumer that uses Postgres), a connection and ``SELECT 1`` within ``timeout_s``, and for a
+  Postgres-inbox subscription the ``processed_events`` table (else ConfigError: run migrate),
   else :class:`~relay.errors.DatabaseError` naming the DSN with ``****`` for the password and
   psycopg's reason: refused credentials (``password authentication failed``, not retriable),
   ``unreachable`` (retriable), or the server's refusal.
@@ -45,13 +46,21 @@ def check(settings: Settings, app: Any, timeout_s: int = TIMEOUT_S) -> None:
     error = probe_kafka(settings, timeout_s)
     if error is not None:
         raise error
+    runtime = getattr(app, "relay_runtime", None)
+    inbox = runtime is not None and any(s.inbox == "postgres" for s in runtime.consumer.subscriptions)
     for dsn in databases(app):
-        check_postgres(dsn, timeout_s)
+        check_postgres(dsn, timeout_s, inbox_table=inbox)
 
 
-def check_postgres(dsn: str, timeout_s: int = TIMEOUT_S) -> None:
+def check_postgres(dsn: str, timeout_s: int = TIMEOUT_S, *, inbox_table: bool = False) -> None:
+    """``SELECT 1`` answers; with ``inbox_table``, ``processed_events`` exists and takes inserts
+    (ConfigError naming `relay outbox migrate` otherwise)."""
     with connect_postgres(dsn, timeout_s=timeout_s) as conn:
         try:
             conn.execute("SELECT 1")
         except psycopg.Error as exc:
             raise postgres_error(exc, dsn) from None
+        if inbox_table:
+            from relay.consume.pg import check_inbox_table
+
+            check_inbox_table(conn)
