@@ -1,14 +1,27 @@
-"""`relay`: the one CLI for operators (see ARCHITECTURE.md for the verbs)."""
+"""`relay`: the one CLI for operators (see ARCHITECTURE.md for the verbs).
+
+The script is installed with the core package; :func:`main` checks the [cli] extra before importing
+any command, and `relay worker`, `stack`, `demo` and `bench` check their own extras when they run.
+"""
 
 from __future__ import annotations
 
-import typer
+import sys
+from typing import TYPE_CHECKING
 
-from relay.cli import connectors, dlq, outbox, schemas, stack, topics
-from relay.cli.worker import worker
+from relay.errors import MissingExtra
+from relay.extras import require
+
+if TYPE_CHECKING:
+    import typer
 
 
 def build() -> typer.Typer:
+    import typer
+
+    from relay.cli import connectors, dlq, outbox, schemas, stack, topics
+    from relay.cli.worker import worker
+
     cli = typer.Typer(help="outbox-relay: transactional outbox -> Debezium/Kafka -> idempotent consumers.",
                       no_args_is_help=True, pretty_exceptions_enable=False)
     cli.add_typer(stack.app, name="stack")
@@ -28,4 +41,8 @@ def build() -> typer.Typer:
 
 
 def main() -> None:
+    try:
+        require("cli", by="the relay command")
+    except MissingExtra as exc:
+        sys.exit(f"error: {exc}")
     build()()

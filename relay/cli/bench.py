@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from relay.cli.common import handles_errors, say, settings
+from relay.extras import require
 
 
 @handles_errors
@@ -21,6 +22,7 @@ def bench(
 ) -> None:
     """Benchmarks next to same-run baselines: prints a table (figure, baseline, ratio, target) and
     writes results.json and plots. Exit 1 on an error or a lost event, never on a figure."""
+    require("bench", by="relay bench")  # workers, RocksDB, the stack's Postgres, plots: not 15 minutes in
     from relay.bench.report import plot, table, write_json
     from relay.bench.suite import SCENARIOS, Bench
 
@@ -49,6 +51,6 @@ def bench(
                started, time.monotonic() - t0)
     plots = plot(out, runs)
     if not plots:
-        say("no plots: matplotlib is missing (pip install -e '.[bench]', which make bench does)")
+        say("no plots: no scenario produced a figure")
     say(f"wrote {out / 'results.json'}, {out / 'table.txt'}" + "".join(f", {p}" for p in plots))
     sys.exit(1 if any(r.error or r.lost for r in runs) else 0)

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings
+from relay.extras import require
 
 
 @handles_errors
@@ -21,6 +22,7 @@ def demo(
 
     Exit 0 only if every committed event was handled exactly once, in per-order commit order.
     """
+    require("worker", by="relay demo")  # it runs `relay worker orders`
     from relay.demo import run_demo
 
     summary = run_demo(settings(), orders=orders, writers=writers, duplicates=duplicates,

