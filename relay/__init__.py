@@ -25,6 +25,7 @@ from relay.errors import (
     IdempotencyConflict,
     InvalidEvent,
     KafkaUnavailable,
+    MissingExtra,
     Reject,
     RelayError,
     Retry,
@@ -36,5 +37,5 @@ __all__ = [
     "Settings", "load_settings",
     "Consumer", "Context", "Options", "Event", "Tx", "Retry", "Reject",
     "RelayError", "ConfigError", "InvalidEvent", "IdempotencyConflict", "DatabaseError", "KafkaUnavailable",
-    "ConnectError", "DecodeError", "StackError",
+    "ConnectError", "DecodeError", "StackError", "MissingExtra",
 ]

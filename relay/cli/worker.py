@@ -22,6 +22,9 @@ def worker(
     """Run a consumer's subscriptions until stopped (SIGTERM/SIGINT); metrics on RELAY_WORKER_METRICS_PORT.
     Exits 1 with one line within a few seconds when Kafka or the consumer's database does not
     answer (relay.consume._faust.preflight)."""
+    from relay.extras import require
+
+    require("worker", by="relay worker")
     s = settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from relay.consume._faust.worker import build_app

@@ -10,12 +10,16 @@ row, then returns False if the first commits, True if it rolls back. Under REPEA
 SERIALIZABLE the second gets a retriable DatabaseError instead (serialization failure); its retry
 returns False. The waiter holds its transaction open meanwhile: set ``lock_timeout`` if that matters.
 
+A consumer uses it through ``@consumer.subscribe(..., inbox="postgres")`` (relay.consume.pg runs
+the handler in the claiming transaction); ``claim`` / ``aclaim`` are for code outside a consumer.
+
 Which inbox?
 - Faust table inbox (``relay.handling.idempotency``, built into the idempotent consumer): effects
   outside Postgres, or effects that are idempotent anyway; no database round trip; *effectively
   once*: a crash after the effect but before the inbox record re-runs the handler.
-- Postgres inbox (this module): the effect is a write in the *same* Postgres database; *exactly
-  once*. Cost: one INSERT per event (a primary-key probe) in the handler's transaction.
+- Postgres inbox (this module, ``processed_events`` from migration 0007): the effect is a write
+  in the *same* Postgres database; *exactly once*. Cost: one INSERT per event (a primary-key
+  probe) in the handler's transaction.
 - Both combine: the Faust inbox skips most copies cheaply, this one catches what gets past it.
 Rows older than the dedup window (7 days, as the Faust inbox) are deleted by ``prune``; a copy
 delivered after that is handled again, exactly as with the Faust inbox.
@@ -23,11 +27,9 @@ delivered after that is handled again, exactly as with the Faust inbox.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import uuid
 from datetime import timedelta
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -50,14 +52,6 @@ PRUNE = """
 DELETE FROM processed_events WHERE (consumer, event_id) IN (
     SELECT consumer, event_id FROM processed_events WHERE processed_at < now() - %s LIMIT %s)
 """
-
-
-class _Duplicate:
-    def __repr__(self) -> str:
-        return "DUPLICATE"
-
-
-DUPLICATE: Any = _Duplicate()  # returned by a pg_idempotent handler for an already processed event
 
 
 def _translate(exc: psycopg.Error, what: str) -> DatabaseError:
@@ -122,61 +116,3 @@ def prune(conn: psycopg.Connection, older_than: timedelta = DEFAULT_WINDOW, *, b
                 return total
     except psycopg.Error as exc:
         raise _translate(exc, "processed_events prune") from exc
-
-
-DbHandler = Callable[[Any, Any, psycopg.AsyncConnection], Awaitable[Any]]
-
-
-class PgIdempotent:
-    """A framework handler ``(event, ctx)`` around ``handle(event, ctx, conn)``; see pg_idempotent."""
-
-    def __init__(self, consumer: str, handle: DbHandler, dsn_of: Callable[[Any], str]) -> None:
-        self.consumer, self.handle, self.dsn_of = consumer, handle, dsn_of
-        functools.update_wrapper(self, handle)  # name and doc of the handler, for logs
-        # id(ctx) -> (ctx, connection, lock); ctx is kept so its id cannot be reused
-        self._conns: dict[int, tuple[Any, psycopg.AsyncConnection | None, asyncio.Lock]] = {}
-
-    async def __call__(self, event: Any, ctx: Any) -> Any:
-        entry = self._conns.get(id(ctx))
-        if entry is None:
-            entry = self._conns[id(ctx)] = (ctx, None, asyncio.Lock())
-        lock = entry[2]
-        # one transaction at a time per connection: the consumer's source and retry-stage agents
-        # may call the same handler concurrently, and their statements must not interleave
-        async with lock:
-            conn = self._conns[id(ctx)][1]  # read under the lock: a concurrent call may have opened it
-            try:
-                if conn is None or conn.closed or conn.broken:
-                    conn = await psycopg.AsyncConnection.connect(self.dsn_of(ctx), autocommit=True)
-                    self._conns[id(ctx)] = (ctx, conn, lock)
-                async with conn.transaction():
-                    if not await aclaim(conn, self.consumer, event.id):
-                        return DUPLICATE
-                    return await self.handle(event, ctx, conn)
-            except psycopg.Error as exc:  # the handler's own SQL, BEGIN/COMMIT, connecting
-                raise _translate(exc, f"{self.consumer!r} handling {event.id}") from exc
-
-    async def aclose(self) -> None:
-        """Close the cached connections (worker shutdown)."""
-        entries, self._conns = list(self._conns.values()), {}
-        for _, conn, _lock in entries:
-            if conn is not None:
-                await conn.close()
-
-
-def pg_idempotent(consumer: str,
-                  dsn_of: Callable[[Any], str] = lambda ctx: ctx.dsn) -> Callable[[DbHandler], PgIdempotent]:
-    """Decorator: ``async def handle(event, ctx, conn)`` -> framework handler ``handle(event, ctx)``.
-
-    Per delivery: ``async with conn.transaction(): if await aclaim(...): await handle(...)`` on an
-    autocommit connection to ``dsn_of(ctx)``, opened once per ctx and reused (reopened when
-    broken). Returns the handler's result, or :data:`DUPLICATE` (raising nothing) when the event
-    was already processed. An exception from ``handle`` rolls back the effect *and* the claim and
-    propagates (psycopg errors as DatabaseError, retriable for connection problems), so the retry
-    ladder handles it again. Only writes made through ``conn`` are exactly once. Run ensure_schema
-    once at startup; call ``aclose()`` at shutdown. A ctx's connection belongs to one event loop.
-    """
-    def wrap(handle: DbHandler) -> PgIdempotent:
-        return PgIdempotent(consumer, handle, dsn_of)
-
-    return wrap

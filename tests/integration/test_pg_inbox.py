@@ -1,18 +1,16 @@
 """Postgres inbox against real Postgres: claims commit and roll back with the effect, concurrent
-first deliveries make one effect, the pg_idempotent wrapper, pruning."""
+first deliveries make one effect, pruning (the consumer's use: test_pg_tx.py)."""
 
-import asyncio
 import threading
 import time
 import uuid
 from datetime import timedelta
-from types import SimpleNamespace
 
 import psycopg
 import pytest
 
-from relay.errors import DatabaseError, RelayError
-from relay.handling.pg_inbox import DUPLICATE, claim, ensure_schema, pg_idempotent, prune
+from relay.errors import RelayError
+from relay.handling.pg_inbox import claim, ensure_schema, prune
 
 pytestmark = pytest.mark.integration
 
@@ -117,67 +115,6 @@ def test_second_claim_waits_for_the_first_transaction(settings, conn, unique, fi
         first.commit() if first_commits else first.rollback()
         t.join(10)
     assert outcome == [not first_commits], "False after the first commits, True after it rolls back"
-
-
-def test_pg_idempotent_wrapper_handles_once(settings, conn, effects, unique):
-    calls = []
-
-    @pg_idempotent(f"e{unique}")
-    async def handle(event, ctx, db):
-        calls.append(event.id)
-        await db.execute(f"INSERT INTO {effects} VALUES (%s, 'wrapped')", (event.id,))
-
-    event = SimpleNamespace(id=str(uuid.uuid4()))
-    ctx = SimpleNamespace(dsn=settings.dsn)
-
-    async def main():
-        try:
-            return [await handle(event, ctx), await handle(event, ctx)]
-        finally:
-            await handle.aclose()
-
-    assert asyncio.run(main()) == [None, DUPLICATE]
-    assert calls == [event.id] and count(conn, effects, event.id) == 1
-    assert claimed(conn, f"e{unique}", event.id) == 1
-
-
-def test_a_raising_handler_leaves_no_claim(settings, conn, effects, unique):
-    fail = [True]
-
-    @pg_idempotent(f"r{unique}")
-    async def handle(event, ctx, db):
-        await db.execute(f"INSERT INTO {effects} VALUES (%s, 'maybe')", (event.id,))
-        if fail[0]:
-            raise ValueError("downstream said no")
-
-    @pg_idempotent(f"r{unique}")
-    async def bad_sql(event, ctx, db):
-        await db.execute("SELECT no_such_column FROM processed_events")
-
-    event = SimpleNamespace(id=str(uuid.uuid4()))
-    ctx = SimpleNamespace(dsn=settings.dsn)
-
-    async def main():
-        with pytest.raises(ValueError, match="downstream"):
-            await handle(event, ctx)
-        assert claimed(conn, f"r{unique}", event.id) == 0 and count(conn, effects, event.id) == 0
-        with pytest.raises(DatabaseError, match="UndefinedColumn") as info:
-            await bad_sql(event, ctx)
-        assert not info.value.retriable and claimed(conn, f"r{unique}", event.id) == 0
-        fail[0] = False
-        assert await handle(event, ctx) is None, "the retry claims and handles it"
-        await handle.aclose()
-        await bad_sql.aclose()
-
-    asyncio.run(main())
-    assert claimed(conn, f"r{unique}", event.id) == 1 and count(conn, effects, event.id) == 1
-
-
-def test_connection_failure_is_retriable(unique):
-    handle = pg_idempotent(f"x{unique}", dsn_of=lambda ctx: "postgresql://relay@127.0.0.1:1/relay")(None)
-    with pytest.raises(DatabaseError) as info:
-        asyncio.run(handle(SimpleNamespace(id=str(uuid.uuid4())), object()))
-    assert info.value.retriable
 
 
 def test_prune_deletes_only_old_rows(conn, unique):

@@ -24,7 +24,12 @@ def build_app(consumer: Consumer, settings: Settings, *, store: str | None = Non
 
         raise ConfigError([f"consumer {consumer.name!r}: no subscription; decorate a handler with "
                            "@consumer.subscribe(...)"])
-    app = create_app(settings, consumer.name, store=store or consumer.store)
+    store = store or consumer.store
+    if store == "rocksdb":
+        from relay.extras import require
+
+        require("rocksdb", by="relay worker --store rocksdb")
+    app = create_app(settings, consumer.name, store=store)
     app.relay_metrics = metrics or ConsumerMetrics.create()
     app.relay_runtime = runtime = Runtime(consumer, settings)
     for sub in consumer.subscriptions:
