@@ -28,6 +28,7 @@ class ConsumerMetrics(_Served):
     parked_keys: Gauge
     recovered: Counter
     ignored: Counter
+    batch_records: Histogram
     lag: Gauge
     breaker_state: Gauge
 
@@ -55,6 +56,8 @@ class ConsumerMetrics(_Served):
                               ["topic"], registry=reg),
             ignored=Counter("relay_events_ignored_total", "events of types this consumer does not handle",
                             ["topic"], registry=reg),
+            batch_records=Histogram("relay_batch_records", "records committed per Postgres-inbox transaction",
+                                    ["topic"], registry=reg, buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)),
             breaker_state=Gauge("relay_circuit_state", "handler circuit: 0 closed, 1 open, 2 half-open",
                                 ["topic"], registry=reg),
             lag=Gauge("relay_consumer_lag", "records behind the high watermark after the last handled one",

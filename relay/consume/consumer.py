@@ -62,12 +62,14 @@ class Options:
     breaker_failures: int | None = None  # retriable failures in a row that open the circuit [RELAY_BREAKER_FAILURES]
     breaker_open_s: float | None = None  # first open period [RELAY_BREAKER_OPEN_S]
     dedup_window_s: float | None = None  # how long an event id counts as seen [RELAY_INBOX_WINDOW_S]
+    batch_size: int | None = None  # records a lane takes at once; one transaction with inbox="postgres"
+    #                                [RELAY_CONSUMER_BATCH_SIZE]
 
     def problems(self) -> list[str]:
         out = []
         if self.retry_delays is not None and not all(_number(d) and d >= 0 for d in self.retry_delays):
             out.append(f"field 'retry_delays' = {self.retry_delays!r}; expected seconds >= 0 per stage")
-        for name, low in (("concurrency", 1), ("max_in_flight", 1), ("breaker_failures", 1)):
+        for name, low in (("concurrency", 1), ("max_in_flight", 1), ("breaker_failures", 1), ("batch_size", 1)):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
                 out.append(f"field {name!r} = {value!r}; expected an integer >= {low}")
@@ -87,7 +89,8 @@ class Options:
             max_in_flight=_pick(self.max_in_flight, s.consumer_max_in_flight),
             breaker_failures=_pick(self.breaker_failures, s.breaker_failures),
             breaker_open_s=float(_pick(self.breaker_open_s, s.breaker_open_s)),
-            dedup_window_s=float(_pick(self.dedup_window_s, s.inbox_window_s)))
+            dedup_window_s=float(_pick(self.dedup_window_s, s.inbox_window_s)),
+            batch_size=_pick(self.batch_size, s.consumer_batch_size))
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class Resolved:
     breaker_failures: int
     breaker_open_s: float
     dedup_window_s: float
+    batch_size: int
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ Contract of :func:`postgres_invoker`'s ``invoke(event, attempt) -> bool``:
   its pooled connection meanwhile. Calls for distinct ids run in parallel, up to the pool size:
   size the pool for every lane that can hold a connection at once (extra calls wait for one, up
   to the pool's timeout, then fail retriably).
+- in a batch (relay.consume.batch) the claim and the handler run in the batch's transaction
+  instead (no savepoint: a failure rolls the batch back), and commit with it.
 - a :class:`Tx` is valid only during its handler call; using it afterwards raises RelayError (its
   connection went back to the pool, maybe into another event's transaction).
 
@@ -33,7 +35,8 @@ with :func:`check_inbox_table` / :func:`acheck_inbox_table` before it starts.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 import psycopg
 from psycopg.abc import Params, QueryNoTemplate
@@ -41,6 +44,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from relay.consume.batch import CURRENT, Batch
 from relay.deps import CONNECT_TIMEOUT_S
 from relay.errors import ConfigError, DatabaseError, RelayError
 from relay.handling.event import Event
@@ -147,7 +151,10 @@ def postgres_invoker(pool: Pool, consumer: str, handler: Handler, state: dict[st
 
     async def invoke(event: Event, attempt: int) -> bool:
         what = f"{consumer!r} handling {event.id}"
+        batch = CURRENT.get()
         try:
+            if batch is not None:  # in the batch's transaction (relay.consume.batch), no savepoint
+                return await _handle_in(batch.conn, consumer, handler, event, attempt, state)
             async with pool.connection() as conn:
                 return await _handle(conn, consumer, handler, event, attempt, state)
         except PoolTimeout as exc:
@@ -157,6 +164,21 @@ def postgres_invoker(pool: Pool, consumer: str, handler: Handler, state: dict[st
             raise _translate(exc, what) from exc
 
     return invoke
+
+
+async def _handle_in(conn: Conn, consumer: str, handler: Handler, event: Event, attempt: int,
+                     state: dict[str, Any]) -> bool:
+    """Claim and handle in the transaction already open on ``conn``; a failure leaves it to the
+    caller to roll back (the batch driver rolls the whole batch back)."""
+    tx = Tx(conn, consumer=consumer, event_id=event.id, attempt=attempt, state=state)
+    try:
+        if not await aclaim(conn, consumer, event.id):
+            return False
+        await handler(event, tx)
+        tx._committable()
+        return True
+    finally:
+        tx._end()
 
 
 async def _handle(conn: Conn, consumer: str, handler: Handler, event: Event, attempt: int,
@@ -171,6 +193,16 @@ async def _handle(conn: Conn, consumer: str, handler: Handler, event: Event, att
         return True
     finally:
         tx._end()
+
+
+def batch_opener(pool: Pool) -> Callable[[], AbstractAsyncContextManager[Batch]]:
+    """``open_batch()``: a pooled connection in an open transaction, as a :class:`Batch`; the
+    transaction commits when the block ends (psycopg errors, COMMIT's included, propagate)."""
+    @asynccontextmanager
+    async def open_batch() -> AsyncIterator[Batch]:
+        async with pool.connection() as conn, conn.transaction():
+            yield Batch(conn)
+    return open_batch
 
 
 def open_pool(dsn: str, size: int, *, name: str = POOL_NAME, timeout_s: float = POOL_TIMEOUT_S) -> Pool:

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from relay.consume.consumer import Consumer, Context, Hook, InboxKind, Subscription
-from relay.consume.pipeline import Invoke
+from relay.consume.pipeline import Invoke, OpenBatch
 from relay.handling.event import Event
 
 if TYPE_CHECKING:
@@ -76,6 +76,18 @@ class Runtime:
                 opts = sub.options.resolve(self.settings)
                 total += opts.concurrency * (1 + len(opts.retry_delays))
         return max(2, min(total, self.settings.consumer_pool_max))
+
+    def batch_opener(self, sub: Subscription) -> "OpenBatch | None":
+        """How ``sub`` opens a batch transaction (relay.consume.batch); None: no batches."""
+        if sub.inbox is not InboxKind.POSTGRES:
+            return None
+        from relay.consume.pg import batch_opener
+
+        def open_batch() -> Any:
+            if self.pool is None:
+                raise RuntimeError("the consumer's Postgres pool is not open: Runtime.start() first")
+            return batch_opener(self.pool)()
+        return open_batch
 
     def invoker(self, sub: Subscription) -> Invoke:
         """``invoke(event, attempt) -> bool`` for ``sub`` (False: a duplicate its Postgres inbox had)."""

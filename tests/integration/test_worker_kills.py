@@ -8,38 +8,15 @@ Bounded for CI (a few kills); ``make faults`` runs more with FAULT_KILLS=<n>.
 import os
 import time
 
-import psycopg
 import pytest
 
 from relay.topics import apply_topics
-from tests.support.effects_app import prepare
+from tests.support.effects_app import check_effects as check, prepare
 from tests.support.workers import Feed, Workers
 
 pytestmark = pytest.mark.integration
 KILLS = int(os.environ.get("FAULT_KILLS", "3"))
 APP = "tests.support.effects_app:make_consumer"
-
-
-def effects(settings, topic):
-    with psycopg.connect(settings.dsn) as conn:
-        return conn.execute("SELECT event_id::text, key, worker FROM kill_effects WHERE topic = %s ORDER BY n",
-                            (topic,)).fetchall()
-
-
-def check(settings, topic, feed: Feed, timeout_s: float = 180) -> list:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        rows = effects(settings, topic)
-        if len({r[0] for r in rows}) >= len(feed.ids) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    ids = [r[0] for r in rows]
-    lost = feed.ids - set(ids)
-    assert not lost, f"{len(lost)} of {len(feed.ids)} records have no effect"
-    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} effects happened twice"
-    for key, sent in feed.sent.items():
-        assert [r[0] for r in rows if r[1] == key] == sent, f"key {key}: effects out of order"
-    return rows
 
 
 def setup(settings, unique, name):

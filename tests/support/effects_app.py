@@ -1,14 +1,18 @@
-"""A consumer for the kill and rebalance tests: each event's effect is one row in ``kill_effects``,
-written with the Postgres inbox (exactly once).
+"""A consumer for the kill, rebalance and batch tests: each event's effect is one row in
+``kill_effects``, written with the Postgres inbox (exactly once).
 
 ``relay worker tests.support.effects_app:make_consumer`` with EFFECTS_TOPIC=<topic>;
-EFFECTS_DELAY_MS widens the window in which a SIGKILL lands mid-handling.
+EFFECTS_DELAY_MS widens the window in which a SIGKILL lands mid-handling; EFFECTS_FLAKY_EVERY=n
+makes every event whose per-key seq is n-1 mod n fail its first attempt (a retry stage);
+EFFECTS_ECHO=<aggregate type> publishes one follow-up event per handled event through
+``tx.outbox`` (payload ``{"source": <event id>}``), in the effect's transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import psycopg
 
@@ -31,13 +35,44 @@ def prepare(dsn: str) -> None:
 def make_consumer(settings: Settings) -> Consumer:
     topic = os.environ["EFFECTS_TOPIC"]
     delay = float(os.environ.get("EFFECTS_DELAY_MS", "0")) / 1000
+    flaky = int(os.environ.get("EFFECTS_FLAKY_EVERY", "0"))
+    echo = os.environ.get("EFFECTS_ECHO")
     consumer = Consumer(f"relay-effects-{topic}")
 
     @consumer.subscribe(topic=topic, inbox="postgres")
     async def handle(event: Event, tx: Tx) -> None:
+        seq = (event.payload or {}).get("seq")
+        if flaky and tx.attempt == 1 and isinstance(seq, int) and seq % flaky == flaky - 1:
+            raise TimeoutError(f"seq {seq} fails its first attempt (on purpose)")
         await tx.execute("INSERT INTO kill_effects (topic, event_id, key, seq, worker) VALUES (%s, %s, %s, %s, %s)",
-                         (topic, event.id, event.key, (event.payload or {}).get("seq"), os.getpid()))
+                         (topic, event.id, event.key, seq, os.getpid()))
+        if echo:
+            await tx.outbox.write(aggregatetype=echo, aggregateid=event.key or "-", type="Echo",
+                                  payload={"source": event.id})
         if delay:
             await asyncio.sleep(delay)
 
     return consumer
+
+
+def effects(settings: Settings, topic: str) -> list[tuple[str, str, int]]:
+    with psycopg.connect(settings.dsn) as conn:
+        return conn.execute("SELECT event_id::text, key, worker FROM kill_effects WHERE topic = %s ORDER BY n",
+                            (topic,)).fetchall()
+
+
+def check_effects(settings: Settings, topic: str, feed, timeout_s: float = 180) -> list:
+    """Wait for every fed event's effect; assert none lost, none twice, per key in feed order."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = effects(settings, topic)
+        if len({r[0] for r in rows}) >= len(feed.ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    ids = [r[0] for r in rows]
+    lost = feed.ids - set(ids)
+    assert not lost, f"{len(lost)} of {len(feed.ids)} records have no effect"
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} effects happened twice"
+    for key, sent in feed.sent.items():
+        assert [r[0] for r in rows if r[1] == key] == sent, f"key {key}: effects out of order"
+    return rows

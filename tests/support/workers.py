@@ -76,8 +76,11 @@ class Feed:
     exactly-once source writes them: each commit leaves a control record (an offset hole)."""
 
     def __init__(self, settings, topic: str, *, count: int, keys: int, rate: float,
-                 per_transaction: int = 0) -> None:
+                 per_transaction: int = 0, poison_every: int = 0) -> None:
+        """``poison_every=n``: every n-th record is a poison one instead (not JSON; ``poison``
+        lists their ids, they are not in ``sent``)."""
         self.topic, self.count, self.keys, self.rate = topic, count, keys, rate
+        self.poison_every, self.poison = poison_every, []
         self.per_transaction = per_transaction
         extra = {"transactional.id": f"feed-{uuid.uuid4().hex[:8]}"} if per_transaction else {}
         self.producer = Producer(producer_config(settings, **extra))
@@ -95,6 +98,11 @@ class Feed:
                 self.producer.begin_transaction()
             key = f"k{i % self.keys}"
             eid = str(uuid.uuid4())
+            if self.poison_every and i % self.poison_every == self.poison_every - 1:
+                self.producer.produce(self.topic, key=key.encode(), value=b"{poison", headers=[("id", eid.encode())],
+                                      on_delivery=lambda err, _m: err and self.errors.append(str(err)))
+                self.poison.append(eid)
+                continue
             seq = per_key[key]
             per_key[key] += 1
             self.producer.produce(self.topic, key=key.encode(), value=json.dumps({"key": key, "seq": seq}).encode(),

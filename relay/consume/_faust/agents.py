@@ -34,7 +34,7 @@ from relay.consume._faust.guard import ContinuityGuard
 from relay.consume._faust.lanes import Lanes
 from relay.consume._faust.waits import Waits
 from relay.consume.consumer import Resolved, Subscription
-from relay.consume.pipeline import Headers, Invoke, Pipeline
+from relay.consume.pipeline import Headers, Invoke, OpenBatch, Pipeline
 from relay.handling.breaker import BreakerState, CircuitBreaker
 from relay.handling.idempotency import Inbox
 from relay.handling.parking import ParkedKey, Parking
@@ -101,8 +101,8 @@ class FaustSubscription:
     """One subscription attached to a Faust app: its tables, pipeline, guard, gauges and agents."""
 
     def __init__(self, app: faust.App, sub: Subscription, opts: Resolved, invoke: Invoke,
-                 metrics: ConsumerMetrics, schemas: Any = None) -> None:
-        self.app, self.sub, self.opts = app, sub, opts
+                 metrics: ConsumerMetrics, schemas: Any = None, open_batch: OpenBatch | None = None) -> None:
+        self.app, self.sub, self.opts, self.open_batch = app, sub, opts, open_batch
         partitions = app.conf.topic_partitions
         window_ms = int(opts.dedup_window_s * 1000)
         inbox = Inbox(app.Table(f"inbox-{sub.name}", default=None, partitions=partitions, key_type=str,
@@ -181,6 +181,9 @@ class FaustSubscription:
         wait = float(raw or b"0") - time.time()
         return wait <= 0 or await self.waits.away(message, lambda: asyncio.sleep(wait))
 
+    async def _batch(self, events: list[Any]) -> None:
+        await self.pipeline.settled_batch(events, _message, bind_event, self.open_batch)
+
     def _loop(self, retry_stage: bool) -> Callable[[faust.StreamT], Awaitable[None]]:
         settled = self.pipeline.settled
 
@@ -193,7 +196,8 @@ class FaustSubscription:
             return True
 
         async def consume(stream: faust.StreamT) -> None:
-            lanes = Lanes(self.opts.concurrency, self.opts.max_in_flight, settled, bind=bind_event)
+            lanes = Lanes(self.opts.concurrency, self.opts.max_in_flight, settled, bind=bind_event,
+                          batch=self.opts.batch_size, process_batch=self._batch)
             try:
                 # StreamT (faust's interface type) lacks noack(); the Stream it is has it
                 async for ev in stream.noack().events():  # type: ignore[attr-defined]  # acked by the lanes, in order
@@ -213,6 +217,10 @@ class FaustSubscription:
             finally:
                 await lanes.stop()
         return consume
+
+
+def _message(event: Any) -> Any:
+    return event.message
 
 
 def _bootstrap(app: faust.App) -> str:

@@ -36,12 +36,16 @@ class _Partition:
 
 class Lanes:
     def __init__(self, count: int, limit: int, process: Callable[[Any], Awaitable[None]],
-                 bind: Callable[[Any], None] = lambda _event: None) -> None:
+                 bind: Callable[[Any], None] = lambda _event: None, *, batch: int = 1,
+                 process_batch: Callable[[list[Any]], Awaitable[None]] | None = None) -> None:
         """``bind(event)`` runs in the lane's task before ``process``: Faust tables find the
-        partition of a write through the current event, a per-task context variable."""
-        if count < 1 or limit < 1:
-            raise ValueError(f"lanes={count}, in-flight limit={limit}: both must be >= 1")
+        partition of a write through the current event, a per-task context variable. With
+        ``process_batch``, a lane takes up to ``batch`` queued events at once and hands them over
+        together (``process_batch`` binds each itself); they are acked once all are finished."""
+        if count < 1 or limit < 1 or batch < 1:
+            raise ValueError(f"lanes={count}, in-flight limit={limit}, batch={batch}: each must be >= 1")
         self.count, self.limit, self.process, self.bind = count, limit, process, bind
+        self.batch, self.process_batch = batch, process_batch
         self._queues: list[asyncio.Queue] = []
         self._tasks: list[asyncio.Task] = []
         self._partitions: dict[tuple[str, int], _Partition] = {}
@@ -83,20 +87,31 @@ class Lanes:
 
     async def _lane(self, queue: asyncio.Queue) -> None:
         while True:
-            part, entry = await queue.get()
+            taken = [await queue.get()]
+            while len(taken) < self.batch and not queue.empty():
+                taken.append(queue.get_nowait())
             try:
-                self.bind(entry[0])
-                await self.process(entry[0].message)
+                await self._run([entry[0] for _part, entry in taken])
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - process routes failures; this is a bug: keep the lane
-                log.exception("unrouted failure on %s; record left unacked", entry[0].message)
+                log.exception("unrouted failure on %s; record(s) left unacked", taken[0][1][0].message)
                 continue
-            entry[1] = True
-            async with part.room:
-                while part.pending and part.pending[0][1]:  # ack the finished prefix, in order
-                    part.pending.popleft()[0].ack()
-                part.room.notify_all()
+            for _part, entry in taken:
+                entry[1] = True
+            for part in {id(p): p for p, _entry in taken}.values():
+                async with part.room:
+                    while part.pending and part.pending[0][1]:  # ack the finished prefix, in order
+                        part.pending.popleft()[0].ack()
+                    part.room.notify_all()
+
+    async def _run(self, events: list[Any]) -> None:
+        if self.process_batch is not None:
+            await self.process_batch(events)
+            return
+        for event in events:
+            self.bind(event)
+            await self.process(event.message)
 
     async def stop(self) -> None:
         for task in self._tasks:

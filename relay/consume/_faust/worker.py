@@ -34,7 +34,7 @@ def build_app(consumer: Consumer, settings: Settings, *, store: str | None = Non
     app.relay_runtime = runtime = Runtime(consumer, settings)
     for sub in consumer.subscriptions:
         attached = FaustSubscription(app, sub, sub.options.resolve(settings), runtime.invoker(sub),
-                                     app.relay_metrics)
+                                     app.relay_metrics, open_batch=runtime.batch_opener(sub))
         attached.attach()
         app.relay_topics += attached.pipeline.topics()
     if consumer.needs_postgres:

@@ -1,0 +1,92 @@
+"""Batches of the Postgres inbox, as rules (relay.consume.batch): one transaction per run of
+source records, a failure rolls it back and only that event takes the retry path, a failed
+COMMIT re-runs the batch's events alone. A fake database: effects stay pending until COMMIT."""
+
+import asyncio
+import uuid
+from contextlib import asynccontextmanager
+
+from relay import Consumer, Event
+from relay.consume.batch import CURRENT, Batch
+from relay.testing import Harness
+
+
+class FakeDb:
+    def __init__(self, fail=(), fail_commit=0):
+        self.committed, self.transactions = [], 0
+        self.fail, self.fail_commit = {n: times for n, times in fail}, fail_commit
+
+    @asynccontextmanager
+    async def open_batch(self):
+        batch = Batch(conn=[])
+        self.transactions += 1
+        yield batch  # an exception here propagates: the transaction rolls back (nothing kept)
+        if self.fail_commit:
+            self.fail_commit -= 1
+            raise ConnectionError("server closed the connection during COMMIT")
+        self.committed += batch.conn
+
+    async def invoke(self, event: Event, attempt: int) -> bool:
+        n = event.payload["n"]
+        if self.fail.get(n, 0) > 0:
+            self.fail[n] -= 1
+            raise TimeoutError(f"{n} timed out")
+        batch = CURRENT.get()
+        if batch is not None:
+            batch.conn.append(n)
+        else:
+            self.transactions += 1
+            self.committed.append(n)
+        return True
+
+
+def setup(db):
+    consumer = Consumer("batch")
+    consumer.subscribe("order")(lambda event: None)
+    h = Harness(consumer)
+    pipeline = h.pipelines["outbox.event.order"]
+    pipeline.invoke = db.invoke
+    return h, pipeline
+
+
+def records(h, keys):
+    out = []
+    for n, key in enumerate(keys, 1):
+        out.append(h._append("outbox.event.order", key.encode(), f'{{"n": {n}}}'.encode(),
+                             [("id", str(uuid.uuid4()).encode())]))
+    h._cursor["outbox.event.order"] = len(h.topics["outbox.event.order"])  # taken by the "lane"
+    return out
+
+
+def handled(h):
+    return h.registry.get_sample_value("relay_events_handled_total", {"topic": "outbox.event.order"}) or 0
+
+
+def run_batch(h, pipeline, db, recs):
+    async def main():
+        await pipeline.settled_batch(recs, lambda r: r, lambda r: None, db.open_batch)
+        await h.advance(3600)
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_one_transaction_and_the_inbox_records_after_commit():
+    db = FakeDb()
+    h, pipeline = setup(db)
+    run_batch(h, pipeline, db, records(h, "ABCDE"))
+    assert db.committed == [1, 2, 3, 4, 5] and db.transactions == 1 and handled(h) == 5
+
+
+def test_a_failure_rolls_back_and_only_the_failing_event_retries_in_key_order():
+    db = FakeDb(fail=[(3, 2)])  # fails in the batch, and again alone: a retry stage
+    h, pipeline = setup(db)
+    run_batch(h, pipeline, db, records(h, "ABKCK"))  # 3 and 5 share key K
+    assert db.committed.index(3) < db.committed.index(5), "5 waited behind its key's failed 3"
+    assert sorted(db.committed) == [1, 2, 3, 4, 5] and len(db.committed) == 5, "each effect once"
+    assert [stage for _, stage in h.retried] == [1] and handled(h) == 5
+
+
+def test_a_failed_commit_runs_the_events_again_alone():
+    db = FakeDb(fail_commit=1)
+    h, pipeline = setup(db)
+    run_batch(h, pipeline, db, records(h, "ABC"))
+    assert db.committed == [1, 2, 3] and db.transactions == 4 and handled(h) == 3
