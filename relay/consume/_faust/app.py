@@ -41,7 +41,7 @@ class RelayApp(faust.App):
         super().__init__(*args, **kwargs)
         self.relay_topics, self.relay_databases = [], []
 
-    def _new_transport(self) -> TransportT:
+    def _new_transport(self) -> TransportT:  # a private Faust hook: compat.OVERRIDES
         from relay.consume._faust.commits import Transport
 
         return Transport(self.conf.broker_consumer, self)

@@ -26,6 +26,8 @@ from typing import Any, Optional
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from relay.consume._faust import compat
+
 
 def next_commit(acked: list[int], gaps: Any, committed: Optional[int]) -> Optional[int]:
     """The offset to commit next for one partition (see the module contract); updates ``acked``
@@ -52,12 +54,12 @@ def next_commit(acked: list[int], gaps: Any, committed: Optional[int]) -> Option
 class Consumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with :func:`next_commit` as its commit-offset rule."""
 
-    def _new_offset(self, tp: Any) -> Optional[int]:
-        acked = self._acked[tp]
+    def _new_offset(self, tp: Any) -> Optional[int]:  # a private Faust hook: compat.OVERRIDES
+        acked, gaps, committed = compat.commit_state(self, tp)
         before = set(acked)
-        offset = next_commit(acked, self._gap[tp], self._committed_offset[tp])
+        offset = next_commit(acked, gaps, committed)
         if offset is not None:
-            self._acked_index[tp].difference_update(before - set(acked))
+            compat.forget_acked(self, tp, before - set(acked))
         return offset
 
 

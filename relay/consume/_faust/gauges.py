@@ -22,6 +22,7 @@ from typing import Any
 
 import faust
 
+from relay.consume._faust import compat
 from relay.handling.continuity import Continuity
 from relay.handling.parking import Parking
 from relay.metrics import ConsumerMetrics
@@ -61,16 +62,6 @@ class Delivered(faust.Sensor):
             self.offsets[(tp.topic, tp.partition)] = offset
 
 
-def _fetch_position(consumer: Any, tp: Any) -> int | None:
-    """aiokafka's fetch position of ``tp`` (private state, read without waiting; Faust's own
-    ``position()`` may wait for a reset), or None when unknown."""
-    try:
-        state = consumer._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)
-        return state.position if state is not None and state.has_valid_position else None
-    except Exception:  # noqa: BLE001 - a gauge falls back to offsets when internals differ
-        return None
-
-
 class Gauges:
     def __init__(self, app: Any, metrics: ConsumerMetrics, parking: Parking, continuity: Continuity, topic: str,
                  stall_s: float = 60.0, delivered: Delivered | None = None) -> None:
@@ -93,7 +84,7 @@ class Gauges:
                 high = self.app.consumer.highwater(tp) if expected is not None else None
                 if expected is None or high is None:
                     continue
-                lag = records_behind(high, expected, _fetch_position(self.app.consumer, tp),
+                lag = records_behind(high, expected, compat.fetch_position(self.app.consumer, tp),
                                      self.delivered.offsets.get(key) if self.delivered else None)
                 self.m.lag.labels(tp.topic, str(tp.partition)).set(lag)
                 if tp.topic == self.topic:

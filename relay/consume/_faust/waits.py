@@ -8,7 +8,7 @@ logging ``wait_empty: Waiting for tasks [... .retry.3 ...]``.
 
 Contract of :meth:`Waits.away` (``wait`` is a coroutine that only sleeps):
 - while ``wait`` runs the record is not one Faust waits for: it is taken out of the consumer's
-  unacked set (private API: ``faust.transport.consumer.Consumer._unacked_messages``) and is never
+  unacked set (private API, read through relay.consume._faust.compat.unacked_messages) and is never
   acked meanwhile, so its offset is not committed and nothing after it on its partition is taken
   (one agent per topic, FIFO). Stopped there, the worker leaves it in Kafka: after a restart it is
   read again and, never having been handled, handled once.
@@ -27,6 +27,8 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from relay.consume._faust import compat
 
 TP = tuple[str, int]
 
@@ -47,7 +49,7 @@ class Waits:
         """Run ``wait()`` with ``message`` untracked; see the module contract."""
         tp = (message.topic, message.partition)
         revocations = self._revocations[tp]
-        unacked = getattr(self.app.consumer, "_unacked_messages", None)
+        unacked = compat.unacked_messages(self.app.consumer)
         tracked = unacked is not None and message in unacked
         if unacked is not None and tracked:
             unacked.discard(message)
