@@ -29,6 +29,7 @@ class ConsumerMetrics(_Served):
     recovered: Counter
     ignored: Counter
     batch_records: Histogram
+    unstalled: Counter
     lag: Gauge
     breaker_state: Gauge
 
@@ -56,6 +57,8 @@ class ConsumerMetrics(_Served):
                               ["topic"], registry=reg),
             ignored=Counter("relay_events_ignored_total", "events of types this consumer does not handle",
                             ["topic"], registry=reg),
+            unstalled=Counter("relay_partitions_unstalled_total", "source partitions Faust fetched past without "
+                              "handing the records over, sought back by the watchdog", ["topic"], registry=reg),
             batch_records=Histogram("relay_batch_records", "records committed per Postgres-inbox transaction",
                                     ["topic"], registry=reg, buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)),
             breaker_state=Gauge("relay_circuit_state", "handler circuit: 0 closed, 1 open, 2 half-open",

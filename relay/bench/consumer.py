@@ -4,7 +4,11 @@ Workload: ``events`` JSON records (~200 bytes, header ``id`` = uuid4, header ``t
 1000 aggregates) produced once into a fresh ``outbox.event.bench<hex>`` topic. Then:
 
 - raw: one confluent-kafka consumer (new group, earliest, auto commit at the default interval)
-  decodes the JSON, reads the ``id`` header and keeps a dict of seen ids (a naive dedup set);
+  decodes the JSON, reads the ``id`` header and keeps a dict of seen ids (a naive dedup set): the
+  ceiling;
+- raw-durable: the same loop with the worker's guarantees: a changelog record per new id through
+  an idempotent producer, and per consumed batch the offsets committed only after those records
+  were acknowledged: the baseline the worker is compared with;
 - worker(store): ``relay worker relay.bench.noop_app:make_consumer --store <store>`` as a subprocess
   (own app id / group per store); progress from its /metrics (``relay_events_handled_total``),
   RSS from /proc every 0.5 s; SIGTERM once every event is handled.
@@ -32,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
 
 from relay.bench.noop_app import inbox_changelog
 from relay.bench.worker_proc import WorkerProcess
@@ -89,9 +94,18 @@ def produce(settings: Settings, topic: str, events: int, payload_bytes: int = 20
     return events / (time.monotonic() - t0)
 
 
-def run_raw(settings: Settings, topic: str, events: int, deadline: float) -> RunFigures:
+def run_raw(settings: Settings, topic: str, events: int, deadline: float, *, durable: bool = False) -> RunFigures:
+    """The raw loop; ``durable``: with the worker's guarantees (a changelog record per new id
+    through an idempotent producer, offsets committed only after those were acknowledged, per
+    consumed batch), else the naive ceiling (a dict, auto commit)."""
     consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"bench-raw-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": True})
+                         "auto.offset.reset": "earliest", "enable.auto.commit": not durable})
+    changelog = f"bench-raw-{uuid.uuid4().hex[:8]}-{topic}-changelog"
+    producer = None
+    if durable:
+        admin(settings).create_topics([NewTopic(changelog, settings.topic_partitions, 1,
+                                                config={"cleanup.policy": "compact"})])[changelog].result(30)
+        producer = Producer(producer_config(settings, **{"enable.idempotence": True, "linger.ms": 5}))
     seen: dict[str, int] = {}
     duplicates = count = first_count = 0
     started = time.monotonic()
@@ -114,6 +128,14 @@ def run_raw(settings: Settings, topic: str, events: int, deadline: float) -> Run
                     continue
                 seen[eid] = offset
                 count += 1
+                if producer is not None:
+                    producer.produce(changelog, key=raw_id, value=str(time.time()).encode(),
+                                     partition=msg.partition() or 0)
+            if producer is not None:
+                if producer.flush(60):
+                    raise RuntimeError("raw durable loop: changelog records not acknowledged in 60 s")
+                if count:
+                    consumer.commit(asynchronous=False)
             if first is None and count:
                 first, first_count = time.monotonic(), count
         end = time.monotonic()
@@ -122,8 +144,10 @@ def run_raw(settings: Settings, topic: str, events: int, deadline: float) -> Run
     if duplicates:
         print(f"raw consumer: {duplicates} duplicate ids", file=sys.stderr)
     assert first is not None  # set once the first event was seen
-    return RunFigures("raw", None, count, end - first, (count - first_count) / max(end - first, 1e-9),
-                      end - started, count / (end - started))
+    if durable:
+        admin(settings).delete_topics([changelog])
+    return RunFigures("raw-durable" if durable else "raw", None, count, end - first,
+                      (count - first_count) / max(end - first, 1e-9), end - started, count / (end - started))
 
 
 def topic_files(settings: Settings, topic: str) -> tuple[int, int, int]:
@@ -229,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
                           "produce_rate": round(rate), "workdir": str(workdir)}), flush=True)
         rows.append(run_raw(s, topic, args.events, deadline))
         print(show(rows[-1]), flush=True)
+        rows.append(run_raw(s, topic, args.events, deadline, durable=True))
+        print(show(rows[-1]), flush=True)
         for store in stores:
             rows.append(run_worker(s, topic, args.events, store, workdir, deadline))
             print(show(rows[-1]), flush=True)
@@ -237,10 +263,11 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(workdir / f"data-{store}", ignore_errors=True)  # logs stay in workdir
         if args.delete_topics:
             delete_topics(s, marker)
-    by = {r.store or "raw": r for r in rows}
-    raw, mem, rdb = by.get("raw"), by.get("memory"), by.get("rocksdb")
+    by = {r.store or r.run: r for r in rows}
+    raw, mem, rdb, durable = by.get("raw"), by.get("memory"), by.get("rocksdb"), by.get("raw-durable")
     summary = {
         "events": args.events,
+        "memory/raw-durable events/s": ratio(mem.rate if mem else None, durable.rate if durable else None),
         "memory/raw events/s": ratio(mem.rate if mem else None, raw.rate if raw else None),
         "rocksdb/raw events/s": ratio(rdb.rate if rdb else None, raw.rate if raw else None),
         "rocksdb/memory events/s": ratio(rdb.rate if rdb else None, mem.rate if mem else None),

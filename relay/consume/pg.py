@@ -183,16 +183,9 @@ async def _handle_in(conn: Conn, consumer: str, handler: Handler, event: Event, 
 
 async def _handle(conn: Conn, consumer: str, handler: Handler, event: Event, attempt: int,
                   state: dict[str, Any]) -> bool:
-    tx = Tx(conn, consumer=consumer, event_id=event.id, attempt=attempt, state=state)
-    try:
-        async with conn.transaction():
-            if not await aclaim(conn, consumer, event.id):
-                return False
-            await handler(event, tx)
-            tx._committable()
-        return True
-    finally:
-        tx._end()
+    """Claim and handle in a transaction of its own (rolled back when anything raises)."""
+    async with conn.transaction():
+        return await _handle_in(conn, consumer, handler, event, attempt, state)
 
 
 def batch_opener(pool: Pool) -> Callable[[], AbstractAsyncContextManager[Batch]]:

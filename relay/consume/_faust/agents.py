@@ -15,6 +15,12 @@ the records of a hole, read independently (guard); a one-offset hole mid-stream 
 marker and is not read. Stage topics must have the source's partition count (``relay worker``
 creates them) so that a key lands on the same partition number and the parking table sees it;
 Faust assigns co-partitioned topics together.
+
+Nothing stalled: faust-streaming drops the rest of a fetched batch when the consumer generation
+changes while it hands the batch over (Consumer.getmany), after aiokafka's position moved past
+it; with no later record to reveal the hole, the partition was never consumed (2 workers started
+together: about half the runs). A 1 s watchdog seeks such a partition back to the next expected
+offset (relay_partitions_unstalled_total).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any, Awaitable, Callable, Iterator, MutableMapping
 
 import faust
 
+from relay.consume._faust import compat
 from relay.consume._faust.compat import bind_event
 from relay.consume._faust.gapfill import GapReader
 from relay.consume._faust.gauges import Delivered, Gauges
@@ -44,6 +51,7 @@ from relay.metrics import ConsumerMetrics
 
 log = logging.getLogger("relay.consumer")
 BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
+UNSTALL_S = 5.0  # an idle source partition with fetched, undelivered records waits this long for a seek
 
 
 class _ParkedTable(MutableMapping[str, ParkedKey | None]):
@@ -125,6 +133,9 @@ class FaustSubscription:
         self.waits = Waits(app)
         self.guard = ContinuityGuard(GapReader(_bootstrap(app), app.conf.id),
                                      [sub.topic, *self.pipeline.stage_of], metrics)
+        self._busy = False  # the source agent holds a record it has not submitted yet
+        self._lanes: Lanes | None = None  # the source agent's lanes
+        self._idle: dict[tuple[str, int], tuple[int, float]] = {}  # tp -> (expected offset, idle since)
 
     def attach(self) -> list[Any]:
         """Register tables' revocation, guard, gauges and the agents on the app; the agents."""
@@ -140,11 +151,46 @@ class FaustSubscription:
         app.sensors.add(delivered)
         gauges = Gauges(app, self.metrics, self.parking, self.guard.continuity, topic, delivered=delivered)
         app.timer(1.0, name=f"gauges-{topic}")(gauges.refresh)
+        app.timer(1.0, name=f"unstall-{topic}")(self._unstall)
         agents = [app.agent(self.port.topics[topic], name=f"consume-{topic}", concurrency=1)(self._loop(False))]
         for n, stage in self.pipeline.stages.items():
             agents.append(app.agent(self.port.topics[stage], name=f"retry-{n}-{topic}", concurrency=1)(
                 self._loop(True)))
         return agents
+
+    async def _unstall(self) -> None:
+        """Resume a source partition Faust fetched past but never handed over (see the module
+        doc): the agent idle, nothing of it in flight, records past the next expected offset
+        fetched, for ``UNSTALL_S``: seek it back to that offset. Never raises (a timer's
+        exception crashes the worker)."""
+        try:
+            consumer, now = self.app.consumer, time.monotonic()
+            if self._busy or self.app.rebalancing or self.breaker.state is not BreakerState.CLOSED:
+                self._idle.clear()
+                return
+            for tp in consumer.assignment():
+                if tp.topic != self.sub.topic:
+                    continue
+                key = (tp.topic, tp.partition)
+                expected, high = self.guard.continuity.next_offset(key), consumer.highwater(tp)
+                position = compat.fetch_position(consumer, tp)
+                held = self._lanes is not None and self._lanes.pending(tp.topic, tp.partition)
+                if (expected is None or high is None or position is None or held
+                        or high - expected <= 1 or position <= expected):
+                    self._idle.pop(key, None)
+                    continue
+                since = self._idle.setdefault(key, (expected, now))
+                if since[0] != expected:
+                    self._idle[key] = (expected, now)
+                elif now - since[1] >= UNSTALL_S:
+                    log.warning("%s[%d]: records from offset %d on were fetched (position %d) but never handed to "
+                                "the agent (faust-streaming drops a fetch that spans a rebalance); seeking back to "
+                                "%d", tp.topic, tp.partition, expected, position, expected)
+                    self._idle.pop(key, None)
+                    self.metrics.unstalled.labels(tp.topic).inc()
+                    await consumer.seek(tp, expected)
+        except Exception as exc:  # noqa: BLE001 - a watchdog is not worth a crash
+            log.debug("unstall check skipped: %s", exc)
 
     async def _gate(self) -> None:
         """While the circuit is open nothing is taken (Faust stops fetching once its buffer is
@@ -198,9 +244,13 @@ class FaustSubscription:
         async def consume(stream: faust.StreamT) -> None:
             lanes = Lanes(self.opts.concurrency, self.opts.max_in_flight, settled, bind=bind_event,
                           batch=self.opts.batch_size, process_batch=self._batch)
+            if not retry_stage:
+                self._lanes = lanes
             try:
                 # StreamT (faust's interface type) lacks noack(); the Stream it is has it
                 async for ev in stream.noack().events():  # type: ignore[attr-defined]  # acked by the lanes, in order
+                    if not retry_stage:
+                        self._busy = True  # cleared when the agent waits for the next record again
                     message = ev.message
                     missed = await self.guard.missed(message)
                     if missed:  # what Faust skipped comes first, after what is in flight
@@ -214,6 +264,7 @@ class FaustSubscription:
                         continue
                     await lanes.submit(ev)
                     self.guard.done(message)
+                    self._busy = False
             finally:
                 await lanes.stop()
         return consume

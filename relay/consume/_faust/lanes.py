@@ -82,6 +82,11 @@ class Lanes:
             async with part.room:
                 await part.room.wait_for(lambda: not part.pending)
 
+    def pending(self, topic: str, partition: int) -> int:
+        """Records of the partition taken but not acked yet."""
+        part = self._partitions.get((topic, partition))
+        return len(part.pending) if part is not None else 0
+
     def in_flight(self) -> int:
         return sum(len(p.pending) for p in self._partitions.values())
 
