@@ -103,8 +103,9 @@ def run_raw(settings: Settings, topic: str, events: int, deadline: float, *, dur
     changelog = f"bench-raw-{uuid.uuid4().hex[:8]}-{topic}-changelog"
     producer = None
     if durable:
-        admin(settings).create_topics([NewTopic(changelog, settings.topic_partitions, 1,
-                                                config={"cleanup.policy": "compact"})])[changelog].result(30)
+        client = admin(settings)  # kept: the futures die with it
+        client.create_topics([NewTopic(changelog, settings.topic_partitions, 1,
+                                       config={"cleanup.policy": "compact"})])[changelog].result(30)
         producer = Producer(producer_config(settings, **{"enable.idempotence": True, "linger.ms": 5}))
     seen: dict[str, int] = {}
     duplicates = count = first_count = 0
@@ -145,7 +146,8 @@ def run_raw(settings: Settings, topic: str, events: int, deadline: float, *, dur
         print(f"raw consumer: {duplicates} duplicate ids", file=sys.stderr)
     assert first is not None  # set once the first event was seen
     if durable:
-        admin(settings).delete_topics([changelog])
+        client = admin(settings)
+        client.delete_topics([changelog])[changelog].result(30)
     return RunFigures("raw-durable" if durable else "raw", None, count, end - first,
                       (count - first_count) / max(end - first, 1e-9), end - started, count / (end - started))
 
