@@ -3,7 +3,7 @@ sinking the others.
 
 A lane that finds several records queued takes them together (relay.consume._faust.lanes). For a
 ``inbox="postgres"`` subscription the pipeline then opens one transaction for the run of
-*source-topic* records (:meth:`relay.consume.pipeline.Pipeline.settled_batch`): each event's claim
+*source-topic* records (:func:`relay.consume.group_commit.settle_all`): each event's claim
 and handler statements run in it directly (no savepoint: a round trip saved twice per event), so
 
 - a failing event is not routed inside the batch: the batch is rolled back (:class:`Abort`), the

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Any, AsyncContextManager, Awaitable, Callable, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, AsyncContextManager, Awaitable, Callable, Mapping, Protocol
 
 from relay.consume.batch import CURRENT, Abort, Batch
 from relay.consume.routing import After, Attempt, DeadLetter, Delivery, Forward, Router
@@ -43,7 +43,6 @@ Headers = list[tuple[str, bytes | None]]
 # handle one event as attempt n; False: a copy the handler's own (Postgres) inbox already had
 Invoke = Callable[[Event, int], Awaitable[bool]]
 OpenBatch = Callable[[], AsyncContextManager[Batch]]  # a Batch whose transaction commits on exit
-T = TypeVar("T")
 
 
 class Record(Protocol):
@@ -116,65 +115,9 @@ class Pipeline:
         finally:
             self.breaker.record_no_verdict()  # no-op unless a probe ended without calling the handler
 
-    async def settled_batch(self, items: Sequence[T], record_of: Callable[[T], Record], bind: Callable[[T], None],
-                            open_batch: OpenBatch | None) -> None:
-        """:meth:`settled` for each item in order; runs of source-topic records share one
-        transaction when ``open_batch`` is given (relay.consume.batch). ``bind(item)`` runs before
-        each item is handled (and before its deferred inbox record)."""
-        i = 0
-        while i < len(items):
-            if open_batch is None or len(items) - i < 2 or record_of(items[i]).topic != self.topic:
-                bind(items[i])
-                await self.settled(record_of(items[i]))
-                i += 1
-            else:
-                i = await self._one_transaction(items, i, record_of, bind, open_batch)
-
-    async def _one_transaction(self, items: Sequence[T], i: int, record_of: Callable[[T], Record],
-                               bind: Callable[[T], None], open_batch: OpenBatch) -> int:
-        """Handle the run of source records from ``i`` in one transaction; the index after the
-        last one handled (see relay.consume.batch for failures)."""
-        batch: Batch | None = None
-        start, end = i, i
-        while end < len(items) and record_of(items[end]).topic == self.topic:
-            end += 1
-        try:
-            async with open_batch() as batch:
-                token = CURRENT.set(batch)
-                try:
-                    for i in range(start, end):
-                        batch.index = i
-                        bind(items[i])
-                        await self.settled(record_of(items[i]))
-                finally:
-                    CURRENT.reset(token)
-        except Abort:  # rolled back: its successful events again, then the failing one alone
-            assert batch is not None
-            await self._again(items, batch.fresh, record_of, bind, open_batch)
-            bind(items[batch.index])
-            await self.settled(record_of(items[batch.index]))
-            return batch.index + 1
-        except Exception as exc:  # noqa: BLE001 - BEGIN or COMMIT failed: nothing of it happened
-            if batch is None:  # no transaction: this one alone, the ordinary way
-                bind(items[start])
-                await self.settled(record_of(items[start]))
-                return start + 1
-            log.warning("%s: a batch of %d records did not commit (%s: %s); handling its %d successful "
-                        "events again, one transaction each", self.topic, end - start, type(exc).__name__, exc,
-                        len(batch.fresh))
-            await self._again(items, batch.fresh, record_of, bind, None)
-            return end
-        for n, action in batch.deferred:
-            bind(items[n])
-            action()
-        self._batch_records.observe(len(batch.fresh))
-        return end
-
-    async def _again(self, items: Sequence[T], indexes: list[int], record_of: Callable[[T], Record],
-                     bind: Callable[[T], None], open_batch: OpenBatch | None) -> None:
-        """Handle ``items[indexes]`` again (their effects were rolled back), as a batch if possible."""
-        if indexes:
-            await self.settled_batch([items[n] for n in indexes], record_of, bind, open_batch)
+    def committed_batch(self, records: int) -> None:
+        """A group commit of ``records`` handled events succeeded (relay.consume.group_commit)."""
+        self._batch_records.observe(records)
 
     async def process(self, record: Record) -> None:
         """Route one record read from the source topic or one of its retry stages."""

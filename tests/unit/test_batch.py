@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from relay import Consumer, Event
 from relay.consume.batch import CURRENT, Batch
+from relay.consume.group_commit import settle_all
 from relay.testing import Harness
 
 
@@ -64,7 +65,7 @@ def handled(h):
 
 def run_batch(h, pipeline, db, recs):
     async def main():
-        await pipeline.settled_batch(recs, lambda r: r, lambda r: None, db.open_batch)
+        await settle_all(pipeline, recs, lambda r: r, lambda r: None, db.open_batch)
         await h.advance(3600)
     asyncio.run(asyncio.wait_for(main(), 10))
 

@@ -41,6 +41,7 @@ from relay.consume._faust.guard import ContinuityGuard
 from relay.consume._faust.lanes import Lanes
 from relay.consume._faust.waits import Waits
 from relay.consume.consumer import Resolved, Subscription
+from relay.consume.group_commit import settle_all
 from relay.consume.pipeline import Headers, Invoke, OpenBatch, Pipeline
 from relay.handling.breaker import BreakerState, CircuitBreaker
 from relay.handling.idempotency import Inbox
@@ -228,7 +229,7 @@ class FaustSubscription:
         return wait <= 0 or await self.waits.away(message, lambda: asyncio.sleep(wait))
 
     async def _batch(self, events: list[Any]) -> None:
-        await self.pipeline.settled_batch(events, _message, bind_event, self.open_batch)
+        await settle_all(self.pipeline, events, _message, bind_event, self.open_batch)
 
     def _loop(self, retry_stage: bool) -> Callable[[faust.StreamT], Awaitable[None]]:
         settled = self.pipeline.settled

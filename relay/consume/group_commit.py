@@ -1,0 +1,80 @@
+"""Group commit for the Postgres inbox: the driver of :mod:`relay.consume.batch`'s contract.
+
+:func:`settle_all` settles a lane's records in order through a :class:`~relay.consume.pipeline.Pipeline`;
+with ``open_batch`` (Postgres-inbox subscriptions), runs of source-topic records share one
+transaction. See relay.consume.batch for what happens on a failure or a failed COMMIT.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence, TypeVar
+
+from relay.consume.batch import CURRENT, Abort, Batch
+from relay.consume.pipeline import OpenBatch, Pipeline, Record
+
+log = logging.getLogger("relay.consumer")
+T = TypeVar("T")
+
+
+async def settle_all(p: Pipeline, items: Sequence[T], record_of: Callable[[T], Record], bind: Callable[[T], None],
+                     open_batch: OpenBatch | None) -> None:
+    """``p.settled`` for each item in order; runs of source-topic records share one
+    transaction when ``open_batch`` is given (relay.consume.batch). ``bind(item)`` runs before
+    each item is handled (and before its deferred inbox record)."""
+    i = 0
+    while i < len(items):
+        if open_batch is None or len(items) - i < 2 or record_of(items[i]).topic != p.topic:
+            bind(items[i])
+            await p.settled(record_of(items[i]))
+            i += 1
+        else:
+            i = await _one_transaction(p, items, i, record_of, bind, open_batch)
+
+
+async def _one_transaction(p: Pipeline, items: Sequence[T], i: int, record_of: Callable[[T], Record],
+                           bind: Callable[[T], None], open_batch: OpenBatch) -> int:
+    """Handle the run of source records from ``i`` in one transaction; the index after the
+    last one handled (see relay.consume.batch for failures)."""
+    batch: Batch | None = None
+    start, end = i, i
+    while end < len(items) and record_of(items[end]).topic == p.topic:
+        end += 1
+    try:
+        async with open_batch() as batch:
+            token = CURRENT.set(batch)
+            try:
+                for i in range(start, end):
+                    batch.index = i
+                    bind(items[i])
+                    await p.settled(record_of(items[i]))
+            finally:
+                CURRENT.reset(token)
+    except Abort:  # rolled back: its successful events again, then the failing one alone
+        assert batch is not None
+        await _again(p, items, batch.fresh, record_of, bind, open_batch)
+        bind(items[batch.index])
+        await p.settled(record_of(items[batch.index]))
+        return batch.index + 1
+    except Exception as exc:  # noqa: BLE001 - BEGIN or COMMIT failed: nothing of it happened
+        if batch is None:  # no transaction: this one alone, the ordinary way
+            bind(items[start])
+            await p.settled(record_of(items[start]))
+            return start + 1
+        log.warning("%s: a batch of %d records did not commit (%s: %s); handling its %d successful "
+                    "events again, one transaction each", p.topic, end - start, type(exc).__name__, exc,
+                    len(batch.fresh))
+        await _again(p, items, batch.fresh, record_of, bind, None)
+        return end
+    for n, action in batch.deferred:
+        bind(items[n])
+        action()
+    p.committed_batch(len(batch.fresh))
+    return end
+
+
+async def _again(p: Pipeline, items: Sequence[T], indexes: list[int], record_of: Callable[[T], Record],
+                 bind: Callable[[T], None], open_batch: OpenBatch | None) -> None:
+    """Handle ``items[indexes]`` again (their effects were rolled back), as a batch if possible."""
+    if indexes:
+        await settle_all(p, [items[n] for n in indexes], record_of, bind, open_batch)
