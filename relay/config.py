@@ -142,8 +142,9 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(5, ge=1, description="consecutive retriable handler failures that open the "
                                   "circuit: consumption pauses, then one probe record")
     breaker_open_s: float = Field(5.0, gt=0, description="first open period; doubles per failed probe, up to 60 s")
-    consumer_batch_size: int = Field(200, ge=1, le=10_000, description="records a lane takes at once when "
-                                     "several wait; inbox='postgres' handles them in one transaction")
+    consumer_batch_size: int = Field(1, ge=1, le=10_000, description="records a lane takes at once when "
+                                     "several wait; inbox='postgres' handles them in one transaction. 1 (off) "
+                                     "until a lost event seen once in a batch + SIGKILL run is explained")
     consumer_pool_max: int = Field(16, ge=2, le=1000, description="most Postgres connections a worker's pool "
                                    "opens (inbox='postgres' handlers hold one per running event)")
 

@@ -11,9 +11,16 @@ class _Served:
     registry: CollectorRegistry
 
     def serve(self, host: str, port: int) -> None:
-        """Expose this registry on http://host:port/metrics (port 0: not at all)."""
+        """Expose this registry on http://host:port/metrics (port 0: not at all). A port in use is
+        a ConfigError naming it (not a traceback)."""
         if port:
-            start_http_server(port, addr=host, registry=self.registry)
+            try:
+                start_http_server(port, addr=host, registry=self.registry)
+            except OSError as exc:
+                from relay.errors import ConfigError
+
+                raise ConfigError([f"metrics port {host}:{port}: {exc.strerror or exc}; expected a free port "
+                                   "(RELAY_*_METRICS_PORT), or 0 to serve no metrics"]) from None
 
 
 @dataclass

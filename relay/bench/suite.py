@@ -12,6 +12,8 @@ Scenarios (names for ``--scenario``):
 - kafka:    raw confluent-kafka producer / consumer for the same message size (baselines P, Q)
 - consumer: Faust idempotent consumer vs a raw confluent loop doing the dedup (R5), RocksDB vs
             memory table (R6)
+- pg_inbox: the Postgres inbox in a worker vs a raw psycopg loop with the same claims and inserts
+            in batches (target 0.7)
 - latency:  commit -> handler (and commit -> Kafka) at 25/50/90 % of the measured maximum
             end-to-end rate: p50/p99/p99.9 (relay.bench.pipeline)
 - scaling:  1, 2, 4 partitions and workers of one group; events/s and events per CPU-second of
@@ -33,7 +35,7 @@ from typing import Callable
 
 import psycopg
 
-from relay.bench import consumer as consumer_bench, pipeline, raw, relays, routers
+from relay.bench import consumer as consumer_bench, pg_inbox as pg_bench, pipeline, raw, relays, routers
 from relay.bench.report import Figure, ScenarioRun, median
 from relay.config import Settings
 from relay.outbox.schema import migrate
@@ -207,6 +209,35 @@ def consumer(b: Bench) -> ScenarioRun:
         bottleneck="worker CPU: Faust's per-record path on one core (user CPU ~ wall time)")
 
 
+def pg_inbox(b: Bench) -> ScenarioRun:
+    events, batch = int(max(10_000, 1000 * b.duration)), 200
+    pg_bench.prepare(b.settings)
+
+    def once(rep: int) -> dict:
+        marker = f"benchpg{uuid.uuid4().hex[:8]}"
+        topic = f"outbox.event.{marker}"
+        apply_topics(b.settings, [topic])
+        deadline = time.monotonic() + 900
+        try:
+            consumer_bench.produce(b.settings, topic, events)
+            raw = pg_bench.run_raw(b.settings, topic, events, batch, deadline)
+            worker = pg_bench.run_worker(b.settings, topic, events, batch, 1,
+                                         Path(tempfile.mkdtemp(prefix="relay-bench-pg-")), deadline)
+        finally:
+            consumer_bench.delete_topics(b.settings, marker)
+        return {"events": events, "raw_rate": raw["rate"], "worker_rate": worker["rate"],
+                "raw_effects": raw["effects"], "worker_effects": worker["effects"]}
+
+    rows = b.repeat("pg_inbox", once)
+    raw_rate, worker = (median([r[k] for r in rows]) for k in ("raw_rate", "worker_rate"))
+    return ScenarioRun("pg_inbox", "Postgres inbox (one INSERT per event) vs a raw psycopg batch loop", [
+        Figure("pg_inbox", "worker, Postgres inbox", worker, "ev/s", f"raw psycopg loop, batches of {batch}",
+               raw_rate, 0.7, note="and >= 5,000 ev/s")], rows,
+        lost=sum(2 * r["events"] - r["raw_effects"] - r["worker_effects"] for r in rows),
+        bottleneck="one claim and one effect round trip per event in the worker; one statement each per "
+                   "batch in the raw loop")
+
+
 LOADS = (0.25, 0.5, 0.9)
 
 
@@ -275,5 +306,5 @@ def scaling(b: Bench) -> ScenarioRun:
 
 SCENARIOS: dict[str, Callable[[Bench], ScenarioRun]] = {
     "postgres": postgres, "cdc": cdc, "poller": poller, "routers": router_vs_plain, "kafka": kafka,
-    "consumer": consumer,
+    "consumer": consumer, "pg_inbox": pg_inbox,
     "latency": latency, "scaling": scaling}

@@ -38,8 +38,8 @@ def handled(port: int, topic: str) -> int | None:
 
 class WorkerProcess:
     def __init__(self, topic: str, store: str, workdir: Path, name: str = "", env: dict | None = None,
-                 args: tuple[str, ...] = ()) -> None:
-        self.topic, self.store, self.args = topic, store, args
+                 args: tuple[str, ...] = (), app: str = APP) -> None:
+        self.topic, self.store, self.args, self.app = topic, store, args, app
         self.name = name or store
         self.port = free_port()
         self.log = workdir / f"worker-{self.name}.log"
@@ -53,7 +53,7 @@ class WorkerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.started = time.monotonic()
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "relay", "worker", APP, "--store", self.store,
+            self.proc = subprocess.Popen([sys.executable, "-m", "relay", "worker", self.app, "--store", self.store,
                                           *self.args],
                                          env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         return self

@@ -22,8 +22,8 @@ import typer
 from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings
 from relay.config import Settings
 from relay.connect import ConnectClient, render_outbox_connector
-from relay.connect.client import local_file_secrets, redact
-from relay.connect.settle import OffsetProgress, request_restart, root_cause, wait_stable
+from relay.connect.client import first_failure, local_file_secrets, redact
+from relay.connect.settle import OffsetProgress, PastRow, all_of, request_restart, root_cause, wait_stable
 from relay.errors import RelayError
 
 app = typer.Typer(help="The Debezium outbox connector in Kafka Connect.", no_args_is_help=True)
@@ -82,7 +82,22 @@ class _Session:
             return None
         return OffsetProgress(self.client, self.name)
 
-    def wait_stable(self, timeout: float, progress: OffsetProgress | None) -> dict[str, Any]:
+    def past_blocked_row(self) -> PastRow | None:
+        """When a task of the outbox connector FAILED on a row: a reading that says whether the
+        task got past that row (None when no row is known, e.g. the slot is still held)."""
+        if self.name != self.s.connector_name or not first_failure(self.client.state(self.name)):
+            return None
+        from relay.outbox.unblock import Unblocker
+
+        try:
+            blocked = Unblocker(self.s).locate()
+        except RelayError:
+            return None
+        if blocked is None or blocked.row is None:
+            return None
+        return PastRow(self.client, self.name, blocked.row.lsn)
+
+    def wait_stable(self, timeout: float, progress: Any) -> dict[str, Any]:
         """RUNNING through the settle period, and progress (see relay.connect.settle)."""
         return wait_stable(self.client, self.name, settle_s=self.s.connect_settle_s, timeout_s=timeout,
                            reading=progress)
@@ -245,7 +260,7 @@ def restart(
     1 with the root cause when a task fails again (e.g. on the same record)."""
     ses = _Session(name)
     ses.client.require(ses.name)
-    progress = ses.progress()
+    progress = all_of(ses.progress(), ses.past_blocked_row())
     restarted = request_restart(ses.client, ses.name, only_failed=not all_, timeout_s=timeout)
     try:
         st = ses.wait_stable(timeout, progress)

@@ -75,6 +75,46 @@ class OffsetProgress:
         return self.seen >= self.moves
 
 
+class PastRow:
+    """True once the connector's stored source offset is at or past WAL position ``lsn`` (the row
+    a failed task stopped on): only then did the task get past it. None while offsets cannot be
+    read. Offset moves alone prove nothing here: the batches before that row commit and move the
+    offset, then the task dies on the row again (seen in CI, twice)."""
+
+    def __init__(self, client: ConnectClient, name: str, lsn: int) -> None:
+        self.client, self.name, self.lsn = client, name, lsn
+        self.passed = False
+
+    def __call__(self) -> bool | None:
+        if not self.passed:
+            try:
+                entries = self.client.offsets(self.name)
+            except ConnectError:
+                return None
+            offset = entries[0].get("offset", {}) if entries else {}
+            self.passed = max(_lsn(offset, "lsn_proc"), _lsn(offset, "lsn")) >= self.lsn
+        return self.passed
+
+
+def _lsn(offset: Any, key: str) -> int:
+    value = offset.get(key) if isinstance(offset, dict) else None
+    return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else 0
+
+
+def all_of(*readings: Callable[[], bool | None] | None) -> Callable[[], bool | None] | None:
+    """A reading that is True when every given one is (None when one cannot tell)."""
+    given = [r for r in readings if r is not None]
+    if not given:
+        return None
+
+    def reading() -> bool | None:
+        results = [r() for r in given]
+        if any(r is False for r in results):
+            return False
+        return None if any(r is None for r in results) else True
+    return reading
+
+
 def wait_stable(client: ConnectClient, name: str, *, settle_s: float, timeout_s: float,
                 reading: Callable[[], bool | None] | None = None, poll_s: float = 0.25) -> dict[str, Any]:
     """Return the status once the connector and every task were RUNNING for ``settle_s`` and

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from relay.config import Settings
 from relay.connect import ConnectClient, render_outbox_connector
 from relay.connect.client import first_failure
-from relay.connect.settle import OffsetProgress, restart_and_wait, root_cause, wait_stable
+from relay.connect.settle import OffsetProgress, PastRow, all_of, restart_and_wait, root_cause, wait_stable
 from relay.deps import connect_postgres
 from relay.errors import ConnectError, RelayError
 from relay.headers import OUTBOX_DLQ_TOPIC, Header, event_topic
@@ -139,7 +139,8 @@ class Unblocker:
         self._step(f"topic limits: {len(existing)} topics checked, raised on {raised or 'none'}")
         self.client.apply(self.name, render_outbox_connector(self.s))
         self._step("connector config applied (producer max.request.size from RELAY_MAX_EVENT_BYTES)")
-        progress = OffsetProgress(self.client, self.name)
+        progress = all_of(OffsetProgress(self.client, self.name),
+                          PastRow(self.client, self.name, blocked.row.lsn) if blocked and blocked.row else None)
         self._step("restarting the connector and its task; waiting until the task stays RUNNING and makes progress")
         try:
             restart_and_wait(self.client, self.name, only_failed=False, settle_s=self.s.connect_settle_s,

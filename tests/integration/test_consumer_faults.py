@@ -3,6 +3,7 @@ goes to the dead-letter topic with its reason, the good ones are all handled, th
 up; `relay dlq` lists and replays it; a replayed event that was already handled is skipped."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -34,7 +35,9 @@ def worker(stack, settings):
     apply_topics(settings, [TOPIC, dlq_topic(TOPIC)])
     proc = ManagedProcess("worker-faults", settings.stack_dir / "pids" / "worker-faults.pid",
                           settings.stack_dir / "logs" / "worker-faults.log")
-    proc.start([sys.executable, "-m", "relay", "worker", "orders"])
+    # no metrics endpoint: the default port may belong to another worker of the test run
+    proc.start([sys.executable, "-m", "relay", "worker", "orders"],
+               env={**os.environ, "RELAY_WORKER_METRICS_PORT": "0"})
     # wait until the worker handles events, so the test's timeouts measure handling, not startup
     # (records arriving during startup are safe: tests/integration/test_worker_restarts.py)
     probe = f"probe-{uuid.uuid4().hex[:8]}"
