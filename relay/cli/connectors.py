@@ -22,7 +22,7 @@ import typer
 from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings
 from relay.config import Settings
 from relay.connect import ConnectClient, render_outbox_connector
-from relay.connect.client import first_failure, local_file_secrets, redact
+from relay.connect.client import local_file_secrets, redact
 from relay.connect.settle import OffsetProgress, PastRow, all_of, request_restart, root_cause, wait_stable
 from relay.errors import RelayError
 
@@ -85,12 +85,12 @@ class _Session:
     def past_blocked_row(self) -> PastRow | None:
         """When a task of the outbox connector FAILED on a row: a reading that says whether the
         task got past that row (None when no row is known, e.g. the slot is still held)."""
-        if self.name != self.s.connector_name or not first_failure(self.client.state(self.name)):
+        if self.name != self.s.connector_name:
             return None
         from relay.outbox.unblock import Unblocker
 
         try:
-            blocked = Unblocker(self.s).locate()
+            blocked = Unblocker(self.s).locate()  # None when no task FAILED
         except RelayError:
             return None
         if blocked is None or blocked.row is None:

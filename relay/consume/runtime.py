@@ -84,9 +84,7 @@ class Runtime:
         from relay.consume.pg import batch_opener
 
         def open_batch() -> Any:
-            if self.pool is None:
-                raise RuntimeError("the consumer's Postgres pool is not open: Runtime.start() first")
-            return batch_opener(self.pool)()
+            return batch_opener(self._open_pool())()
         return open_batch
 
     def invoker(self, sub: Subscription) -> Invoke:
@@ -98,12 +96,15 @@ class Runtime:
 
             async def invoke_pg(event: Event, attempt: int) -> bool:
                 if not bound:
-                    if self.pool is None:
-                        raise RuntimeError("the consumer's Postgres pool is not open: Runtime.start() first")
-                    bound.append(postgres_invoker(self.pool, self.consumer.name, sub.handler, self.state))
+                    bound.append(postgres_invoker(self._open_pool(), self.consumer.name, sub.handler, self.state))
                 return await bound[0](event, attempt)
             return invoke_pg
         return self._table_invoker(sub)
+
+    def _open_pool(self) -> Any:
+        if self.pool is None:
+            raise RuntimeError("the consumer's Postgres pool is not open: Runtime.start() first")
+        return self.pool
 
     def _table_invoker(self, sub: Subscription) -> Invoke:
         handler, takes_context = sub.handler, sub.takes_context

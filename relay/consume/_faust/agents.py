@@ -42,7 +42,7 @@ from relay.consume._faust.lanes import Lanes
 from relay.consume._faust.waits import Waits
 from relay.consume.consumer import Resolved, Subscription
 from relay.consume.group_commit import settle_all
-from relay.consume.pipeline import Headers, Invoke, OpenBatch, Pipeline
+from relay.consume.pipeline import Headers, Invoke, OpenBatch, Pipeline, header_list
 from relay.handling.breaker import BreakerState, CircuitBreaker
 from relay.handling.idempotency import Inbox
 from relay.handling.parking import ParkedKey, Parking
@@ -224,7 +224,7 @@ class FaustSubscription:
         (drop it: the next owner reads it again)."""
         if not retry_stage:
             return True
-        raw = dict(_headers(message)).get(Header.RETRY_DUE_AT.value)
+        raw = dict(header_list(message)).get(Header.RETRY_DUE_AT.value)
         wait = float(raw or b"0") - time.time()
         return wait <= 0 or await self.waits.away(message, lambda: asyncio.sleep(wait))
 
@@ -242,6 +242,23 @@ class FaustSubscription:
                 await settled(record)
             return True
 
+        async def take(ev: Any, lanes: Lanes) -> None:
+            """Hand one record to the lanes: what Faust skipped first, once due and admitted; a
+            record of a partition revoked meanwhile is dropped (the next owner reads it again)."""
+            message = ev.message
+            missed = await self.guard.missed(message)
+            if missed:  # what Faust skipped comes first, after what is in flight
+                await lanes.drain(message.topic, message.partition)
+                if not await handle_missed(missed):
+                    return
+            if not await self._due(message, retry_stage):
+                return
+            await lanes.wait_room(message.topic, message.partition)
+            if not await self._admitted(message):  # after the wait: the breaker may have opened meanwhile
+                return
+            await lanes.submit(ev)
+            self.guard.done(message)
+
         async def consume(stream: faust.StreamT) -> None:
             lanes = Lanes(self.opts.concurrency, self.opts.max_in_flight, settled, bind=bind_event,
                           batch=self.opts.batch_size, process_batch=self._batch)
@@ -251,21 +268,11 @@ class FaustSubscription:
                 # StreamT (faust's interface type) lacks noack(); the Stream it is has it
                 async for ev in stream.noack().events():  # type: ignore[attr-defined]  # acked by the lanes, in order
                     if not retry_stage:
-                        self._busy = True  # cleared when the agent waits for the next record again
-                    message = ev.message
-                    missed = await self.guard.missed(message)
-                    if missed:  # what Faust skipped comes first, after what is in flight
-                        await lanes.drain(message.topic, message.partition)
-                        if not await handle_missed(missed):
-                            continue
-                    if not await self._due(message, retry_stage):
-                        continue
-                    await lanes.wait_room(message.topic, message.partition)
-                    if not await self._admitted(message):  # after the wait: the breaker may have opened meanwhile
-                        continue
-                    await lanes.submit(ev)
-                    self.guard.done(message)
-                    self._busy = False
+                        self._busy = True  # the watchdog leaves the partitions alone meanwhile
+                    try:
+                        await take(ev, lanes)
+                    finally:
+                        self._busy = False
             finally:
                 await lanes.stop()
         return consume
@@ -277,8 +284,3 @@ def _message(event: Any) -> Any:
 
 def _bootstrap(app: faust.App) -> str:
     return ",".join(f"{url.host}:{url.port}" for url in app.conf.broker)
-
-
-def _headers(message: Any) -> list[tuple[str, bytes | None]]:
-    raw = message.headers or []
-    return list(raw.items()) if isinstance(raw, dict) else list(raw)
