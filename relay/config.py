@@ -147,6 +147,9 @@ class Settings(BaseSettings):
                                      "until a lost event seen once in a batch + SIGKILL run is explained")
     consumer_pool_max: int = Field(16, ge=2, le=1000, description="most Postgres connections a worker's pool "
                                    "opens (inbox='postgres' handlers hold one per running event)")
+    consumer_engine: Literal["faust", "kafka"] = Field("faust", description="what runs a worker's pipelines: "
+                                                       "faust (faust-streaming agents) or kafka (confluent-kafka "
+                                                       "directly, batched; same topics, tables and guarantees)")
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> "Settings":

@@ -12,6 +12,8 @@ running ``relay topics apply`` lets larger events through every hop.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
@@ -68,8 +70,10 @@ MAX_MESSAGE_BYTES = "max.message.bytes"
 
 
 def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s: float = 30,
-                 max_message_bytes: int | None = None) -> dict[str, str]:
-    """Create missing topics, raise a too-low ``max.message.bytes`` of existing ones; returns
+                 max_message_bytes: int | None = None,
+                 configs: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, str]:
+    """Create missing topics (with ``configs[topic]`` as well, e.g. a changelog's compaction),
+    raise a too-low ``max.message.bytes`` of existing ones; returns
     {topic: "created" | "exists" | "limit raised"}."""
     topics = declared_topics(settings) if topics is None else topics
     client = admin(settings)
@@ -78,7 +82,7 @@ def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s:
     needed = max_message_bytes or settings.max_record_bytes
     limit = str(needed)
     new = [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication,
-                    config={MAX_MESSAGE_BYTES: limit})
+                    config={MAX_MESSAGE_BYTES: limit, **(configs or {}).get(t, {})})
            for t in topics if t not in existing]
     if new:
         for topic, future in client.create_topics(new, operation_timeout=timeout_s).items():

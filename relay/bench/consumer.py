@@ -235,12 +235,13 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(prog="python -m relay.bench.consumer", description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=200_000)
-    ap.add_argument("--stores", default="memory,rocksdb", help="comma separated: memory, rocksdb")
+    ap.add_argument("--stores", default="memory,rocksdb,kafka",
+                    help="comma separated: memory, rocksdb (Faust engine), kafka (the confluent-kafka engine)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds for the whole run")
     ap.add_argument("--delete-topics", action="store_true", help="delete the run's topics at the end")
     args = ap.parse_args(argv)
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
-    if unknown := set(stores) - {"memory", "rocksdb"}:
+    if unknown := set(stores) - {"memory", "rocksdb", "kafka"}:
         ap.error(f"--stores: unknown {sorted(unknown)}")
     s = load_settings()
     deadline = time.monotonic() + args.timeout
@@ -267,8 +268,11 @@ def main(argv: list[str] | None = None) -> None:
             delete_topics(s, marker)
     by = {r.store or r.run: r for r in rows}
     raw, mem, rdb, durable = by.get("raw"), by.get("memory"), by.get("rocksdb"), by.get("raw-durable")
+    kafka = by.get("kafka")
     summary = {
         "events": args.events,
+        "kafka/raw-durable events/s": ratio(kafka.rate if kafka else None, durable.rate if durable else None),
+        "kafka/memory events/s": ratio(kafka.rate if kafka else None, mem.rate if mem else None),
         "memory/raw-durable events/s": ratio(mem.rate if mem else None, durable.rate if durable else None),
         "memory/raw events/s": ratio(mem.rate if mem else None, raw.rate if raw else None),
         "rocksdb/raw events/s": ratio(rdb.rate if rdb else None, raw.rate if raw else None),

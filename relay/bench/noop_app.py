@@ -27,7 +27,7 @@ def inbox_changelog(topic: str, store: str) -> str:
 
 def make_consumer(settings: Settings) -> Consumer:
     topic, store = os.environ["BENCH_TOPIC"], os.environ.get("BENCH_STORE", "memory")
-    consumer = Consumer(app_id(topic, store), store=store)
+    consumer = Consumer(app_id(topic, store), store="memory" if store == "kafka" else store)
     path = os.environ.get("BENCH_HANDLED_LOG")
     if path is None:
         @consumer.subscribe(topic=topic)

@@ -53,8 +53,10 @@ class WorkerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.started = time.monotonic()
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "relay", "worker", self.app, "--store", self.store,
-                                          *self.args],
+            # store "kafka": the confluent-kafka engine (its tables live in memory)
+            store, engine = ("memory", "kafka") if self.store == "kafka" else (self.store, "faust")
+            self.proc = subprocess.Popen([sys.executable, "-m", "relay", "worker", self.app, "--store", store,
+                                          "--engine", self.env.get("RELAY_CONSUMER_ENGINE", engine), *self.args],
                                          env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         return self
 

@@ -1,13 +1,16 @@
-"""`relay worker <consumer>`: run a relay.Consumer on Faust until SIGTERM/SIGINT."""
+"""`relay worker <consumer>`: run a relay.Consumer (on Faust or on confluent-kafka) until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from relay.cli.common import handles_errors, say, settings
+
+if TYPE_CHECKING:
+    from relay.config import Settings
 
 
 @handles_errors
@@ -18,31 +21,30 @@ def worker(
                                       "entry points, e.g. orders"),
     store: Optional[str] = typer.Option(None, help="table store: memory or rocksdb (default: the consumer's)"),
     loglevel: str = typer.Option("warning", help="faust log level"),
+    engine: Optional[str] = typer.Option(None, help="faust or kafka (default: RELAY_CONSUMER_ENGINE)"),
 ) -> None:
     """Run a consumer's subscriptions until stopped (SIGTERM/SIGINT); metrics on RELAY_WORKER_METRICS_PORT.
     Exits 1 with one line within a few seconds when Kafka or the consumer's database does not
-    answer (relay.consume._faust.preflight)."""
+    answer (relay.consume.preflight)."""
     from relay.extras import require
 
     require("worker", by="relay worker")
     s = settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from relay.consume._faust.worker import build_app
     from relay.consume.loader import load_consumer
 
-    app = build_app(load_consumer(target, s), s, store=store)
-    from relay.consume._faust.preflight import check
+    if engine not in (None, "faust", "kafka"):
+        from relay.errors import ConfigError
 
-    check(s, app)
-    topics = app.relay_topics
-    if topics:  # source, retry stages, dead letters: declared (auto-creation is off)
-        from relay.topics import apply_topics
+        raise ConfigError([f"--engine: {engine!r}; expected 'faust' or 'kafka'"])
+    consumer = load_consumer(target, s)
+    if (engine or s.consumer_engine) == "kafka":
+        _run_kafka(consumer, s)
+        return
+    from relay.consume._faust.worker import build_app
 
-        apply_topics(s, topics)
-    metrics = app.relay_metrics
-    if metrics is not None and s.worker_metrics_port:
-        metrics.serve(s.host, s.worker_metrics_port)
-        say(f"metrics on http://{s.host}:{s.worker_metrics_port}/metrics")
+    app = build_app(consumer, s, store=store)
+    _prepare(s, app, app.relay_topics)
     import faust
 
     import relay.consume._faust.commits  # noqa: F401 - its aiokafka/faust loggers must exist for the filter below
@@ -55,3 +57,30 @@ def worker(
     # a worker's CPU under py-spy, and escape codes land in log files. No spinner.
     runner.spinner = None
     runner.execute_from_commandline()
+
+
+def _prepare(s: Settings, app: Any, topics: list[str], configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Check Kafka and the databases, declare the topics, serve the metrics."""
+    from relay.consume.preflight import check
+
+    check(s, app)
+    if topics:  # source, retry stages, dead letters (and changelogs): declared (auto-creation is off)
+        from relay.topics import apply_topics
+
+        apply_topics(s, topics, configs=configs)
+    metrics = app.relay_metrics
+    if metrics is not None and s.worker_metrics_port:
+        metrics.serve(s.host, s.worker_metrics_port)
+        say(f"metrics on http://{s.host}:{s.worker_metrics_port}/metrics")
+
+
+def _run_kafka(consumer: Any, s: Settings) -> None:
+    from relay.consume._kafka.worker import KafkaWorker
+    from relay.kafka_logs import quiet_kafka_clients
+
+    worker = KafkaWorker(consumer, s)
+    _prepare(s, worker, worker.relay_topics, worker.changelogs)
+    quiet_kafka_clients()
+    code = worker.run()
+    if code:
+        raise typer.Exit(code)

@@ -1,7 +1,7 @@
 """Several records handled in one Postgres transaction (group commit), without one failure
 sinking the others.
 
-A lane that finds several records queued takes them together (relay.consume._faust.lanes). For a
+A lane that finds several records queued takes them together (relay.consume.lanes). For a
 ``inbox="postgres"`` subscription the pipeline then opens one transaction for the run of
 *source-topic* records (:func:`relay.consume.group_commit.settle_all`): each event's claim
 and handler statements run in it directly (no savepoint: a round trip saved twice per event), so

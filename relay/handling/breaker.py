@@ -1,5 +1,5 @@
 """Back-pressure for a consumer: a circuit breaker over a handler's downstream (the bound on
-records in flight per partition is relay.consume._faust.lanes).
+records in flight per partition is relay.consume.lanes).
 
 Pure logic (no I/O, injectable clock), shared by the Faust agents and unit-tested on its own.
 

@@ -38,10 +38,10 @@ from relay.consume._faust.compat import bind_event
 from relay.consume._faust.gapfill import GapReader
 from relay.consume._faust.gauges import Delivered, Gauges
 from relay.consume._faust.guard import ContinuityGuard
-from relay.consume._faust.lanes import Lanes
 from relay.consume._faust.waits import Waits
 from relay.consume.consumer import Resolved, Subscription
 from relay.consume.group_commit import settle_all
+from relay.consume.lanes import Lanes
 from relay.consume.pipeline import Headers, Invoke, OpenBatch, Pipeline, header_list
 from relay.handling.breaker import BreakerState, CircuitBreaker
 from relay.handling.idempotency import Inbox

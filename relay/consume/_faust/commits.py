@@ -16,7 +16,7 @@ A, gap intervals G and committed offset c (next to read),
   or None when that run starts more than one past c (a record in front is not finished; Faust
   allows one offset of slack there, because its gap bookkeeping starts at c + 1);
 - A and G keep only what is above the result (so each offset is used once, duplicates vanish).
-Our agents ack in offset order per partition (relay.consume._faust.lanes), so a gap interval never lets the
+Our agents ack in offset order per partition (relay.consume.lanes), so a gap interval never lets the
 commit pass an unfinished record.
 """
 

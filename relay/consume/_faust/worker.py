@@ -7,8 +7,8 @@ from __future__ import annotations
 from relay.config import Settings
 from relay.consume._faust.app import RelayApp, create_app
 from relay.consume._faust.compat import check as check_faust
-from relay.consume._faust.preflight import needs_database
 from relay.consume.consumer import Consumer
+from relay.consume.preflight import needs_database
 from relay.consume.runtime import Runtime
 from relay.metrics import ConsumerMetrics
 

@@ -37,15 +37,18 @@ class _Partition:
 class Lanes:
     def __init__(self, count: int, limit: int, process: Callable[[Any], Awaitable[None]],
                  bind: Callable[[Any], None] = lambda _event: None, *, batch: int = 1,
-                 process_batch: Callable[[list[Any]], Awaitable[None]] | None = None) -> None:
+                 process_batch: Callable[[list[Any]], Awaitable[None]] | None = None,
+                 on_room: Callable[[str, int], None] | None = None) -> None:
         """``bind(event)`` runs in the lane's task before ``process``: Faust tables find the
         partition of a write through the current event, a per-task context variable. With
         ``process_batch``, a lane takes up to ``batch`` queued events at once and hands them over
-        together (``process_batch`` binds each itself); they are acked once all are finished."""
+        together (``process_batch`` binds each itself); they are acked once all are finished.
+        ``on_room(topic, partition)`` runs after records of that partition were acked (a feeder
+        that offers records with :meth:`try_submit` refills then)."""
         if count < 1 or limit < 1 or batch < 1:
             raise ValueError(f"lanes={count}, in-flight limit={limit}, batch={batch}: each must be >= 1")
         self.count, self.limit, self.process, self.bind = count, limit, process, bind
-        self.batch, self.process_batch = batch, process_batch
+        self.batch, self.process_batch, self.on_room = batch, process_batch, on_room
         self._queues: list[asyncio.Queue] = []
         self._tasks: list[asyncio.Task] = []
         self._partitions: dict[tuple[str, int], _Partition] = {}
@@ -74,6 +77,22 @@ class Lanes:
             entry = [event, False]
             part.pending.append(entry)
         await self._queues[self.lane_of(message.key)].put((part, entry))
+
+    def try_submit(self, event: Any) -> bool:
+        """Queue ``event`` on its key's lane if its partition has room; False (nothing queued) if not."""
+        self._start()
+        message = event.message
+        part = self._partitions.setdefault((message.topic, message.partition), _Partition())
+        if len(part.pending) >= self.limit:
+            return False
+        entry = [event, False]
+        part.pending.append(entry)
+        self._queues[self.lane_of(message.key)].put_nowait((part, entry))
+        return True
+
+    def has_room(self, topic: str, partition: int) -> bool:
+        part = self._partitions.get((topic, partition))
+        return part is None or len(part.pending) < self.limit
 
     async def drain(self, topic: str, partition: int) -> None:
         """Wait until every taken record of the partition is finished."""
@@ -109,6 +128,9 @@ class Lanes:
                     while part.pending and part.pending[0][1]:  # ack the finished prefix, in order
                         part.pending.popleft()[0].ack()
                     part.room.notify_all()
+            if self.on_room is not None:
+                for topic, partition in {(e[0].message.topic, e[0].message.partition) for _p, e in taken}:
+                    self.on_room(topic, partition)
 
     async def _run(self, events: list[Any]) -> None:
         if self.process_batch is not None:

@@ -1,0 +1,332 @@
+"""A :class:`relay.Consumer` run on confluent-kafka (``RELAY_CONSUMER_ENGINE=kafka``).
+
+Guarantees (the same as the Faust engine's, proven by the same tests):
+- at least once: a source offset is committed only when every record before it is finished
+  (the lanes ack the finished prefix in order) *and* the changelog records written before that
+  ack were acknowledged by the broker (relay.consume._kafka.deliveries), so a crash never loses
+  an event and never forgets that one was handled;
+- effectively once: the inbox table is restored from its changelog before any record of its
+  partition is handled (relay.consume._kafka.restore);
+- per-key order: source and retry stages of one subscription are co-partitioned and assigned
+  together (the range assignor gives a member partition p of every topic with the same partition
+  count), parking works as in relay.consume.routing;
+- rebalances: before partitions go, their feeds stop, what is in flight finishes (up to
+  ``REVOKE_WAIT_S``), the finished prefix is committed and their table partitions are dropped.
+
+Threads: the event loop runs the pipelines; ``poll``/``consume`` run in a worker thread, where
+librdkafka also calls the rebalance callbacks, which hand their work to the loop and wait for it;
+delivery reports are served by the producer's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from confluent_kafka import Consumer as KafkaConsumer, KafkaError, KafkaException, TopicPartition
+
+from relay.config import Settings
+from relay.consume._kafka.deliveries import Deliveries, Headers
+from relay.consume._kafka.feed import Feed, Rec
+from relay.consume._kafka.restore import restore
+from relay.consume._kafka.subscription import KafkaSubscription
+from relay.consume.consumer import Consumer
+from relay.consume.runtime import Runtime
+from relay.errors import ConfigError
+from relay.metrics import ConsumerMetrics
+from relay.topics import client_config, producer_config
+
+log = logging.getLogger("relay.consumer")
+FETCH_RECORDS = 1000  # records taken from librdkafka's queue at once
+POLL_S = 0.1  # a fetch waits this long for a first record, then returns (shutdown checks)
+COMMIT_S = 0.5  # how often the finished prefix is committed
+REVOKE_WAIT_S = 30.0  # records in flight on revoked partitions get this long to finish
+STOP_WAIT_S = 10.0  # ... and at shutdown
+TP = tuple[str, int]
+
+
+class _Port:
+    """The pipelines' port: acked sends through the worker's producer; crash stops the worker."""
+
+    def __init__(self, worker: "KafkaWorker") -> None:
+        self.worker = worker
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
+        deliveries = self.worker.deliveries
+        assert deliveries is not None  # sends happen only while the worker runs
+        await deliveries.send(topic, key, value, headers)
+
+    async def crash(self, exc: BaseException) -> None:
+        self.worker.fail(exc)
+
+
+class KafkaWorker:
+    def __init__(self, consumer: Consumer, settings: Settings, *, metrics: ConsumerMetrics | None = None) -> None:
+        if not consumer.subscriptions:
+            raise ConfigError([f"consumer {consumer.name!r}: no subscription; decorate a handler with "
+                               "@consumer.subscribe(...)"])
+        self.consumer, self.settings = consumer, settings
+        self.relay_metrics = self.metrics = metrics or ConsumerMetrics.create()
+        self.relay_runtime = self.runtime = Runtime(consumer, settings)
+        self.relay_databases = [settings.dsn] if consumer.needs_postgres else []  # checked before start
+        port = _Port(self)
+        self.subs = [KafkaSubscription(consumer.name, sub, sub.options.resolve(settings), self.runtime.invoker(sub),
+                                       self.metrics, port, self._write, open_batch=self.runtime.batch_opener(sub))
+                     for sub in consumer.subscriptions]
+        self.by_topic = {topic: s for s in self.subs for topic in s.reads()}
+        self.changelogs = {t: c for s in self.subs for t, c in s.changelogs().items()}
+        self.relay_topics = [t for s in self.subs for t in s.pipeline.topics()] + list(self.changelogs)
+        self.deliveries: Deliveries | None = None
+        self.kafka: KafkaConsumer | None = None
+        self.feeds: dict[TP, Feed] = {}
+        self.positions: dict[TP, tuple[int, int]] = {}  # tp -> (next offset to commit, changelog writes before it)
+        self.committed: dict[TP, int] = {}
+        self.failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._commit_lock: asyncio.Lock | None = None
+        self._threads = ThreadPoolExecutor(4, thread_name_prefix="relay-kafka")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or a fatal error); the exit code (0, or 1 after a failure)."""
+        asyncio.run(self.main())
+        return 1 if self.failure is not None else 0
+
+    def stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """The worker cannot go on: stop it; nothing after the failure is committed."""
+        if self.failure is None:
+            log.critical("stopping the worker: %s: %s", type(exc).__name__, exc)
+            self.failure = exc
+        self.stop()
+
+    async def main(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        self._stopping, self._commit_lock = asyncio.Event(), asyncio.Lock()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests): stop() instead
+                pass
+        self.deliveries = Deliveries(producer_config(self.settings), loop, self.fail)
+        self.deliveries.start()
+        await self.runtime.start()
+        for s in self.subs:
+            s.start(self._on_room)
+        self.kafka = KafkaConsumer(self._consumer_config())
+        self.kafka.subscribe(list(self.by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                             on_lost=self._on_lost)
+        helpers = [asyncio.create_task(self._commit_loop()), asyncio.create_task(self._gauge_loop())]
+        try:
+            while not self._stopping.is_set():
+                self._dispatch(await loop.run_in_executor(self._threads, self._fetch))
+        finally:
+            await self._shutdown(helpers)
+
+    def _consumer_config(self) -> dict[str, Any]:
+        s = self.settings
+        return {**client_config(s), "group.id": self.consumer.name, "enable.auto.commit": False,
+                "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed", "partition.assignment.strategy": "range",
+                "max.partition.fetch.bytes": max(1 << 20, s.max_record_bytes),
+                "fetch.max.bytes": max(50 << 20, s.max_record_bytes)}
+
+    async def _shutdown(self, helpers: list[asyncio.Task[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        tps = list(self.feeds)
+        for feed in self.feeds.values():
+            feed.close()
+        try:
+            await asyncio.wait_for(self._drain(tps), STOP_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("stopping with records still in flight; they are read again after a restart")
+        if self.failure is None:
+            await self._commit()
+        kafka = self.kafka
+        if kafka is not None:
+            await loop.run_in_executor(self._threads, kafka.close)  # revokes: one more (empty) commit
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        for s in self.subs:
+            await s.stop()
+        if self.deliveries is not None:
+            await loop.run_in_executor(self._threads, self.deliveries.close)
+        await self.runtime.stop()
+        self._threads.shutdown(wait=False)
+
+    # -- fetching ----------------------------------------------------------------------------
+    def _fetch(self) -> list[Any]:  # a worker thread
+        kafka = self.kafka
+        assert kafka is not None
+        first = kafka.poll(POLL_S)
+        if first is None:
+            return []
+        return [first, *kafka.consume(FETCH_RECORDS - 1, 0)]
+
+    def _dispatch(self, messages: list[Any]) -> None:
+        runs: dict[TP, list[Rec]] = {}
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                self._fetch_error(err)
+                continue
+            runs.setdefault((msg.topic(), msg.partition()), []).append(Rec(msg, self._acked))
+        for tp, records in runs.items():
+            feed = self.feeds.get(tp)
+            if feed is not None:  # else revoked meanwhile: its next owner reads them
+                feed.push(records)
+
+    def _fetch_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.fatal():
+            self.fail(KafkaException(err))
+        else:
+            log.warning("consumer: %s", err.str())
+
+    def _pause(self, topic: str, partition: int, pause: bool) -> None:
+        kafka = self.kafka
+        if kafka is not None:
+            try:
+                (kafka.pause if pause else kafka.resume)([TopicPartition(topic, partition)])
+            except KafkaException as exc:  # revoked meanwhile
+                log.debug("%s %s[%d]: %s", "pause" if pause else "resume", topic, partition, exc)
+
+    def _on_room(self, topic: str, partition: int) -> None:
+        feed = self.feeds.get((topic, partition))
+        if feed is not None:
+            feed.pump()
+
+    # -- progress ----------------------------------------------------------------------------
+    def _write(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
+        deliveries = self.deliveries
+        assert deliveries is not None  # tables are written while the worker runs
+        deliveries.write(topic, partition, key, value)
+
+    def _acked(self, record: Rec) -> None:
+        deliveries = self.deliveries
+        assert deliveries is not None
+        self.positions[(record.topic, record.partition)] = (record.offset + 1, deliveries.produced)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(COMMIT_S)
+            try:
+                await self._commit()
+            except KafkaException as exc:
+                log.info("commit deferred: %s", exc)
+
+    async def _commit(self, only: set[TP] | None = None) -> None:
+        """Commit each partition's finished prefix once its changelog writes are acknowledged."""
+        assert self._commit_lock is not None and self.deliveries is not None and self.kafka is not None
+        async with self._commit_lock:
+            due = {tp: pos for tp, pos in self.positions.items()
+                   if (only is None or tp in only) and self.committed.get(tp) != pos[0]}
+            if not due:
+                return
+            await self.deliveries.wait(max(mark for _offset, mark in due.values()))
+            offsets = [TopicPartition(t, p, offset) for (t, p), (offset, _mark) in due.items()]
+            kafka = self.kafka
+            await asyncio.get_running_loop().run_in_executor(
+                self._threads, lambda: kafka.commit(offsets=offsets, asynchronous=False))
+            for tp, (offset, _mark) in due.items():
+                self.committed[tp] = offset
+
+    # -- rebalances (called by librdkafka in the fetching thread) ----------------------------
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        wanted: dict[tuple[int, int], Any] = {}
+        for tp in partitions:
+            sub = self.by_topic.get(tp.topic)
+            for table in sub.tables() if sub is not None else []:
+                wanted[(id(table), tp.partition)] = (table, tp.partition)
+        try:
+            read = restore(client_config(self.settings), list(wanted.values()))
+            if read:
+                log.info("restored %d changelog records for %d table partition(s)", read, len(wanted))
+        except Exception as exc:  # noqa: BLE001 - handling without the inbox would repeat handled events
+            self._on_loop(self._fail_async(exc))
+            return
+        self._on_loop(self._assigned([(tp.topic, tp.partition) for tp in partitions]))
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._on_loop(self._revoked([(tp.topic, tp.partition) for tp in partitions], commit=True))
+
+    def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._on_loop(self._revoked([(tp.topic, tp.partition) for tp in partitions], commit=False))
+
+    def _on_loop(self, coro: Any) -> None:
+        """Run ``coro`` on the event loop and wait for it (the fetching thread blocks meanwhile)."""
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _fail_async(self, exc: BaseException) -> None:
+        self.fail(exc)
+
+    async def _assigned(self, tps: list[TP]) -> None:
+        for topic, partition in tps:
+            sub = self.by_topic.get(topic)
+            if sub is not None:
+                self.feeds[(topic, partition)] = sub.assign(topic, partition, self._pause)
+        log.info("assigned %s", _names(tps))
+
+    async def _revoked(self, tps: list[TP], *, commit: bool) -> None:
+        for s in self.subs:
+            s.revoke(tps)
+        for tp in tps:
+            self.feeds.pop(tp, None)
+        try:
+            await asyncio.wait_for(self._drain(tps), REVOKE_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("records of revoked partitions still in flight after %.0f s; their next owner reads them "
+                        "again", REVOKE_WAIT_S)
+        if commit and self.failure is None:
+            try:
+                await self._commit(set(tps))
+            except KafkaException as exc:
+                log.warning("commit on revocation failed (%s); the next owner re-reads from the last commit", exc)
+        for tp in tps:
+            self.positions.pop(tp, None)
+            self.committed.pop(tp, None)
+        for s in self.subs:
+            held = {p for (t, p) in self.feeds if t in s.reads()}
+            s.forget({p for (t, p) in tps if t in s.reads()} - held)
+        log.info("revoked %s", _names(tps))
+
+    async def _drain(self, tps: list[TP]) -> None:
+        for s in self.subs:
+            await s.drain([tp for tp in tps if tp[0] in s.reads()])
+
+    # -- gauges ------------------------------------------------------------------------------
+    async def _gauge_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self._gauges()
+            except Exception as exc:  # noqa: BLE001 - a gauge is not worth a crash
+                log.debug("gauges not refreshed: %s", exc)
+
+    def _gauges(self) -> None:
+        kafka = self.kafka
+        if kafka is None:
+            return
+        self.metrics.parked_keys.set(sum(s.parking.parked_keys() for s in self.subs))
+        tps = [TopicPartition(t, p) for t, p in self.feeds]
+        for tp in kafka.position(tps) if tps else []:
+            _low, high = kafka.get_watermark_offsets(tp, cached=True)
+            if high is None or high < 0 or tp.offset < 0:
+                continue
+            feed = self.feeds.get((tp.topic, tp.partition))
+            waiting = len(feed.buffer) + feed.lanes.pending(tp.topic, tp.partition) if feed is not None else 0
+            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset) + waiting)
+
+
+def _names(tps: list[TP]) -> str:
+    return ", ".join(f"{t}[{p}]" for t, p in sorted(tps)) or "nothing"
