@@ -115,6 +115,16 @@ class Settings(BaseSettings):
         description="the connector's producer transaction.timeout.ms (one transaction per poll, milliseconds "
                     "long): a task that failed on a record is reported FAILED only after its open transaction "
                     "times out (Kafka's 60 s default kept it RUNNING in the REST API for 61 s here)")
+    transaction_boundary: Literal["poll", "interval"] = Field(
+        "poll", description="Connect's exactly-once source transaction.boundary: poll = one Kafka transaction "
+                            "per batch the task returns (records are visible to read_committed consumers as soon "
+                            "as their batch commits); interval = one per transaction_boundary_interval_ms")
+    transaction_boundary_interval_ms: int = Field(
+        5000, ge=1, description="transaction.boundary.interval.ms: the transaction length when "
+                                "transaction_boundary=interval (ignored by Connect otherwise)")
+    connector_linger_ms: int = Field(
+        5, ge=0, description="the connector's producer linger.ms (producer.override.linger.ms; Kafka 4's default "
+                             "is 5)")
     connect_settle_s: float = Field(5.0, ge=0, description="`connectors apply|resume|restart` report success "
                                     "only after the task stayed RUNNING and read the slot this long")
     max_batch_size: int = Field(2048, ge=1)

@@ -32,6 +32,15 @@ class _Partition:
     def __init__(self) -> None:
         self.pending: deque[list] = deque()  # [event, finished] in offset order
         self.room = asyncio.Condition()
+        self.waiters = 0  # tasks waiting on `room` (notified only when there are some)
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        async with self.room:
+            self.waiters += 1
+            try:
+                await self.room.wait_for(predicate)
+            finally:
+                self.waiters -= 1
 
 
 class Lanes:
@@ -64,18 +73,16 @@ class Lanes:
     async def wait_room(self, topic: str, partition: int) -> None:
         """Wait until the partition has room (the caller is the only one adding records)."""
         part = self._partitions.setdefault((topic, partition), _Partition())
-        async with part.room:
-            await part.room.wait_for(lambda: len(part.pending) < self.limit)
+        await part.wait_for(lambda: len(part.pending) < self.limit)
 
     async def submit(self, event: Any) -> None:
         """Queue ``event`` on its key's lane once its partition has room."""
         self._start()
         message = event.message
         part = self._partitions.setdefault((message.topic, message.partition), _Partition())
-        async with part.room:
-            await part.room.wait_for(lambda: len(part.pending) < self.limit)
-            entry = [event, False]
-            part.pending.append(entry)
+        await part.wait_for(lambda: len(part.pending) < self.limit)
+        entry = [event, False]
+        part.pending.append(entry)
         await self._queues[self.lane_of(message.key)].put((part, entry))
 
     def try_submit(self, event: Any) -> bool:
@@ -98,8 +105,7 @@ class Lanes:
         """Wait until every taken record of the partition is finished."""
         part = self._partitions.get((topic, partition))
         if part is not None:
-            async with part.room:
-                await part.room.wait_for(lambda: not part.pending)
+            await part.wait_for(lambda: not part.pending)
 
     def pending(self, topic: str, partition: int) -> int:
         """Records of the partition taken but not acked yet."""
@@ -124,10 +130,11 @@ class Lanes:
             for _part, entry in taken:
                 entry[1] = True
             for part in {id(p): p for p, _entry in taken}.values():
-                async with part.room:
-                    while part.pending and part.pending[0][1]:  # ack the finished prefix, in order
-                        part.pending.popleft()[0].ack()
-                    part.room.notify_all()
+                while part.pending and part.pending[0][1]:  # ack the finished prefix, in order
+                    part.pending.popleft()[0].ack()
+                if part.waiters:
+                    async with part.room:
+                        part.room.notify_all()
             if self.on_room is not None:
                 for topic, partition in {(e[0].message.topic, e[0].message.partition) for _p, e in taken}:
                     self.on_room(topic, partition)

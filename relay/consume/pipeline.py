@@ -121,7 +121,8 @@ class Pipeline:
 
     async def process(self, record: Record) -> None:
         """Route one record read from the source topic or one of its retry stages."""
-        d = Delivery.read(record.key, dict(header_list(record)), self.stage_of.get(record.topic, 0))
+        headers = dict(header_list(record))
+        d = Delivery.read(record.key, headers, self.stage_of.get(record.topic, 0))
         action = self.router.route(d, self._now())
         if isinstance(action, Forward):
             await self.forward(record, action)
@@ -129,15 +130,17 @@ class Pipeline:
         if action.lost_head:
             log.error("%s: key %s record %d waited %d times for its head or an earlier record; taking them as "
                       "lost (a worker died mid-retry) and handling it", record.topic, d.key, d.seq, d.requeues)
-        finished = await self.attempt(record, d, action)
+        finished = await self.attempt(record, d, action, headers)
         self.router.attempted(d, action, finished)
 
-    async def attempt(self, record: Record, d: Delivery, action: Attempt) -> bool:
+    async def attempt(self, record: Record, d: Delivery, action: Attempt,
+                      headers: Mapping[str, bytes | None] | None = None) -> bool:
         """One handling attempt; True when finished (handled, duplicate, ignored, dead), False
         when it failed and now waits in a retry stage."""
         number, first = action.number, action.first_failure
         try:
-            event = decode(key=record.key, value=record.value, headers=record.headers, topic=self.topic,
+            event = decode(key=record.key, value=record.value,
+                           headers=record.headers if headers is None else headers, topic=self.topic,
                            partition=record.partition, offset=record.offset, schemas=self.schemas,
                            timestamp_ms=int(record.timestamp * 1000) if record.timestamp else None)
         except DecodeError as exc:

@@ -24,6 +24,7 @@ from relay.handling.parking import Parking, Route
 from relay.handling.retry import RetryPolicy, Verdict, classify
 from relay.headers import Header
 
+_ID = Header.ID.value
 REQUEUE_S, MAX_REQUEUES = 0.2, 600  # a behind record waits for its turn at most ~2 minutes
 
 
@@ -48,6 +49,11 @@ class Delivery:
     @classmethod
     def read(cls, key: bytes | None, headers: Mapping[str, bytes | None], stage: int) -> "Delivery":
         """From a record's key and headers (``stage`` from the topic it came from)."""
+        if not stage:  # the source topic: routing reads only the key and the event id
+            raw_id = headers.get(_ID)
+            return cls(key=key.decode("utf-8", "replace") if key is not None else None,
+                       event_id=raw_id.decode("utf-8", "replace") if raw_id else "")
+
         def text(name: Header) -> str:
             raw = headers.get(name.value)
             return raw.decode("utf-8", "replace") if raw else ""

@@ -9,6 +9,7 @@ handler (it goes to the dead-letter topic).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -17,6 +18,9 @@ from relay.errors import DecodeError
 from relay.headers import Header
 
 AVRO_MARKER = b"\xc3\x01"  # Avro single-object encoding (relay.schemas.codec); never starts JSON text
+_ID, _TYPE = Header.ID.value, Header.TYPE.value
+_JSON = json.JSONDecoder()
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # str(uuid.UUID(x))
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class Event:
     partition: int
     offset: int
     timestamp_ms: int | None = None
-    headers: Mapping[str, bytes] = field(default_factory=dict)
+    headers: Mapping[str, bytes | None] = field(default_factory=dict)
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -39,37 +43,42 @@ def _text(value: bytes | str | None) -> str | None:
 
 
 def decode(
-    *, key: bytes | None, value: bytes | None, headers: Mapping[str, bytes] | list[tuple[str, bytes]] | None,
+    *, key: bytes | None, value: bytes | None,
+    headers: Mapping[str, bytes | None] | Mapping[str, bytes] | list[tuple[str, bytes]] | None,
     topic: str, partition: int, offset: int, timestamp_ms: int | None = None, schemas: Any = None,
 ) -> Event:
     """Decode one record; JSON text, or binary Avro (single-object encoding, found by schema
     fingerprint in ``schemas``, default the repo's schemas/)."""
-    if isinstance(headers, list):  # confluent-kafka gives [(name, bytes)], faust a dict
-        headers = dict(headers)
-    headers = dict(headers or {})
+    headers = dict(headers or {})  # confluent-kafka gives [(name, bytes)], faust a dict
+    raw = headers.get(_ID)
     try:
-        raw_id = _text(headers.get(Header.ID.value))
+        raw_id = raw.decode("utf-8") if type(raw) is bytes else _text(raw)
     except UnicodeDecodeError:
-        raise DecodeError(f"header {Header.ID.value!r} is not UTF-8 text: {headers.get(Header.ID.value)!r}") from None
+        raise DecodeError(f"header {_ID!r} is not UTF-8 text: {raw!r}") from None
     if not raw_id:
-        raise DecodeError(f"header {Header.ID.value!r} missing; expected the outbox event id (a UUID)")
-    try:
-        event_id = str(uuid.UUID(raw_id.strip('"')))
-    except ValueError:
-        raise DecodeError(f"header {Header.ID.value!r} = {raw_id!r}; expected a UUID") from None
-    if value is not None and value[:2] == AVRO_MARKER:
+        raise DecodeError(f"header {_ID!r} missing; expected the outbox event id (a UUID)")
+    if _CANONICAL_UUID.fullmatch(raw_id):  # the usual form: already what str(UUID) gives
+        event_id = raw_id
+    else:
+        try:
+            event_id = str(uuid.UUID(raw_id.strip('"')))
+        except ValueError:
+            raise DecodeError(f"header {_ID!r} = {raw_id!r}; expected a UUID") from None
+    if value is None:
+        payload = None
+    elif value[:2] == AVRO_MARKER:
         from relay.schemas import SchemaRegistry
         from relay.schemas.codec import decode as avro_decode
 
         _version, payload = avro_decode(schemas if schemas is not None else SchemaRegistry.default(), value)
-    elif value is None:
-        payload = None
     else:
         try:
-            payload = json.loads(value)
+            payload = _JSON.decode(value.decode("utf-8"))  # json.loads without its encoding sniffing
         except (UnicodeDecodeError, ValueError) as exc:
             raise DecodeError(f"value at {topic}/{partition}@{offset} is not JSON ({exc}): {value[:80]!r}") from None
+    kind = headers.get(_TYPE)
     return Event(
-        id=event_id, type=_text(headers.get(Header.TYPE.value)), key=_text(key), payload=payload,
+        id=event_id, type=kind.decode("utf-8") if type(kind) is bytes else _text(kind),
+        key=key.decode("utf-8") if type(key) is bytes else _text(key), payload=payload,
         topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms, headers=headers,
     )

@@ -56,10 +56,12 @@ class KafkaSubscription:
         return [self.inbox_table, self.parked_table]
 
     def start(self, on_room: Callable[[str, int], None]) -> None:
+        # a lane takes every queued record at once: without a transaction around them (table
+        # inbox) that only spares per-record hand-over costs, the records still run one by one
+        take = self.opts.batch_size if self.open_batch is not None else self.opts.max_in_flight
         for topic in self.reads():
             self.lanes[topic] = Lanes(self.opts.concurrency, self.opts.max_in_flight, self.pipeline.settled,
-                                      bind=_bind, batch=self.opts.batch_size, process_batch=self._batch,
-                                      on_room=on_room)
+                                      bind=_bind, batch=take, process_batch=self._batch, on_room=on_room)
 
     async def _batch(self, records: list[Rec]) -> None:
         await settle_all(self.pipeline, records, _same, _bind, self.open_batch)

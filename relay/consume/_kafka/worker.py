@@ -202,7 +202,7 @@ class KafkaWorker:
 
     def _on_room(self, topic: str, partition: int) -> None:
         feed = self.feeds.get((topic, partition))
-        if feed is not None:
+        if feed is not None and feed.buffer:
             feed.pump()
 
     # -- progress ----------------------------------------------------------------------------
