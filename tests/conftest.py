@@ -65,3 +65,14 @@ def db(stack, settings):
 @pytest.fixture
 def unique():
     return uuid.uuid4().hex[:10]
+
+
+# Both engines run a consumer's pipelines (relay.consume._kafka, relay.consume._faust); the worker
+# guarantee tests take `engine` and run once per engine (the worker subprocesses inherit the env).
+ENGINES = ("kafka", "faust")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, monkeypatch):
+    monkeypatch.setenv("RELAY_CONSUMER_ENGINE", request.param)
+    return request.param

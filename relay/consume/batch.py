@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 CURRENT: ContextVar["Batch | None"] = ContextVar("relay_batch", default=None)
 
@@ -37,6 +37,22 @@ class Batch:
     index: int = 0  # the item being handled (set by the driver)
     fresh: list[int] = field(default_factory=list)  # items whose effects this transaction holds
     deferred: list[tuple[int, Callable[[], None]]] = field(default_factory=list)  # run after COMMIT
+    # ids claimed up front in one statement (relay.consume.pg): id -> claimed now (False: an earlier
+    # transaction had it); None: each event claims its own id
+    claims: dict[str, bool] | None = None
+    used: set[str] = field(default_factory=set)  # pre-claimed ids whose event was handled in this batch
+    prepare: Callable[[list[str]], Awaitable[None]] | None = None  # claim these ids up front
+    collected: list[Any] = field(default_factory=list)  # events for a batch handler, called at the end
+
+    def take_claim(self, event_id: str) -> bool | None:
+        """The up-front claim of ``event_id``: True (fresh: handle it), False (handled before, or
+        already in this batch), None (not claimed up front: claim it the ordinary way)."""
+        if self.claims is None or event_id not in self.claims:
+            return None
+        if event_id in self.used:
+            return False
+        self.used.add(event_id)
+        return self.claims[event_id]
 
     def after_commit(self, action: Callable[[], None]) -> None:
         self.fresh.append(self.index)

@@ -118,6 +118,7 @@ class Subscription:
     options: Options
     takes_context: bool  # handler(event, ctx | tx) rather than handler(event)
     is_async: bool
+    batch: int | None = None  # the handler takes list[Event], up to this many at once
 
 
 @dataclass
@@ -161,22 +162,29 @@ class Consumer:
         return f"Consumer({self.name!r}, topics={[s.topic for s in self.subscriptions]})"
 
     def subscribe(self, aggregatetype: str | None = None, *, topic: str | None = None,
-                  types: Iterable[str] | None = None, inbox: str = "table", **options: Any) -> Callable[[F], F]:
+                  types: Iterable[str] | None = None, inbox: str = "table", batch: int | None = None,
+                  **options: Any) -> Callable[[F], F]:
         """Register the decorated handler for the events of ``aggregatetype`` (topic
         ``outbox.event.<aggregatetype>``) or of an explicit ``topic``.
 
         ``types``: only events whose ``type`` header is one of these reach the handler; the others
         are acknowledged and counted as ignored. ``inbox``: ``"table"`` (handler ``(event)`` or
-        ``(event, ctx)``, sync or async) or ``"postgres"`` (``async (event, tx)``). ``options``:
-        the fields of :class:`Options`. Returns the handler unchanged (call it directly in tests).
-        Raises ConfigError listing every problem."""
+        ``(event, ctx)``, sync or async) or ``"postgres"`` (``async (event, tx)``). ``batch=N``
+        (table inbox): the handler takes ``list[Event]``, up to N events of one partition at once,
+        in offset order; they are recorded as handled when it returns. If it raises, each event
+        of that list is handled again alone (a list of one), so a bad event takes its own retry
+        or dead-letter path and the others are handled. ``options``: the fields of
+        :class:`Options`. Returns the handler unchanged (call it directly in tests). Raises
+        ConfigError listing every problem."""
         def register(handler: F) -> F:
-            self.subscriptions.append(self._subscription(aggregatetype, topic, types, inbox, options, handler))
+            self.subscriptions.append(self._subscription(aggregatetype, topic, types, inbox, options, handler,
+                                                         batch))
             return handler
         return register
 
     def _subscription(self, aggregatetype: str | None, topic: str | None, types: Iterable[str] | None,
-                      inbox: str, options: dict[str, Any], handler: Callable[..., Any]) -> Subscription:
+                      inbox: str, options: dict[str, Any], handler: Callable[..., Any],
+                      batch: int | None = None) -> Subscription:
         problems: list[str] = []
         if (aggregatetype is None) == (topic is None):
             problems.append(f"subscribe({aggregatetype!r}, topic={topic!r}): give exactly one of an aggregate "
@@ -196,6 +204,10 @@ class Consumer:
                 known["retry_delays"] = tuple(known["retry_delays"])
             except TypeError:
                 known["retry_delays"] = (known["retry_delays"],)
+        problems += _batch_problems(batch, inbox, known)
+        if batch is not None and not problems:  # a lane takes a whole batch; it fits in flight
+            known["batch_size"] = batch
+            known["max_in_flight"] = max(batch, known.get("max_in_flight") or 0) or None
         opts = Options(**known)
         problems += opts.problems()
         type_set = frozenset(types) if types is not None else None
@@ -212,7 +224,8 @@ class Consumer:
         if problems:
             raise ConfigError(problems)
         return Subscription(name=name, topic=resolved_topic, handler=handler, types=type_set,
-                            inbox=InboxKind(inbox), options=opts, takes_context=takes_context, is_async=is_async)
+                            inbox=InboxKind(inbox), options=opts, takes_context=takes_context, is_async=is_async,
+                            batch=batch)
 
     def on_startup(self, hook: F) -> F:
         """Run ``hook(ctx)`` (sync or async) when the worker starts, before any event is handled;
@@ -230,6 +243,22 @@ class Consumer:
     @property
     def needs_postgres(self) -> bool:
         return self.postgres or any(s.inbox is InboxKind.POSTGRES for s in self.subscriptions)
+
+
+MAX_BATCH = 10_000
+
+
+def _batch_problems(batch: Any, inbox: str, options: dict[str, Any]) -> list[str]:
+    if batch is None:
+        return []
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH:
+        return [f"field 'batch' = {batch!r}; expected an integer from 1 to {MAX_BATCH} (events per handler call)"]
+    if inbox != InboxKind.TABLE:
+        return [f"field 'batch' = {batch!r} with inbox={inbox!r}: batch handlers use the table inbox; for one "
+                "Postgres transaction per batch of events keep a per-event handler and set batch_size"]
+    if options.get("batch_size") is not None:
+        return [f"field 'batch_size' = {options['batch_size']!r} with batch={batch!r}: give one of them"]
+    return []
 
 
 def _pick(value: Any, default: Any) -> Any:

@@ -11,7 +11,8 @@ import logging
 from typing import Callable, Sequence, TypeVar
 
 from relay.consume.batch import CURRENT, Abort, Batch
-from relay.consume.pipeline import OpenBatch, Pipeline, Record
+from relay.consume.pipeline import OpenBatch, Pipeline, Record, header_list
+from relay.handling.event import event_id_of
 
 log = logging.getLogger("relay.consumer")
 T = TypeVar("T")
@@ -42,6 +43,9 @@ async def _one_transaction(p: Pipeline, items: Sequence[T], i: int, record_of: C
         end += 1
     try:
         async with open_batch() as batch:
+            if batch.prepare is not None:  # one statement claims every id of the run
+                ids = [event_id_of(header_list(record_of(items[n]))) for n in range(start, end)]
+                await batch.prepare([i for i in ids if i is not None])
             token = CURRENT.set(batch)
             try:
                 for i in range(start, end):
@@ -61,9 +65,9 @@ async def _one_transaction(p: Pipeline, items: Sequence[T], i: int, record_of: C
             bind(items[start])
             await p.settled(record_of(items[start]))
             return start + 1
-        log.warning("%s: a batch of %d records did not commit (%s: %s); handling its %d successful "
-                    "events again, one transaction each", p.topic, end - start, type(exc).__name__, exc,
-                    len(batch.fresh))
+        log.warning("%s: a batch of %d records failed as a whole (%s: %s: its COMMIT, or the batch handler); "
+                    "handling its %d successful events again, one by one", p.topic, end - start,
+                    type(exc).__name__, exc, len(batch.fresh))
         await _again(p, items, batch.fresh, record_of, bind, None)
         return end
     for n, action in batch.deferred:

@@ -154,7 +154,8 @@ def postgres_invoker(pool: Pool, consumer: str, handler: Handler, state: dict[st
         batch = CURRENT.get()
         try:
             if batch is not None:  # in the batch's transaction (relay.consume.batch), no savepoint
-                return await _handle_in(batch.conn, consumer, handler, event, attempt, state)
+                claimed = batch.take_claim(event.id)
+                return await _handle_in(batch.conn, consumer, handler, event, attempt, state, claimed)
             async with pool.connection() as conn:
                 return await _handle(conn, consumer, handler, event, attempt, state)
         except PoolTimeout as exc:
@@ -167,12 +168,13 @@ def postgres_invoker(pool: Pool, consumer: str, handler: Handler, state: dict[st
 
 
 async def _handle_in(conn: Conn, consumer: str, handler: Handler, event: Event, attempt: int,
-                     state: dict[str, Any]) -> bool:
-    """Claim and handle in the transaction already open on ``conn``; a failure leaves it to the
-    caller to roll back (the batch driver rolls the whole batch back)."""
+                     state: dict[str, Any], claimed: bool | None = None) -> bool:
+    """Claim (unless ``claimed`` says how the batch's up-front claim went) and handle in the
+    transaction already open on ``conn``; a failure leaves it to the caller to roll back (the
+    batch driver rolls the whole batch back)."""
     tx = Tx(conn, consumer=consumer, event_id=event.id, attempt=attempt, state=state)
     try:
-        if not await aclaim(conn, consumer, event.id):
+        if not (await aclaim(conn, consumer, event.id) if claimed is None else claimed):
             return False
         await handler(event, tx)
         tx._committable()
@@ -188,14 +190,34 @@ async def _handle(conn: Conn, consumer: str, handler: Handler, event: Event, att
         return await _handle_in(conn, consumer, handler, event, attempt, state)
 
 
-def batch_opener(pool: Pool) -> Callable[[], AbstractAsyncContextManager[Batch]]:
+def batch_opener(pool: Pool, consumer: str) -> Callable[[], AbstractAsyncContextManager[Batch]]:
     """``open_batch()``: a pooled connection in an open transaction, as a :class:`Batch`; the
-    transaction commits when the block ends (psycopg errors, COMMIT's included, propagate)."""
+    transaction commits when the block ends (psycopg errors, COMMIT's included, propagate).
+
+    The batch claims its events' ids in one statement up front (``Batch.prepare``); before the
+    COMMIT, the claims of events that were not handled in it (parked behind a retry, filtered
+    by type, dead-lettered) are deleted again, so that a later delivery still handles them."""
     @asynccontextmanager
     async def open_batch() -> AsyncIterator[Batch]:
         async with pool.connection() as conn, conn.transaction():
-            yield Batch(conn)
+            batch = Batch(conn)
+
+            async def prepare(ids: list[str]) -> None:
+                batch.claims = dict.fromkeys(ids, False)
+                if ids:
+                    rows = await (await conn.execute(CLAIM_ALL, (consumer, ids))).fetchall()
+                    batch.claims.update((str(row[0]), True) for row in rows)
+            batch.prepare = prepare
+            yield batch
+            unused = [i for i, fresh in (batch.claims or {}).items() if fresh and i not in batch.used]
+            if unused:
+                await conn.execute(UNCLAIM, (consumer, unused))
     return open_batch
+
+
+CLAIM_ALL = ("INSERT INTO processed_events (consumer, event_id) SELECT %s, unnest(%s::uuid[]) "
+             "ON CONFLICT DO NOTHING RETURNING event_id")
+UNCLAIM = "DELETE FROM processed_events WHERE consumer = %s AND event_id = ANY(%s::uuid[])"
 
 
 def open_pool(dsn: str, size: int, *, name: str = POOL_NAME, timeout_s: float = POOL_TIMEOUT_S) -> Pool:

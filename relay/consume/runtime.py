@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
+from relay.consume.batch import CURRENT, Batch
 from relay.consume.consumer import Consumer, Context, Hook, InboxKind, Subscription
 from relay.consume.pipeline import Invoke, OpenBatch
 from relay.handling.event import Event
@@ -78,13 +80,25 @@ class Runtime:
         return max(2, min(total, self.settings.consumer_pool_max))
 
     def batch_opener(self, sub: Subscription) -> "OpenBatch | None":
-        """How ``sub`` opens a batch transaction (relay.consume.batch); None: no batches."""
+        """How ``sub`` opens a batch transaction (relay.consume.batch); None: no batches. For a
+        batch handler (``subscribe(batch=N)``) the "transaction" is one call of the handler with
+        the events collected in it: if that raises, the driver handles each of them again alone."""
+        if sub.batch is not None:
+            call = self._caller(sub)
+
+            @asynccontextmanager
+            async def collect() -> AsyncIterator[Batch]:
+                batch = Batch(conn=None)
+                yield batch
+                if batch.collected:
+                    await call(list(batch.collected), 1)
+            return collect
         if sub.inbox is not InboxKind.POSTGRES:
             return None
         from relay.consume.pg import batch_opener
 
         def open_batch() -> Any:
-            return batch_opener(self._open_pool())()
+            return batch_opener(self._open_pool(), self.consumer.name)()
         return open_batch
 
     def invoker(self, sub: Subscription) -> Invoke:
@@ -108,6 +122,17 @@ class Runtime:
 
     def _table_invoker(self, sub: Subscription) -> Invoke:
         handler, takes_context = sub.handler, sub.takes_context
+        if sub.batch is not None:
+            call_with = self._caller(sub)
+
+            async def invoke_batch(event: Event, attempt: int) -> bool:
+                batch = CURRENT.get()
+                if batch is not None:  # called with the batch when it ends (batch_opener)
+                    batch.collected.append(event)
+                else:  # a retry, or a batch handled again event by event
+                    await call_with([event], attempt)
+                return True
+            return invoke_batch
         if sub.is_async:
             if takes_context:
                 async def invoke(event: Event, attempt: int) -> bool:
@@ -130,6 +155,24 @@ class Runtime:
             await asyncio.to_thread(call, event, attempt)
             return True
         return invoke_sync
+
+
+    def _caller(self, sub: Subscription) -> Callable[[Any, int], Awaitable[None]]:
+        """``call(argument, attempt)``: the handler with ``argument`` (and a context), sync ones in a thread."""
+        handler, takes_context = sub.handler, sub.takes_context
+        if sub.is_async:
+            async def call(arg: Any, attempt: int) -> None:
+                await (handler(arg, self.context(attempt)) if takes_context else handler(arg))
+            return call
+
+        def run(arg: Any, attempt: int) -> None:
+            result = handler(arg, self.context(attempt)) if takes_context else handler(arg)
+            if inspect.isawaitable(result):
+                raise TypeError(f"handler {handler!r} returned an awaitable from a sync call")
+
+        async def call_sync(arg: Any, attempt: int) -> None:
+            await asyncio.to_thread(run, arg, attempt)
+        return call_sync
 
 
 async def _call(hook: Hook | Callable[..., Any], ctx: Context) -> None:

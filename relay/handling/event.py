@@ -42,6 +42,34 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else str(value)
 
 
+def _event_id(raw: bytes | str | None) -> str:
+    """The ``id`` header as the canonical UUID text, or DecodeError."""
+    try:
+        raw_id = raw.decode("utf-8") if type(raw) is bytes else _text(raw)
+    except UnicodeDecodeError:
+        raise DecodeError(f"header {_ID!r} is not UTF-8 text: {raw!r}") from None
+    if not raw_id:
+        raise DecodeError(f"header {_ID!r} missing; expected the outbox event id (a UUID)")
+    if _CANONICAL_UUID.fullmatch(raw_id):  # the usual form: already what str(UUID) gives
+        return raw_id
+    try:
+        return str(uuid.UUID(raw_id.strip('"')))
+    except ValueError:
+        raise DecodeError(f"header {_ID!r} = {raw_id!r}; expected a UUID") from None
+
+
+def event_id_of(headers: list[tuple[str, bytes | None]]) -> str | None:
+    """The event id :func:`decode` would give a record with these headers; None if it has none
+    (such a record is dead-lettered by decode)."""
+    for name, raw in headers:
+        if name == _ID:
+            try:
+                return _event_id(raw)
+            except DecodeError:
+                return None
+    return None
+
+
 def decode(
     *, key: bytes | None, value: bytes | None,
     headers: Mapping[str, bytes | None] | Mapping[str, bytes] | list[tuple[str, bytes]] | None,
@@ -50,20 +78,7 @@ def decode(
     """Decode one record; JSON text, or binary Avro (single-object encoding, found by schema
     fingerprint in ``schemas``, default the repo's schemas/)."""
     headers = dict(headers or {})  # confluent-kafka gives [(name, bytes)], faust a dict
-    raw = headers.get(_ID)
-    try:
-        raw_id = raw.decode("utf-8") if type(raw) is bytes else _text(raw)
-    except UnicodeDecodeError:
-        raise DecodeError(f"header {_ID!r} is not UTF-8 text: {raw!r}") from None
-    if not raw_id:
-        raise DecodeError(f"header {_ID!r} missing; expected the outbox event id (a UUID)")
-    if _CANONICAL_UUID.fullmatch(raw_id):  # the usual form: already what str(UUID) gives
-        event_id = raw_id
-    else:
-        try:
-            event_id = str(uuid.UUID(raw_id.strip('"')))
-        except ValueError:
-            raise DecodeError(f"header {_ID!r} = {raw_id!r}; expected a UUID") from None
+    event_id = _event_id(headers.get(_ID))
     if value is None:
         payload = None
     elif value[:2] == AVRO_MARKER:

@@ -27,7 +27,9 @@ from tests.support.workers import Workers
 pytestmark = pytest.mark.integration
 
 OUTAGE_S = 35
-LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\] \[\d+\] \[(\w+)\] (.*)$")
+# Faust's format ("[date] [pid] [LEVEL] message") or the kafka engine's ("date LEVEL logger message")
+LINE = re.compile(r"^(?:\[\d{4}-\d\d-\d\d [\d:,]+\] \[\d+\] \[\w+\]"
+                  r"|\d{4}-\d\d-\d\d [\d:,]+ [A-Z]+ \S+) (?P<message>.*)$")
 
 
 def free_ports(count: int) -> list[int]:
@@ -95,7 +97,7 @@ def test_a_broker_outage_is_a_few_rate_limited_lines(stack, settings, unique, tm
         workers.stop()
         broker.stop()
     lines = [line for line in outage.splitlines() if line.strip()]
-    shapes = Counter(re.sub(r"\d+", "#", m[2])[:80] for m in map(LINE.match, lines) if m)
+    shapes = Counter(re.sub(r"\d+", "#", m["message"])[:80] for m in map(LINE.match, lines) if m)
     print(f"{len(lines)} log lines during a {OUTAGE_S} s outage and the recovery; most frequent:",
           *shapes.most_common(8), sep="\n  ")
     assert len(lines) < 150, shapes.most_common(5)

@@ -91,3 +91,40 @@ def test_a_failed_commit_runs_the_events_again_alone():
     h, pipeline = setup(db)
     run_batch(h, pipeline, db, records(h, "ABC"))
     assert db.committed == [1, 2, 3] and db.transactions == 4 and handled(h) == 3
+
+
+def test_a_batch_handler_gets_lists_and_a_failing_list_is_handled_again_event_by_event():
+    calls = []
+    consumer = Consumer("batch-handler")
+
+    @consumer.subscribe("order", batch=3)
+    async def on_orders(events: list[Event]) -> None:
+        calls.append([e.payload["n"] for e in events])
+        if len(events) > 1 and any(e.payload["n"] == 5 for e in events):
+            raise TimeoutError("the bulk call timed out")
+    h = Harness(consumer)
+    pipeline = h.pipelines["outbox.event.order"]
+    sub = consumer.subscriptions[0]
+    opener = h.runtime.batch_opener(sub)
+    assert opener is not None and sub.options.batch_size == 3 and sub.options.max_in_flight == 3
+
+    async def main():
+        recs = records(h, "ABCDEF")
+        for chunk in (recs[:3], recs[3:]):  # what a lane takes at once
+            await settle_all(pipeline, chunk, lambda r: r, lambda r: None, opener)
+        await h.advance(3600)
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert calls == [[1, 2, 3], [4, 5, 6], [4], [5], [6]]
+    assert handled(h) == 6 and h.dead_letters == []
+
+
+def test_batch_handler_declaration_mistakes_are_named():
+    import pytest
+
+    from relay.errors import ConfigError
+
+    consumer = Consumer("batch-mistakes")
+    for kwargs, words in [({"batch": 0}, "field 'batch' = 0"), ({"batch": 10, "inbox": "postgres"}, "table inbox"),
+                          ({"batch": 10, "batch_size": 5}, "give one of them")]:
+        with pytest.raises(ConfigError, match=words):
+            consumer.subscribe("order", **kwargs)(lambda events: None)

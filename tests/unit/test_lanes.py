@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from relay.consume._faust.lanes import Lanes
+from relay.consume.lanes import Lanes
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""relay.consume._faust.preflight: how an app declares the database it needs (no I/O)."""
+"""relay.consume.preflight: how an app declares the database it needs (no I/O)."""
 
-from relay.consume._faust.preflight import databases, needs_database
+from relay.consume.preflight import databases, needs_database
 
 DSN = "postgresql://relay:pw-123@127.0.0.1:55432/relay"
 

@@ -12,12 +12,31 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from relay.consume._kafka.tables import ChangelogTable
 from relay.errors import KafkaUnavailable
 
 log = logging.getLogger("relay.consumer")
+
+
+def _watermarks(reader: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+    """The partition's (low, high) offsets; retried while the broker says to (a changelog created
+    a moment ago has no leader yet: NOT_LEADER_FOR_PARTITION, UNKNOWN_TOPIC_OR_PART)."""
+    while True:
+        try:
+            return reader.get_watermark_offsets(tp, timeout=max(1.0, deadline - time.monotonic()))
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not (isinstance(err, KafkaError) and (err.retriable() or err.code() in _SETTLING)) \
+                    or time.monotonic() > deadline:
+                raise KafkaUnavailable(f"changelog {tp.topic}[{tp.partition}]: {exc}") from None
+            log.info("changelog %s[%d] not ready (%s); retrying", tp.topic, tp.partition, err.str())
+            time.sleep(0.5)
+
+
+_SETTLING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+             KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION, KafkaError._TIMED_OUT)
 
 
 def restore(config: dict[str, Any], wanted: list[tuple[ChangelogTable, int]], timeout_s: float = 120.0) -> int:
@@ -29,15 +48,16 @@ def restore(config: dict[str, Any], wanted: list[tuple[ChangelogTable, int]], ti
                        "enable.partition.eof": False, "isolation.level": "read_uncommitted"})
     try:
         ends: dict[tuple[str, int], int] = {}
+        deadline = time.monotonic() + timeout_s
         for (topic, p) in by_tp:
-            low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            low, high = _watermarks(reader, TopicPartition(topic, p), deadline)
             by_tp[(topic, p)].restoring(p)
             if high > low:
                 ends[(topic, p)] = high
         if not ends:
             return 0
         reader.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
-        read, deadline = 0, time.monotonic() + timeout_s
+        read = 0
         while ends:
             if time.monotonic() > deadline:
                 raise KafkaUnavailable(f"restoring {sorted(ends)} did not reach the end within {timeout_s:.0f} s")

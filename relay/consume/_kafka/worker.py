@@ -36,6 +36,7 @@ from relay.consume._kafka.subscription import KafkaSubscription
 from relay.consume.consumer import Consumer
 from relay.consume.runtime import Runtime
 from relay.errors import ConfigError
+from relay.kafka_logs import kafka_logger
 from relay.metrics import ConsumerMetrics
 from relay.topics import client_config, producer_config
 
@@ -136,7 +137,8 @@ class KafkaWorker:
                 "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed", "partition.assignment.strategy": "range",
                 "max.partition.fetch.bytes": max(1 << 20, s.max_record_bytes),
-                "fetch.max.bytes": max(50 << 20, s.max_record_bytes)}
+                "fetch.max.bytes": max(50 << 20, s.max_record_bytes),
+                "fetch.wait.max.ms": s.consumer_fetch_wait_ms}
 
     async def _shutdown(self, helpers: list[asyncio.Task[None]]) -> None:
         loop = asyncio.get_running_loop()
@@ -189,8 +191,8 @@ class KafkaWorker:
             return
         if err.fatal():
             self.fail(KafkaException(err))
-        else:
-            log.warning("consumer: %s", err.str())
+        else:  # broker down, partition leader moved...: librdkafka retries; rate-limited like its own logs
+            kafka_logger().warning("consumer: %s", err.str())
 
     def _pause(self, topic: str, partition: int, pause: bool) -> None:
         kafka = self.kafka
@@ -329,4 +331,8 @@ class KafkaWorker:
 
 
 def _names(tps: list[TP]) -> str:
-    return ", ".join(f"{t}[{p}]" for t, p in sorted(tps)) or "nothing"
+    """``topic[0,1,2], topic.retry.1[0,1,2]``."""
+    by_topic: dict[str, list[int]] = {}
+    for t, p in sorted(tps):
+        by_topic.setdefault(t, []).append(p)
+    return ", ".join(f"{t}[{','.join(map(str, ps))}]" for t, ps in by_topic.items()) or "nothing"
