@@ -59,7 +59,7 @@ integration: install
 
 # the long kill tests: 20 hard kills of each relay (Kafka Connect, poller) while writers commit
 faults: install
-	FAULT_KILLS=$${FAULT_KILLS:-20} FAULT_STARTS=$${FAULT_STARTS:-20} $(BIN)/python -m pytest -s tests/conformance/test_kills.py \
+	RELAY_LONG_TESTS=1 FAULT_KILLS=$${FAULT_KILLS:-20} FAULT_STARTS=$${FAULT_STARTS:-20} $(BIN)/python -m pytest -s tests/conformance/test_kills.py \
 		tests/integration/test_worker_kills.py tests/integration/test_workers_start_together.py $(PYTEST_ARGS)
 
 # every benchmark scenario next to its same-run baseline (relay bench --help); ~15 min on 2 cores

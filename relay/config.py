@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     offset_mismatch_strategy: Literal["trust_offset", "no_validation", "trust_slot", "trust_greater_lsn"] = Field(
         "trust_offset", description="trust_offset: a slot that is ahead of the stored offset (dropped and "
                                     "recreated) fails the task instead of skipping the events in between")
-    poll_interval_ms: int = Field(5, ge=1, description="Debezium's 500 ms default costs ~0.6 s latency")
+    poll_interval_ms: int = Field(1, ge=1, description="Debezium's 500 ms default costs ~0.6 s latency")
     heartbeat_interval_ms: int = Field(5000, ge=0, description="0 disables heartbeats (idle slots then pin WAL)")
     heartbeat_action_query: str = Field(
         "SELECT pg_logical_emit_message(true, 'heartbeat', now()::varchar)",
@@ -160,9 +160,10 @@ class Settings(BaseSettings):
     consumer_fetch_wait_ms: int = Field(
         500, ge=0, le=300_000, description="consumer_engine=kafka: librdkafka fetch.wait.max.ms, the longest the "
                                            "broker holds a fetch that has no record to return yet")
-    consumer_engine: Literal["faust", "kafka"] = Field("faust", description="what runs a worker's pipelines: "
-                                                       "faust (faust-streaming agents) or kafka (confluent-kafka "
-                                                       "directly, batched; same topics, tables and guarantees)")
+    consumer_engine: Literal["kafka", "faust"] = Field("kafka", description="what runs a worker's pipelines: "
+                                                       "kafka (confluent-kafka, batched fetches) or faust "
+                                                       "(faust-streaming agents); same topics, group, tables and "
+                                                       "guarantees, so a group can switch (docs/engines.md)")
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> "Settings":

@@ -67,12 +67,11 @@ def unique():
     return uuid.uuid4().hex[:10]
 
 
-# Both engines run a consumer's pipelines (relay.consume._kafka, relay.consume._faust); the worker
-# guarantee tests take `engine` and run once per engine (the worker subprocesses inherit the env).
-ENGINES = ("kafka", "faust")
-
-
-@pytest.fixture(params=ENGINES)
+# Both engines run a consumer's pipelines (relay.consume._kafka, relay.consume._faust); a worker
+# guarantee test takes `engine` (parametrized indirectly, tests/support/engines.py) and the worker
+# subprocesses it starts inherit the engine through the environment.
+@pytest.fixture
 def engine(request, monkeypatch):
-    monkeypatch.setenv("RELAY_CONSUMER_ENGINE", request.param)
-    return request.param
+    name = getattr(request, "param", "kafka")
+    monkeypatch.setenv("RELAY_CONSUMER_ENGINE", name)
+    return name

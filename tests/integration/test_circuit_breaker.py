@@ -11,13 +11,15 @@ import pytest
 from confluent_kafka import Producer
 
 from relay.topics import apply_topics, producer_config
+from tests.support.engines import BOTH
 from tests.support.flaky_app import SCHEMA
 from tests.support.workers import Workers
 
 pytestmark = pytest.mark.integration
 
 
-def test_breaker_opens_probes_and_closes(stack, settings, unique):
+@pytest.mark.parametrize("engine", BOTH, indirect=True)
+def test_breaker_opens_probes_and_closes(stack, settings, unique, engine):
     topic = f"outbox.event.breaker{unique}"
     apply_topics(settings, [topic])
     ids = [str(uuid.uuid4()) for _ in range(8)]

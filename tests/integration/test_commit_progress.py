@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from tests.integration.test_worker_restarts import wait_all_handled
+from tests.support.engines import BOTH
 from tests.support.flaky_app import flaky_workers
 from tests.support.workers import Feed
 
@@ -38,7 +39,8 @@ def behind(settings, group: str, topic: str) -> dict[int, tuple[int, int]]:
         probe.close()
 
 
-def test_committed_offsets_reach_the_end_of_a_transactional_topic(stack, settings, unique):
+@pytest.mark.parametrize("engine", BOTH, indirect=True)
+def test_committed_offsets_reach_the_end_of_a_transactional_topic(stack, settings, unique, engine):
     topic = f"outbox.event.txn{unique}"
     workers = flaky_workers(settings, topic, f"worker-txn-{unique}")
     workers.start()

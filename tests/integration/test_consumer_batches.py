@@ -14,6 +14,7 @@ from relay.bench.worker_proc import free_port
 from relay.headers import Header, dlq_topic
 from relay.topics import apply_topics
 from tests.support.effects_app import check_effects, prepare
+from tests.support.engines import FAUST_IN_LONG_RUNS
 from tests.support.kafka import read_until
 from tests.support.workers import Feed, Workers
 
@@ -35,10 +36,14 @@ def echoes(settings, aggregatetype: str) -> list[str]:
                                            (aggregatetype,))]
 
 
-@pytest.mark.xfail(strict=False, reason="one run (2026-11-29) lost 1 of 3,980 events (the first of its key, early "
-                                        "in a partition, no watchdog or gap log): batching is off by default until "
-                                        "this is explained and the test passes 20 runs in a row")
-def test_kills_poison_and_retries_mid_batch_effects_and_follow_ups_exactly_once(stack, settings, unique):
+FAUST_LOSS = pytest.mark.xfail(strict=False, reason=(
+    "Faust engine: one run (2026-11-29) lost 1 of 3,980 events (the first of its key, early in a partition, no "
+    "watchdog or gap log); batching stays off there (RELAY_CONSUMER_BATCH_SIZE) until it is explained"))
+
+
+@pytest.mark.parametrize("engine", ["kafka", pytest.param("faust", marks=[*FAUST_IN_LONG_RUNS.marks, FAUST_LOSS])],
+                         indirect=True)
+def test_kills_poison_and_retries_mid_batch_effects_and_follow_ups_exactly_once(stack, settings, unique, engine):
     topic, echo = f"outbox.event.batch{unique}", f"batchecho{unique}"
     apply_topics(settings, [topic])
     prepare(settings.dsn)

@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Producer
 
 from relay.topics import producer_config
+from tests.support.engines import BOTH
 from tests.support.flaky_app import flaky_workers
 from tests.support.workers import Feed
 
@@ -50,7 +51,9 @@ def source_lags(port: int, topic: str) -> dict[int, float]:
     return {p: v for (t, p), v in lags(port).items() if t == topic}
 
 
-def test_lag_is_zero_when_caught_up_on_a_transactional_topic_and_shows_a_waiting_record(stack, settings, unique):
+@pytest.mark.parametrize("engine", BOTH, indirect=True)
+def test_lag_is_zero_when_caught_up_on_a_transactional_topic_and_shows_a_waiting_record(
+        stack, settings, unique, engine):
     topic, stage = f"outbox.event.lag{unique}", f"outbox.event.lag{unique}.retry.1"
     port = free_port()
     workers = flaky_workers(settings, topic, f"worker-lag-{unique}",

@@ -15,12 +15,14 @@ from confluent_kafka import Producer
 
 from relay.stack.process import ManagedProcess
 from relay.topics import producer_config
+from tests.support.engines import BOTH
 from tests.support.flaky_app import SCHEMA
 
 pytestmark = pytest.mark.integration
 
 
-def test_failing_key_is_parked_in_order_while_others_flow(stack, settings, unique):
+@pytest.mark.parametrize("engine", BOTH, indirect=True)
+def test_failing_key_is_parked_in_order_while_others_flow(stack, settings, unique, engine):
     topic = f"outbox.event.flaky{unique}"
     ids = {name: str(uuid.uuid4()) for name in
            [f"{k}{i}" for k in "AB" for i in range(1, 6)] + ["Z1", "Z2"]}
@@ -71,7 +73,8 @@ def test_failing_key_is_parked_in_order_while_others_flow(stack, settings, uniqu
     assert z1["attempts"] == "4" and z1["error_class"] == "TimeoutError"
 
 
-def test_parking_keeps_order_with_two_workers(stack, settings, unique):
+@pytest.mark.parametrize("engine", BOTH, indirect=True)
+def test_parking_keeps_order_with_two_workers(stack, settings, unique, engine):
     """Parking state lives in a table co-partitioned with the source and the stage topics: with two
     workers (partitions split between them) each key's events are still handled in order. (A
     fresh-clone run once saw K0 handled 0,1,3,2: event 3 reached the source after its head moved

@@ -21,6 +21,7 @@ from relay.config import load_settings
 from relay.kafka_logs import kafka_logger
 from relay.stack.kafka import KafkaPart
 from relay.topics import apply_topics, producer_config
+from tests.support.engines import KAFKA_AND_LONG_FAUST
 from tests.support.flaky_app import SCHEMA
 from tests.support.workers import Workers
 
@@ -55,7 +56,8 @@ def handled(settings, event_id: str) -> bool:
         return conn.execute("SELECT 1 FROM flaky_effects WHERE event_id = %s", (event_id,)).fetchone() is not None
 
 
-def test_a_broker_outage_is_a_few_rate_limited_lines(stack, settings, unique, tmp_path):
+@pytest.mark.parametrize("engine", KAFKA_AND_LONG_FAUST, indirect=True)
+def test_a_broker_outage_is_a_few_rate_limited_lines(stack, settings, unique, tmp_path, engine):
     port, controller = free_ports(2)
     own = load_settings(stack_dir=tmp_path / "stack", cache_dir=settings.cache_dir, kafka_port=port,
                         kafka_controller_port=controller, pg_dsn=settings.dsn)

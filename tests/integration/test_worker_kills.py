@@ -12,6 +12,7 @@ import pytest
 
 from relay.topics import apply_topics
 from tests.support.effects_app import check_effects as check, prepare
+from tests.support.engines import FAUST_IN_LONG_RUNS, KAFKA_AND_LONG_FAUST
 from tests.support.workers import Feed, Workers
 
 pytestmark = pytest.mark.integration
@@ -26,9 +27,11 @@ def setup(settings, unique, name):
     return topic
 
 
-@pytest.mark.parametrize(("concurrency", "store"), [(1, "memory"), (4, "memory"), (4, "rocksdb")])
-def test_sigkill_mid_stream_effects_exactly_once_in_order(stack, settings, unique, concurrency, store):
-    topic = setup(settings, unique, f"kill{concurrency}{store[0]}")
+@pytest.mark.parametrize(("engine", "concurrency", "store"), [
+    ("kafka", 1, "memory"), ("kafka", 4, "memory"), ("faust", 4, "rocksdb"),
+    pytest.param("faust", 1, "memory", marks=FAUST_IN_LONG_RUNS.marks)], indirect=["engine"])
+def test_sigkill_mid_stream_effects_exactly_once_in_order(stack, settings, unique, engine, concurrency, store):
+    topic = setup(settings, unique, f"kill{concurrency}{store[0]}{engine[0]}")
     workers = Workers(settings, APP, f"worker-kill-{unique}", args=("--store", store), env={
         "EFFECTS_TOPIC": topic, "EFFECTS_DELAY_MS": "2", "RELAY_CONSUMER_CONCURRENCY": str(concurrency)})
     workers.start()
@@ -45,10 +48,12 @@ def test_sigkill_mid_stream_effects_exactly_once_in_order(stack, settings, uniqu
         assert workers.alive()
     finally:
         workers.stop()
-    print(f"[concurrency {concurrency}, {store}] {kills} SIGKILLs, {len(rows)} effects, exactly once, in order")
+    print(f"[{engine}, concurrency {concurrency}, {store}] {kills} SIGKILLs, {len(rows)} effects, exactly once, "
+          "in order")
 
 
-def test_rebalance_add_and_remove_workers(stack, settings, unique):
+@pytest.mark.parametrize("engine", KAFKA_AND_LONG_FAUST, indirect=True)
+def test_rebalance_add_and_remove_workers(stack, settings, unique, engine):
     topic = setup(settings, unique, "rebalance")
     workers = Workers(settings, APP, f"worker-rebal-{unique}",
                       env={"EFFECTS_TOPIC": topic, "EFFECTS_DELAY_MS": "1", "RELAY_CONSUMER_CONCURRENCY": "2"})

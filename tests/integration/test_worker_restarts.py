@@ -11,6 +11,7 @@ import time
 import psycopg
 import pytest
 
+from tests.support.engines import FAUST_IN_LONG_RUNS
 from tests.support.flaky_app import flaky_workers
 from tests.support.workers import Feed
 
@@ -35,9 +36,11 @@ def wait_all_handled(settings, ids: set[str], timeout_s: float) -> dict[str, int
         time.sleep(0.5)
 
 
-@pytest.mark.parametrize(("how", "store"), [("sigterm", "memory"), ("sigkill", "memory"), ("sigterm", "rocksdb")])
-def test_worker_restarted_while_records_arrive_loses_nothing(stack, settings, unique, how, store):
-    topic = f"outbox.event.restart{how[3:]}{store[0]}{unique}"
+@pytest.mark.parametrize(("engine", "how", "store"), [
+    ("kafka", "sigterm", "memory"), ("kafka", "sigkill", "memory"), ("faust", "sigterm", "rocksdb"),
+    pytest.param("faust", "sigkill", "memory", marks=FAUST_IN_LONG_RUNS.marks)], indirect=["engine"])
+def test_worker_restarted_while_records_arrive_loses_nothing(stack, settings, unique, engine, how, store):
+    topic = f"outbox.event.restart{how[3:]}{store[0]}{engine[0]}{unique}"
     workers = flaky_workers(settings, topic, f"worker-restart-{unique}", args=("--store", store))
     workers.start()
     try:

@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import Producer
 
 from relay.topics import producer_config
+from tests.support.engines import KAFKA_AND_LONG_FAUST
 from tests.support.flaky_app import flaky_workers
 
 pytestmark = pytest.mark.integration
@@ -30,8 +31,9 @@ def wait_for(what: str, check, timeout_s: float) -> None:
         time.sleep(0.3)
 
 
+@pytest.mark.parametrize("engine", KAFKA_AND_LONG_FAUST, indirect=True)
 def test_sigterm_does_not_wait_for_a_retry_delay_and_the_event_is_handled_once_after_restart(
-        stack, settings, unique):
+        stack, settings, unique, engine):
     topic = f"outbox.event.shutdown{unique}"
     workers = flaky_workers(settings, topic, f"worker-shutdown-{unique}", env={"RELAY_RETRY_DELAYS": f"{DELAY_S}s"})
     probe, waiting = str(uuid.uuid4()), str(uuid.uuid4())

@@ -17,6 +17,7 @@ from relay.bench.pipeline import _group_stable
 from relay.bench.worker_proc import WorkerProcess, handled
 from relay.consume._faust.gapfill import GapReader
 from relay.topics import admin, apply_topics
+from tests.support.engines import FAUST_IN_LONG_RUNS
 
 pytestmark = pytest.mark.integration
 STARTS = int(os.environ.get("FAULT_STARTS", "3"))
@@ -67,8 +68,10 @@ def _unstalled(port: int, topic: str) -> int:
     return sum(int(float(line[len(prefix):])) for line in text.splitlines() if line.startswith(prefix))
 
 
-@pytest.mark.parametrize("workers", [2, 4])
-def test_workers_started_together_consume_every_partition(stack, settings, tmp_path, workers):
+@pytest.mark.parametrize(("engine", "workers"), [
+    ("kafka", 2), ("kafka", 4), ("faust", 4), pytest.param("faust", 2, marks=FAUST_IN_LONG_RUNS.marks)],
+    indirect=["engine"])
+def test_workers_started_together_consume_every_partition(stack, settings, tmp_path, engine, workers):
     runs = [start_together(settings, tmp_path, workers) for _ in range(STARTS)]
     print(f"[{workers} workers] {STARTS} starts: caught up in {[round(s, 1) for s, _ in runs]} s, "
           f"partitions sought back {[n for _, n in runs]}")
