@@ -1,4 +1,4 @@
-"""Idempotent Faust consumer (no-op handler) vs a raw confluent-kafka loop, on one topic, in one run.
+"""Idempotent consumer (no-op handler) on each engine vs a raw confluent-kafka loop, on one topic, in one run.
 
 Workload: ``events`` JSON records (~200 bytes, header ``id`` = uuid4, header ``type``, keys over
 1000 aggregates) produced once into a fresh ``outbox.event.bench<hex>`` topic. Then:
@@ -10,7 +10,8 @@ Workload: ``events`` JSON records (~200 bytes, header ``id`` = uuid4, header ``t
   an idempotent producer, and per consumed batch the offsets committed only after those records
   were acknowledged: the baseline the worker is compared with;
 - worker(store): ``relay worker relay.bench.noop_app:make_consumer --store <store>`` as a subprocess
-  (own app id / group per store); progress from its /metrics (``relay_events_handled_total``),
+  (own app id / group per store): ``memory`` and ``rocksdb`` on the Faust engine, ``kafka`` on the
+  kafka engine (tables in memory); progress from its /metrics (``relay_events_handled_total``),
   RSS from /proc every 0.5 s; SIGTERM once every event is handled.
 
 Rates count from the first event seen (startup excluded; ``rate_with_startup`` includes it). The
@@ -184,7 +185,7 @@ def du(path: Path) -> int:
 
 
 def run_worker(settings: Settings, topic: str, events: int, store: str, workdir: Path, deadline: float) -> RunFigures:
-    worker = WorkerProcess(topic, store, workdir).start()
+    worker = WorkerProcess(topic, store, workdir, engine=None if store == "kafka" else "faust").start()
     peak, first, first_count, count = 0, None, 0, 0
     try:
         while True:

@@ -38,8 +38,11 @@ def handled(port: int, topic: str) -> int | None:
 
 class WorkerProcess:
     def __init__(self, topic: str, store: str, workdir: Path, name: str = "", env: dict | None = None,
-                 args: tuple[str, ...] = (), app: str = APP) -> None:
+                 args: tuple[str, ...] = (), app: str = APP, engine: str | None = None) -> None:
+        """``store`` "kafka": the kafka engine (tables in memory); ``engine`` None: the worker's
+        default (RELAY_CONSUMER_ENGINE)."""
         self.topic, self.store, self.args, self.app = topic, store, args, app
+        self.engine = "kafka" if store == "kafka" else engine
         self.name = name or store
         self.port = free_port()
         self.log = workdir / f"worker-{self.name}.log"
@@ -53,10 +56,10 @@ class WorkerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.started = time.monotonic()
         with self.log.open("wb") as out:
-            # store "kafka": the confluent-kafka engine (its tables live in memory)
-            store, engine = ("memory", "kafka") if self.store == "kafka" else (self.store, "faust")
+            store = "memory" if self.store == "kafka" else self.store
+            engine = ("--engine", self.engine) if self.engine else ()
             self.proc = subprocess.Popen([sys.executable, "-m", "relay", "worker", self.app, "--store", store,
-                                          "--engine", self.env.get("RELAY_CONSUMER_ENGINE", engine), *self.args],
+                                          *engine, *self.args],
                                          env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         return self
 

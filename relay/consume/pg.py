@@ -196,10 +196,14 @@ def batch_opener(pool: Pool, consumer: str) -> Callable[[], AbstractAsyncContext
 
     The batch claims its events' ids in one statement up front (``Batch.prepare``); before the
     COMMIT, the claims of events that were not handled in it (parked behind a retry, filtered
-    by type, dead-lettered) are deleted again, so that a later delivery still handles them."""
+    by type, dead-lettered) are deleted again, so that a later delivery still handles them. The
+    connection is in pipeline mode for the batch (see the comment below)."""
     @asynccontextmanager
     async def open_batch() -> AsyncIterator[Batch]:
-        async with pool.connection() as conn, conn.transaction():
+        # pipeline mode: the handlers' statements go out without waiting for each reply (one
+        # round trip per batch, as executemany); an error surfaces at the next fetch or at COMMIT,
+        # and the batch driver then handles the batch's events again one transaction each
+        async with pool.connection() as conn, conn.pipeline(), conn.transaction():
             batch = Batch(conn)
 
             async def prepare(ids: list[str]) -> None:

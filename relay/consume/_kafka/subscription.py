@@ -59,8 +59,9 @@ class KafkaSubscription:
         # a lane takes every queued record at once: without a transaction around them (table
         # inbox) that only spares per-record hand-over costs, the records still run one by one
         take = self.opts.batch_size if self.open_batch is not None else self.opts.max_in_flight
+        room = max(self.opts.max_in_flight, take)  # a full batch fits in flight
         for topic in self.reads():
-            self.lanes[topic] = Lanes(self.opts.concurrency, self.opts.max_in_flight, self.pipeline.settled,
+            self.lanes[topic] = Lanes(self.opts.concurrency, room, self.pipeline.settled,
                                       bind=_bind, batch=take, process_batch=self._batch, on_room=on_room)
 
     async def _batch(self, records: list[Rec]) -> None:
