@@ -18,7 +18,7 @@ def demo(
     timeout: float = typer.Option(120.0, help="seconds to wait for consumption"),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Commit orders with their outbox events, consume them with the Faust worker, print a summary.
+    """Commit orders with their outbox events, consume them with `relay worker orders`, print a summary.
 
     Exit 0 only if every committed event was handled exactly once, in per-order commit order.
     """
