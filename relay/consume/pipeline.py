@@ -121,7 +121,7 @@ class Pipeline:
 
     async def process(self, record: Record) -> None:
         """Route one record read from the source topic or one of its retry stages."""
-        headers = dict(header_list(record))
+        headers = dict(record.headers or ())  # a list of pairs (confluent-kafka) or a mapping (Faust)
         d = Delivery.read(record.key, headers, self.stage_of.get(record.topic, 0))
         action = self.router.route(d, self._now())
         if isinstance(action, Forward):

@@ -105,6 +105,9 @@ class DeadLetter:
     reason: str
 
 
+_FIRST = Attempt(1)  # the usual action (immutable, shared)
+
+
 class Router:
     """Routing over one source topic's parking table; ``now`` gives the first-failure time."""
 
@@ -125,7 +128,7 @@ class Router:
     def _source(self, d: Delivery, now: datetime) -> Forward | Attempt:
         key = d.key
         if key is None or self.parking.route(key) is not Route.PARK:
-            return Attempt(1)
+            return _FIRST
         state = self.parking.state(key)
         assert state is not None  # PARK: parked
         if self.parking.is_head(key, d.event_id):
