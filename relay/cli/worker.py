@@ -39,6 +39,9 @@ def worker(
         raise ConfigError([f"--engine: {engine!r}; expected 'faust' or 'kafka'"])
     consumer = load_consumer(target, s)
     if (engine or s.consumer_engine) == "kafka":
+        if (store or consumer.store) != "memory":
+            say(f"store {store or consumer.store!r} is a Faust-engine store; the kafka engine keeps its tables in "
+                "memory and rebuilds them from their changelogs (RELAY_CONSUMER_ENGINE=faust to use it)")
         _run_kafka(consumer, s)
         return
     from relay.consume._faust.worker import build_app
