@@ -12,7 +12,9 @@ clock; only Kafka and Faust are replaced. What it shows about routing holds in a
 rebalances and the broker's behaviour are for tests against a real stack.
 
 - ``deliver`` publishes one event to the subscription's topic (or raw bytes: ``value=``, for poison)
-  and runs everything that is due; ``redeliver`` sends a copy of an earlier record (a duplicate).
+  and runs everything that is due; ``redeliver`` sends a copy of an earlier record (a duplicate);
+  ``deliver(..., run=False)`` then ``run()``: the events wait together, as a batch handler
+  (``subscribe(batch=N)``) would get them.
 - ``advance(seconds)`` moves the clock; retries become due in order, an open circuit closes.
 - ``handled`` (events whose handler returned, in order), ``attempts`` (every call), ``retried``
   (event id, stage), ``dead_letters`` (with reason and error), ``ignored`` by type filter.
@@ -26,11 +28,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator
 
+from relay.consume.batch import CURRENT, Batch
 from relay.consume.consumer import Consumer, InboxKind, Subscription
-from relay.consume.pipeline import Headers, Invoke, Pipeline
+from relay.consume.group_commit import settle_all
+from relay.consume.pipeline import Headers, Invoke, OpenBatch, Pipeline
 from relay.consume.runtime import Runtime
 from relay.handling.breaker import CircuitBreaker
 from relay.handling.event import Event
@@ -97,6 +102,14 @@ class FakeTx:
         self.pending_statements.append((str(query), params))
 
 
+def _same(message: Message) -> Message:
+    return message
+
+
+def _unbound(_message: Message) -> None:
+    """The harness's tables are plain dicts: no partition to bind."""
+
+
 class _Port:
     def __init__(self, harness: "Harness") -> None:
         self.h = harness
@@ -128,6 +141,8 @@ class Harness:
         self.registry = _registry()
         self.metrics = ConsumerMetrics.create(registry=self.registry)
         self.pipelines = {sub.topic: self._pipeline(sub) for sub in consumer.subscriptions}
+        self._batches = {sub.topic: (sub.batch, self._batch_opener(sub)) for sub in consumer.subscriptions
+                         if sub.batch is not None}
         self._stage_of = {stage: p for p in self.pipelines.values() for stage in p.stages.values()}
 
     def _pipeline(self, sub: Subscription) -> Pipeline:
@@ -159,11 +174,26 @@ class Harness:
         inner = self.runtime.invoker(sub)
 
         async def invoke(event: Event, attempt: int) -> bool:
+            if sub.batch is not None and CURRENT.get() is not None:
+                return await inner(event, attempt)  # collected; the batch opener keeps the books
             self.attempts.append(event)
             fresh = await inner(event, attempt)
             self.handled.append(event)
             return fresh
         return invoke
+
+    def _batch_opener(self, sub: Subscription) -> OpenBatch:
+        """The runtime's batch of a batch handler, with the harness's books around its call."""
+        base = self.runtime.batch_opener(sub)
+        assert base is not None  # a batch handler always has one
+
+        @asynccontextmanager
+        async def opener() -> AsyncIterator[Batch]:
+            async with base() as batch:
+                yield batch
+                self.attempts += batch.collected  # the handler is called as the batch ends
+            self.handled += batch.collected  # it returned
+        return opener
 
     async def __aenter__(self) -> "Harness":
         await self.runtime.start()
@@ -175,9 +205,12 @@ class Harness:
     # --- driving ------------------------------------------------------------------------------
     async def deliver(self, aggregatetype: str | None = None, *, topic: str | None = None, key: str | None,
                       payload: Any = None, type: str | None = None, id: str | None = None,
-                      value: bytes | None = None, headers: dict[str, bytes] | None = None) -> Message:
+                      value: bytes | None = None, headers: dict[str, bytes] | None = None,
+                      run: bool = True) -> Message:
         """Publish one event (as Debezium's EventRouter would) to ``outbox.event.<aggregatetype>``
-        or ``topic``, then run what is due. ``value`` replaces the JSON payload (poison)."""
+        or ``topic``, then run what is due. ``value`` replaces the JSON payload (poison).
+        ``run=False`` only publishes: several events then reach a batch handler together at the
+        next :meth:`run`."""
         name = topic or event_topic(aggregatetype or "")
         if name not in self.pipelines:
             raise KeyError(f"topic {name!r}: no subscription of {self.consumer!r}")
@@ -187,7 +220,8 @@ class Harness:
         hdrs += list((headers or {}).items())
         raw = value if value is not None else json.dumps(payload).encode()
         message = self._append(name, key.encode() if key is not None else None, raw, hdrs)
-        await self.run()
+        if run:
+            await self.run()
         return message
 
     async def redeliver(self, message: Message) -> Message:
@@ -224,8 +258,14 @@ class Harness:
                         break  # a stage is FIFO: later records wait for this one
                     if not pipeline.breaker.allow():
                         break  # circuit open: the record waits in its topic
-                    self._cursor[name] += 1
-                    await pipeline.settled(message)
+                    if name in self._batches:  # a batch handler takes what waits, up to its batch
+                        size, opener = self._batches[name]
+                        taken = self.topics[name][self._cursor[name]:self._cursor[name] + size]
+                        self._cursor[name] += len(taken)
+                        await settle_all(pipeline, taken, _same, _unbound, opener)
+                    else:
+                        self._cursor[name] += 1
+                        await pipeline.settled(message)
                     progressed = True
 
     def _next_due(self) -> float | None:

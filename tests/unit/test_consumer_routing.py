@@ -254,3 +254,25 @@ def test_an_unknown_topic_is_a_clear_error():
             await t.deliver("payment", key="A", payload={})
     with pytest.raises(KeyError, match="outbox.event.payment"):
         run(main())
+
+
+def test_batch_handler_in_the_harness_gets_what_waits_and_a_bad_event_goes_alone():
+    consumer = Consumer("bulk")
+    calls = []
+
+    @consumer.subscribe("order", batch=10)
+    async def bulk(events: list[Event]) -> None:
+        calls.append([e.payload["n"] for e in events])
+        if any(e.payload["n"] == 3 for e in events):
+            raise ValueError("n=3 is not a valid order")  # terminal: dead letter, no retries
+
+    async def main():
+        async with Harness(consumer) as t:
+            for n in range(1, 6):
+                await t.deliver("order", key=f"k{n}", payload={"n": n}, run=False)
+            await t.run()
+            return t
+    t = asyncio.run(main())
+    assert calls == [[1, 2, 3, 4, 5], [1], [2], [3], [4], [5]]
+    assert sorted(e.payload["n"] for e in t.handled) == [1, 2, 4, 5]
+    assert [(d.reason, d.error) for d in t.dead_letters] == [("handler", "ValueError: n=3 is not a valid order")]
