@@ -67,19 +67,30 @@ class Lanes:
             self._queues = [asyncio.Queue() for _ in range(self.count)]
             self._tasks = [asyncio.ensure_future(self._lane(q)) for q in self._queues]
 
+    def _part(self, topic: str, partition: int) -> _Partition:
+        part = self._partitions.get((topic, partition))
+        if part is None:  # not setdefault(): a _Partition (with its Condition) per call costs
+            part = self._partitions[(topic, partition)] = _Partition()
+        return part
+
+    def room(self, topic: str, partition: int) -> int:
+        """How many more records of the partition may be taken now."""
+        part = self._partitions.get((topic, partition))
+        return self.limit - (len(part.pending) if part is not None else 0)
+
     def lane_of(self, key: bytes | None) -> int:
         return zlib.crc32(key or b"") % self.count
 
     async def wait_room(self, topic: str, partition: int) -> None:
         """Wait until the partition has room (the caller is the only one adding records)."""
-        part = self._partitions.setdefault((topic, partition), _Partition())
+        part = self._part(topic, partition)
         await part.wait_for(lambda: len(part.pending) < self.limit)
 
     async def submit(self, event: Any) -> None:
         """Queue ``event`` on its key's lane once its partition has room."""
         self._start()
         message = event.message
-        part = self._partitions.setdefault((message.topic, message.partition), _Partition())
+        part = self._part(message.topic, message.partition)
         await part.wait_for(lambda: len(part.pending) < self.limit)
         entry = [event, False]
         part.pending.append(entry)
@@ -89,7 +100,7 @@ class Lanes:
         """Queue ``event`` on its key's lane if its partition has room; False (nothing queued) if not."""
         self._start()
         message = event.message
-        part = self._partitions.setdefault((message.topic, message.partition), _Partition())
+        part = self._part(message.topic, message.partition)
         if len(part.pending) >= self.limit:
             return False
         entry = [event, False]

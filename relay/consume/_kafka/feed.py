@@ -73,11 +73,10 @@ class Feed:
         """Hand over what may go now; schedule a wake-up when the head must wait."""
         if self._timer is not None or self.closed:
             return
-        buffer, lanes = self.buffer, self.lanes
-        while buffer and lanes.has_room(self.topic, self.partition):
-            head = buffer[0]
-            wait = head.due_at() - time.time() if self.stage else 0.0
-            if wait <= 0 and not self._admitted():
+        buffer, lanes, stage = self.buffer, self.lanes, self.stage
+        for _ in range(min(len(buffer), lanes.room(self.topic, self.partition))):
+            wait = buffer[0].due_at() - time.time() if stage else 0.0
+            if wait <= 0 and self.breaker.state is not BreakerState.CLOSED and not self._admitted():
                 wait = min(max(self.breaker.retry_after_s(), 0.05), 1.0)
             if wait > 0:
                 self._timer = asyncio.get_running_loop().call_later(wait, self._wake)
@@ -86,9 +85,8 @@ class Feed:
         self._flow()
 
     def _admitted(self) -> bool:
+        """The circuit (not closed) admits the head now: half-open admits one probe."""
         breaker = self.breaker
-        if breaker.state is BreakerState.CLOSED:
-            return True
         allowed = breaker.allow()
         self.gauge.set(BREAKER_GAUGE[breaker.state])
         if not allowed and not self._warned and breaker.state is BreakerState.OPEN:
