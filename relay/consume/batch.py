@@ -54,8 +54,11 @@ class Batch:
         self.used.add(event_id)
         return self.claims[event_id]
 
-    def after_commit(self, action: Callable[[], None]) -> None:
-        self.fresh.append(self.index)
+    def after_commit(self, action: Callable[[], None], *, fresh: bool = True) -> None:
+        """Run ``action`` once the batch committed; ``fresh``: the current item's effect is in
+        this transaction (it is handled again if the transaction rolls back)."""
+        if fresh:
+            self.fresh.append(self.index)
         self.deferred.append((self.index, action))
 
 

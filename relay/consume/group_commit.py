@@ -8,6 +8,7 @@ transaction. See relay.consume.batch for what happens on a failure or a failed C
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from typing import Callable, Sequence, TypeVar
 
 from relay.consume.batch import CURRENT, Abort, Batch
@@ -16,6 +17,14 @@ from relay.handling.event import event_id_of
 
 log = logging.getLogger("relay.consumer")
 T = TypeVar("T")
+
+
+class _Step(Enum):
+    """How far a batch got when something failed."""
+
+    BEGIN = "begin"  # opening the transaction or claiming its ids: nothing happened yet
+    BODY = "body"  # handling its records: only an Abort is expected here
+    COMMIT = "commit"  # closing it (COMMIT, or the batch handler's call)
 
 
 async def settle_all(p: Pipeline, items: Sequence[T], record_of: Callable[[T], Record], bind: Callable[[T], None],
@@ -41,11 +50,13 @@ async def _one_transaction(p: Pipeline, items: Sequence[T], i: int, record_of: C
     start, end = i, i
     while end < len(items) and record_of(items[end]).topic == p.topic:
         end += 1
+    step = _Step.BEGIN
     try:
         async with open_batch() as batch:
             if batch.prepare is not None:  # one statement claims every id of the run
                 ids = [event_id_of(header_list(record_of(items[n]))) for n in range(start, end)]
                 await batch.prepare([i for i in ids if i is not None])
+            step = _Step.BODY
             token = CURRENT.set(batch)
             try:
                 for i in range(start, end):
@@ -54,17 +65,21 @@ async def _one_transaction(p: Pipeline, items: Sequence[T], i: int, record_of: C
                     await p.settled(record_of(items[i]))
             finally:
                 CURRENT.reset(token)
+            step = _Step.COMMIT
     except Abort:  # rolled back: its successful events again, then the failing one alone
         assert batch is not None
         await _again(p, items, batch.fresh, record_of, bind, open_batch)
         bind(items[batch.index])
         await p.settled(record_of(items[batch.index]))
         return batch.index + 1
-    except Exception as exc:  # noqa: BLE001 - BEGIN or COMMIT failed: nothing of it happened
-        if batch is None:  # no transaction: this one alone, the ordinary way
+    except Exception as exc:  # noqa: BLE001 - see each step
+        if step is _Step.BODY:  # the pipeline itself failed (its port crashed): leave the records unacked
+            raise
+        if step is _Step.BEGIN:  # BEGIN or the up-front claim failed: nothing happened; this one alone
             bind(items[start])
             await p.settled(record_of(items[start]))
             return start + 1
+        assert batch is not None  # COMMIT (or the batch handler) failed: nothing of the transaction happened
         log.warning("%s: a batch of %d records failed as a whole (%s: %s: its COMMIT, or the batch handler); "
                     "handling its %d successful events again, one by one", p.topic, end - start,
                     type(exc).__name__, exc, len(batch.fresh))

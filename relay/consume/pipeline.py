@@ -160,8 +160,8 @@ class Pipeline:
         self._latency.observe(time.perf_counter() - started)
         self.breaker.record_success()
         batch = CURRENT.get()
-        if batch is not None and fresh:  # its effect commits with the batch: record it then
-            batch.after_commit(lambda: self._recorded(event.id, record.partition, fresh))
+        if batch is not None:  # its effect (or the copy it duplicates) commits with the batch: record it then
+            batch.after_commit(lambda: self._recorded(event.id, record.partition, fresh), fresh=fresh)
         else:
             self._recorded(event.id, record.partition, fresh)
         return True

@@ -128,3 +128,63 @@ def test_batch_handler_declaration_mistakes_are_named():
                           ({"batch": 10, "batch_size": 5}, "give one of them")]:
         with pytest.raises(ConfigError, match=words):
             consumer.subscribe("order", **kwargs)(lambda events: None)
+
+
+def test_a_failed_up_front_claim_loses_nothing():
+    db = FakeDb()
+    h, pipeline = setup(db)
+
+    @asynccontextmanager
+    async def claim_fails():
+        async with db.open_batch() as batch:
+            async def prepare(_ids):
+                raise ConnectionError("server closed the connection")
+            batch.prepare = prepare
+            yield batch
+
+    async def main():
+        await settle_all(pipeline, records(h, "ABC"), lambda r: r, lambda r: None, claim_fails)
+        await h.advance(3600)
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert sorted(db.committed) == [1, 2, 3] and handled(h) == 3
+
+
+class ClaimingDb(FakeDb):
+    """Claims as Postgres does: an id claimed in the open transaction (or committed) is a
+    duplicate for a second copy; a rollback forgets the open transaction's claims."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.claimed: set[str] = set()
+
+    @asynccontextmanager
+    async def open_batch(self):
+        async with super().open_batch() as batch:
+            yield batch
+        self.claimed |= batch.used  # committed
+
+    async def invoke(self, event: Event, attempt: int) -> bool:
+        batch = CURRENT.get()
+        if event.id in self.claimed or (batch is not None and event.id in batch.used):
+            return False
+        await super().invoke(event, attempt)
+        if batch is None:
+            self.claimed.add(event.id)
+        else:
+            batch.used.add(event.id)
+        return True
+
+
+def test_a_copy_in_the_same_batch_is_not_recorded_before_the_commit():
+    db = ClaimingDb(fail=[(3, 1)])  # the batch rolls back on 3
+    h, pipeline = setup(db)
+    recs = records(h, "ABC")
+    copy = h._append("outbox.event.order", b"A", recs[0].value, list(recs[0].headers))  # a copy of 1
+    items = [recs[0], copy, recs[1], recs[2]]
+    h._cursor["outbox.event.order"] = len(h.topics["outbox.event.order"])
+
+    async def main():
+        await settle_all(pipeline, items, lambda r: r, lambda r: None, db.open_batch)
+        await h.advance(3600)
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert sorted(db.committed) == [1, 2, 3], "1 was handled again after the rollback, not taken as seen"
