@@ -30,7 +30,8 @@ log = logging.getLogger("relay.consumer")
 
 class _Partition:
     def __init__(self) -> None:
-        self.pending: deque[list] = deque()  # [event, finished] in offset order
+        self.pending: deque[list] = deque()  # [event, finished, started] in offset order
+        self.dropped = False  # revoked: its records not started yet are skipped
         self.room = asyncio.Condition()
         self.waiters = 0  # tasks waiting on `room` (notified only when there are some)
 
@@ -92,7 +93,7 @@ class Lanes:
         message = event.message
         part = self._part(message.topic, message.partition)
         await part.wait_for(lambda: len(part.pending) < self.limit)
-        entry = [event, False]
+        entry = [event, False, False]
         part.pending.append(entry)
         await self._queues[self.lane_of(message.key)].put((part, entry))
 
@@ -103,7 +104,7 @@ class Lanes:
         part = self._part(message.topic, message.partition)
         if len(part.pending) >= self.limit:
             return False
-        entry = [event, False]
+        entry = [event, False, False]
         part.pending.append(entry)
         self._queues[self.lane_of(message.key)].put_nowait((part, entry))
         return True
@@ -116,6 +117,16 @@ class Lanes:
         """Wait until every taken record of the partition is finished."""
         part = self._partitions.get((topic, partition))
         if part is not None:
+            await part.wait_for(lambda: not part.pending)
+
+    async def drop(self, topic: str, partition: int) -> None:
+        """The partition was revoked: forget its records that no lane started (the next owner
+        reads them again), then wait until the started ones are finished (their acks are the
+        caller's to ignore). A later record of the same partition starts afresh."""
+        part = self._partitions.pop((topic, partition), None)
+        if part is not None:
+            part.dropped = True
+            part.pending = deque(entry for entry in part.pending if entry[2])
             await part.wait_for(lambda: not part.pending)
 
     def pending(self, topic: str, partition: int) -> int:
@@ -131,6 +142,11 @@ class Lanes:
             taken = [await queue.get()]
             while len(taken) < self.batch and not queue.empty():
                 taken.append(queue.get_nowait())
+            taken = [(part, entry) for part, entry in taken if not part.dropped]
+            if not taken:
+                continue
+            for _part, entry in taken:
+                entry[2] = True
             try:
                 await self._run([entry[0] for _part, entry in taken])
             except asyncio.CancelledError:

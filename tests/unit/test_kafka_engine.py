@@ -122,3 +122,41 @@ def test_event_id_of_is_what_decode_gives():
     assert event_id_of([("id", canonical.encode())]) == canonical
     assert event_id_of([("id", b'"1F87CC59-9C1B-48B3-A127-075A0271911B"')]) == canonical
     assert event_id_of([("id", b"nope")]) is None and event_id_of([]) is None
+
+
+def test_a_revoked_partition_drops_its_queued_records_and_waits_for_the_running_one():
+    async def run():
+        started, release = [], asyncio.Event()
+
+        async def process(rec):
+            started.append(rec.offset)
+            await release.wait()
+        lanes = Lanes(1, 10, process)
+        acked = []
+        feed, _ = _feed(lanes, high=100)
+        feed._ack = acked.append
+        feed.push([Rec(_Msg("t", 0, o), feed.acked) for o in range(3)])
+        await asyncio.sleep(0.01)  # the lane started offset 0 only
+        feed.close()
+        dropping = asyncio.ensure_future(lanes.drop("t", 0))
+        await asyncio.sleep(0.01)
+        waiting = not dropping.done()
+        release.set()
+        await asyncio.wait_for(dropping, 1)
+        await asyncio.sleep(0.01)
+        await lanes.stop()
+        return started, waiting, acked
+    started, waiting, acked = asyncio.run(run())
+    assert started == [0] and waiting, "1 and 2 were dropped, 0 was waited for"
+    assert acked == [], "an ack after the revocation is the next owner's business"
+
+
+def test_closing_a_paused_feed_resumes_its_partition():
+    async def run():
+        lanes = Lanes(1, 1, lambda rec: asyncio.sleep(10))
+        feed, paused = _feed(lanes, high=2, low=0)
+        feed.push([Rec(_Msg("t", 0, o), lambda r: None) for o in range(5)])
+        feed.close()
+        await lanes.stop()
+        return paused
+    assert asyncio.run(run()) == [True, False]

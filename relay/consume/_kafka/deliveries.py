@@ -53,9 +53,13 @@ class Deliveries:
 
     def write(self, topic: str, partition: int, key: bytes, value: bytes | None) -> int:
         """Produce a changelog record; its sequence number."""
-        self.produced += 1
-        n = self.produced
-        self._produce(topic, key=key, value=value, partition=partition, on_delivery=partial(self._written, n))
+        n = self.produced + 1
+        try:
+            self._produce(topic, key=key, value=value, partition=partition, on_delivery=partial(self._written, n))
+        except Exception as exc:  # a changelog write that cannot even be queued: nothing may commit past it
+            self._fail(KafkaUnavailable(f"changelog write to {topic}[{partition}] refused: {exc}"))
+            raise
+        self.produced = n
         return n
 
     def _produce(self, topic: str, **kw: Any) -> None:

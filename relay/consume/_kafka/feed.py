@@ -58,12 +58,19 @@ class Rec:
 
 class Feed:
     def __init__(self, topic: str, partition: int, lanes: Lanes, breaker: CircuitBreaker, *, stage: bool,
-                 pause: Callable[[str, int, bool], None], gauge: Any, high: int, low: int) -> None:
+                 pause: Callable[[str, int, bool], None], gauge: Any, high: int, low: int,
+                 ack: Callable[[Rec], None] = lambda _rec: None) -> None:
         self.topic, self.partition, self.lanes, self.breaker, self.stage = topic, partition, lanes, breaker, stage
-        self.pause, self.gauge, self.high, self.low = pause, gauge, high, low
+        self.pause, self.gauge, self.high, self.low, self._ack = pause, gauge, high, low, ack
         self.buffer: deque[Rec] = deque()
-        self.paused = self.closed = self._warned = False
+        self.paused = self.closed = self._warned = self._acks_open = False
         self._timer: asyncio.TimerHandle | None = None
+
+    def acked(self, record: Rec) -> None:
+        """A record of this feed and every earlier one are finished; ignored once the feed is
+        closed (a record that finished after its partition was revoked is the next owner's)."""
+        if not self.closed or self._acks_open:
+            self._ack(record)
 
     def push(self, records: list[Rec]) -> None:
         self.buffer.extend(records)
@@ -108,10 +115,16 @@ class Feed:
             self.paused = False
             self.pause(self.topic, self.partition, False)
 
-    def close(self) -> None:
-        """Revoked or stopping: drop what was not handed over; no more wake-ups."""
-        self.closed = True
+    def close(self, *, keep_acks: bool = False) -> None:
+        """Revoked or stopping: drop what was not handed over; no more wake-ups; a partition
+        this feed paused is resumed (librdkafka keeps the pause across a revoke and a new
+        assignment of the same partition: it would never be fetched again). ``keep_acks``
+        (stopping): records still being handled are acknowledged when they finish."""
+        self.closed, self._acks_open = True, keep_acks
         self.buffer.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.paused:
+            self.paused = False
+            self.pause(self.topic, self.partition, False)

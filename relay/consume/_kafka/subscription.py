@@ -67,9 +67,10 @@ class KafkaSubscription:
     async def _batch(self, records: list[Rec]) -> None:
         await settle_all(self.pipeline, records, _same, _bind, self.open_batch)
 
-    def assign(self, topic: str, partition: int, pause: Callable[[str, int, bool], None]) -> Feed:
+    def assign(self, topic: str, partition: int, pause: Callable[[str, int, bool], None],
+               ack: Callable[[Rec], None]) -> Feed:
         feed = Feed(topic, partition, self.lanes[topic], self.breaker, stage=topic != self.sub.topic,
-                    pause=pause, gauge=self.breaker_gauge, high=FEED_HIGH, low=FEED_HIGH // 4)
+                    pause=pause, gauge=self.breaker_gauge, high=FEED_HIGH, low=FEED_HIGH // 4, ack=ack)
         self.feeds[(topic, partition)] = feed
         return feed
 
@@ -86,11 +87,12 @@ class KafkaSubscription:
         for table in self.tables():
             table.drop(partitions)
 
-    async def drain(self, tps: list[tuple[str, int]]) -> None:
+    async def drop(self, tps: list[tuple[str, int]]) -> None:
+        """Forget the queued records of ``tps`` and wait for the ones being handled."""
         for topic, partition in tps:
             lanes = self.lanes.get(topic)
             if lanes is not None:
-                await lanes.drain(topic, partition)
+                await lanes.drop(topic, partition)
 
     def in_flight(self) -> int:
         return sum(lanes.in_flight() for lanes in self.lanes.values())

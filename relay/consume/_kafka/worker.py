@@ -118,14 +118,15 @@ class KafkaWorker:
                 pass
         self.deliveries = Deliveries(producer_config(self.settings), loop, self.fail)
         self.deliveries.start()
-        await self.runtime.start()
-        for s in self.subs:
-            s.start(self._on_room)
-        self.kafka = KafkaConsumer(self._consumer_config())
-        self.kafka.subscribe(list(self.by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke,
-                             on_lost=self._on_lost)
-        helpers = [asyncio.create_task(self._commit_loop()), asyncio.create_task(self._gauge_loop())]
+        helpers: list[asyncio.Task[None]] = []
         try:
+            await self.runtime.start()
+            for s in self.subs:
+                s.start(self._on_room)
+            self.kafka = KafkaConsumer(self._consumer_config())
+            self.kafka.subscribe(list(self.by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                 on_lost=self._on_lost)
+            helpers += [asyncio.create_task(self._commit_loop()), asyncio.create_task(self._gauge_loop())]
             while not self._stopping.is_set():
                 self._dispatch(await loop.run_in_executor(self._threads, self._fetch))
         finally:
@@ -137,20 +138,22 @@ class KafkaWorker:
                 "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed", "partition.assignment.strategy": "range",
                 "max.partition.fetch.bytes": max(1 << 20, s.max_record_bytes),
-                "fetch.max.bytes": max(50 << 20, s.max_record_bytes),
-                "fetch.wait.max.ms": s.consumer_fetch_wait_ms}
+                "fetch.max.bytes": max(50 << 20, s.max_record_bytes)}
 
     async def _shutdown(self, helpers: list[asyncio.Task[None]]) -> None:
         loop = asyncio.get_running_loop()
         tps = list(self.feeds)
         for feed in self.feeds.values():
-            feed.close()
+            feed.close(keep_acks=True)  # what is being handled still counts for the final commit
         try:
-            await asyncio.wait_for(self._drain(tps), STOP_WAIT_S)
+            await asyncio.wait_for(self._drop(tps), STOP_WAIT_S)
         except asyncio.TimeoutError:
             log.warning("stopping with records still in flight; they are read again after a restart")
-        if self.failure is None:
-            await self._commit()
+        if self.failure is None and self.kafka is not None:
+            try:
+                await asyncio.wait_for(self._commit(), STOP_WAIT_S)
+            except (KafkaException, asyncio.TimeoutError) as exc:
+                log.warning("final commit failed (%r); a restart re-reads from the last commit", exc)
         kafka = self.kafka
         if kafka is not None:
             await loop.run_in_executor(self._threads, kafka.close)  # revokes: one more (empty) commit
@@ -174,17 +177,17 @@ class KafkaWorker:
         return [first, *kafka.consume(FETCH_RECORDS - 1, 0)]
 
     def _dispatch(self, messages: list[Any]) -> None:
-        runs: dict[TP, list[Rec]] = {}
+        runs: dict[TP, list[Any]] = {}
         for msg in messages:
             err = msg.error()
             if err is not None:
                 self._fetch_error(err)
                 continue
-            runs.setdefault((msg.topic(), msg.partition()), []).append(Rec(msg, self._acked))
-        for tp, records in runs.items():
+            runs.setdefault((msg.topic(), msg.partition()), []).append(msg)
+        for tp, msgs in runs.items():
             feed = self.feeds.get(tp)
             if feed is not None:  # else revoked meanwhile: its next owner reads them
-                feed.push(records)
+                feed.push([Rec(msg, feed.acked) for msg in msgs])
 
     def _fetch_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
@@ -221,6 +224,8 @@ class KafkaWorker:
     async def _commit_loop(self) -> None:
         while True:
             await asyncio.sleep(COMMIT_S)
+            if self.failure is not None:  # nothing after a failure is committed
+                return
             try:
                 await self._commit()
             except KafkaException as exc:
@@ -276,7 +281,7 @@ class KafkaWorker:
         for topic, partition in tps:
             sub = self.by_topic.get(topic)
             if sub is not None:
-                self.feeds[(topic, partition)] = sub.assign(topic, partition, self._pause)
+                self.feeds[(topic, partition)] = sub.assign(topic, partition, self._pause, self._acked)
         log.info("assigned %s", _names(tps))
 
     async def _revoked(self, tps: list[TP], *, commit: bool) -> None:
@@ -285,26 +290,31 @@ class KafkaWorker:
         for tp in tps:
             self.feeds.pop(tp, None)
         try:
-            await asyncio.wait_for(self._drain(tps), REVOKE_WAIT_S)
-        except asyncio.TimeoutError:
-            log.warning("records of revoked partitions still in flight after %.0f s; their next owner reads them "
-                        "again", REVOKE_WAIT_S)
+            await asyncio.wait_for(self._drop(tps), REVOKE_WAIT_S)
+        except asyncio.TimeoutError:  # they would write to tables and offsets the next owner has taken over
+            self.fail(TimeoutError(f"handlers still running on revoked partitions after {REVOKE_WAIT_S:.0f} s; "
+                                   "stopping so that they cannot write after the next owner took over (it reads "
+                                   "their records again)"))
         if commit and self.failure is None:
             try:
-                await self._commit(set(tps))
-            except KafkaException as exc:
-                log.warning("commit on revocation failed (%s); the next owner re-reads from the last commit", exc)
+                await asyncio.wait_for(self._commit(set(tps)), REVOKE_WAIT_S)
+            except (KafkaException, asyncio.TimeoutError) as exc:
+                log.warning("commit on revocation failed (%r); the next owner re-reads from the last commit", exc)
         for tp in tps:
             self.positions.pop(tp, None)
             self.committed.pop(tp, None)
+            try:
+                self.metrics.lag.remove(tp[0], str(tp[1]))
+            except KeyError:  # never set
+                pass
         for s in self.subs:
             held = {p for (t, p) in self.feeds if t in s.reads()}
             s.forget({p for (t, p) in tps if t in s.reads()} - held)
         log.info("revoked %s", _names(tps))
 
-    async def _drain(self, tps: list[TP]) -> None:
+    async def _drop(self, tps: list[TP]) -> None:
         for s in self.subs:
-            await s.drain([tp for tp in tps if tp[0] in s.reads()])
+            await s.drop([tp for tp in tps if tp[0] in s.reads()])
 
     # -- gauges ------------------------------------------------------------------------------
     async def _gauge_loop(self) -> None:
