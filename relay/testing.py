@@ -101,6 +101,10 @@ class FakeTx:
     async def execute(self, query: Any, params: Any = None) -> None:
         self.pending_statements.append((str(query), params))
 
+    async def send(self, query: Any, params: Any = None) -> None:
+        """As :meth:`execute` (``Tx.send``: a statement whose result the handler does not need)."""
+        self.pending_statements.append((str(query), params))
+
 
 def _same(message: Message) -> Message:
     return message

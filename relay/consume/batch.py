@@ -43,6 +43,15 @@ class Batch:
     used: set[str] = field(default_factory=set)  # pre-claimed ids whose event was handled in this batch
     prepare: Callable[[list[str]], Awaitable[None]] | None = None  # claim these ids up front
     collected: list[Any] = field(default_factory=list)  # events for a batch handler, called at the end
+    pipeline: Any = None  # the connection's psycopg pipeline (Postgres batches)
+
+    def collect(self, event: Any) -> bool:
+        """Keep ``event`` for the batch handler; False: a copy of one kept already (a duplicate)."""
+        if event.id in self.used:
+            return False
+        self.used.add(event.id)
+        self.collected.append(event)
+        return True
 
     def take_claim(self, event_id: str) -> bool | None:
         """The up-front claim of ``event_id``: True (fresh: handle it), False (handled before, or

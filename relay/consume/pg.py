@@ -99,13 +99,16 @@ class Tx:
     """What a postgres-inbox handler receives: the open transaction that also holds the event's
     claim. ``conn`` is the psycopg AsyncConnection inside it (do not commit or roll it back;
     ``async with tx.conn.transaction()`` makes a savepoint); ``execute`` runs one statement with
-    errors as DatabaseError; ``outbox`` writes follow-up events in it; ``attempt`` is the delivery
+    errors as DatabaseError; ``send`` queues one whose result is not needed (pipelined in a
+    batch); ``outbox`` writes follow-up events in it; ``attempt`` is the delivery
     attempt (1: first); ``state`` is the consumer's shared state (filled by startup hooks)."""
 
-    __slots__ = ("_conn", "_failure", "outbox", "attempt", "state", "consumer", "event_id")
+    __slots__ = ("_conn", "_failure", "_pipeline", "outbox", "attempt", "state", "consumer", "event_id")
 
-    def __init__(self, conn: Conn, *, consumer: str, event_id: str, attempt: int, state: dict[str, Any]) -> None:
+    def __init__(self, conn: Conn, *, consumer: str, event_id: str, attempt: int, state: dict[str, Any],
+                 pipeline: Any = None) -> None:
         self._conn: Conn | None = conn
+        self._pipeline = pipeline  # the batch's psycopg pipeline, if any
         self._failure: DatabaseError | None = None
         self.outbox = TxOutbox(self)
         self.attempt, self.state, self.consumer, self.event_id = attempt, state, consumer, event_id
@@ -118,11 +121,28 @@ class Tx:
         return self._conn
 
     async def execute(self, query: QueryNoTemplate, params: Params | None = None) -> psycopg.AsyncCursor[TupleRow]:
-        """Run one statement in the transaction; its cursor (fetch from it). psycopg errors
-        become DatabaseError (retriable: connection, serialization failure, deadlock)."""
+        """Run one statement in the transaction and wait for its result; its cursor (fetch from
+        it, read ``rowcount``). psycopg errors become DatabaseError (retriable: connection,
+        serialization failure, deadlock)."""
         conn = self.conn
         try:
-            return await conn.execute(query, params)
+            cursor = await conn.execute(query, params)
+            if self._pipeline is not None:  # in a batch: this statement's result (and error) now
+                await self._pipeline.sync()
+            return cursor
+        except psycopg.Error as exc:
+            raise self._failed(_translate(exc, f"{self.consumer!r} handling {self.event_id}: statement")) from exc
+
+    async def send(self, query: QueryNoTemplate, params: Params | None = None) -> None:
+        """Queue one statement whose result the handler does not need (an INSERT of the effect):
+        in a batch it goes out without waiting for the reply (pipeline mode), so a batch of such
+        handlers costs about one round trip. An error shows later: at the handler's next
+        ``execute`` or at COMMIT, and then the batch's events are handled again one transaction
+        each, so the failing event still takes its own retry / dead-letter path. Outside a batch
+        it is :meth:`execute`."""
+        conn = self.conn
+        try:
+            await conn.execute(query, params)
         except psycopg.Error as exc:
             raise self._failed(_translate(exc, f"{self.consumer!r} handling {self.event_id}: statement")) from exc
 
@@ -155,7 +175,7 @@ def postgres_invoker(pool: Pool, consumer: str, handler: Handler, state: dict[st
         try:
             if batch is not None:  # in the batch's transaction (relay.consume.batch), no savepoint
                 claimed = batch.take_claim(event.id)
-                return await _handle_in(batch.conn, consumer, handler, event, attempt, state, claimed)
+                return await _handle_in(batch.conn, consumer, handler, event, attempt, state, claimed, batch.pipeline)
             async with pool.connection() as conn:
                 return await _handle(conn, consumer, handler, event, attempt, state)
         except PoolTimeout as exc:
@@ -168,11 +188,11 @@ def postgres_invoker(pool: Pool, consumer: str, handler: Handler, state: dict[st
 
 
 async def _handle_in(conn: Conn, consumer: str, handler: Handler, event: Event, attempt: int,
-                     state: dict[str, Any], claimed: bool | None = None) -> bool:
+                     state: dict[str, Any], claimed: bool | None = None, pipeline: Any = None) -> bool:
     """Claim (unless ``claimed`` says how the batch's up-front claim went) and handle in the
     transaction already open on ``conn``; a failure leaves it to the caller to roll back (the
     batch driver rolls the whole batch back)."""
-    tx = Tx(conn, consumer=consumer, event_id=event.id, attempt=attempt, state=state)
+    tx = Tx(conn, consumer=consumer, event_id=event.id, attempt=attempt, state=state, pipeline=pipeline)
     try:
         if not (await aclaim(conn, consumer, event.id) if claimed is None else claimed):
             return False
@@ -200,11 +220,12 @@ def batch_opener(pool: Pool, consumer: str) -> Callable[[], AbstractAsyncContext
     connection is in pipeline mode for the batch (see the comment below)."""
     @asynccontextmanager
     async def open_batch() -> AsyncIterator[Batch]:
-        # pipeline mode: the handlers' statements go out without waiting for each reply (one
-        # round trip per batch, as executemany); an error surfaces at the next fetch or at COMMIT,
-        # and the batch driver then handles the batch's events again one transaction each
-        async with pool.connection() as conn, conn.pipeline(), conn.transaction():
-            batch = Batch(conn)
+        # pipeline mode: Tx.send statements go out without waiting for each reply (one round trip
+        # per batch, as executemany); Tx.execute still waits for its own result. An error of a
+        # sent statement surfaces later (a fetch, COMMIT): the driver then handles the batch's
+        # events again, one transaction each
+        async with pool.connection() as conn, conn.pipeline() as pipeline, conn.transaction():
+            batch = Batch(conn, pipeline=pipeline)
 
             async def prepare(ids: list[str]) -> None:
                 batch.claims = dict.fromkeys(ids, False)

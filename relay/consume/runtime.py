@@ -128,9 +128,8 @@ class Runtime:
             async def invoke_batch(event: Event, attempt: int) -> bool:
                 batch = CURRENT.get()
                 if batch is not None:  # called with the batch when it ends (batch_opener)
-                    batch.collected.append(event)
-                else:  # a retry, or a batch handled again event by event
-                    await call_with([event], attempt)
+                    return batch.collect(event)
+                await call_with([event], attempt)  # a retry, or a batch handled again event by event
                 return True
             return invoke_batch
         if sub.is_async:

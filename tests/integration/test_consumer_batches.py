@@ -50,6 +50,7 @@ def test_kills_poison_and_retries_mid_batch_effects_and_follow_ups_exactly_once(
     port = free_port()
     workers = Workers(settings, APP, f"worker-batch-{unique}", env={
         "EFFECTS_TOPIC": topic, "EFFECTS_DELAY_MS": "1", "EFFECTS_FLAKY_EVERY": "25", "EFFECTS_ECHO": echo,
+        "EFFECTS_SEND": "1",
         "RELAY_CONSUMER_CONCURRENCY": "4", "RELAY_RETRY_DELAYS": "1s,2s", "RELAY_WORKER_METRICS_PORT": str(port),
         "RELAY_CONSUMER_BATCH_SIZE": "200",
         # planned failures are not a sick downstream: keep the circuit out of it (tested on its own)

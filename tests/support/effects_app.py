@@ -37,6 +37,7 @@ def make_consumer(settings: Settings) -> Consumer:
     delay = float(os.environ.get("EFFECTS_DELAY_MS", "0")) / 1000
     flaky = int(os.environ.get("EFFECTS_FLAKY_EVERY", "0"))
     echo = os.environ.get("EFFECTS_ECHO")
+    send = os.environ.get("EFFECTS_SEND") == "1"
     consumer = Consumer(f"relay-effects-{topic}")
 
     @consumer.subscribe(topic=topic, inbox="postgres")
@@ -44,8 +45,10 @@ def make_consumer(settings: Settings) -> Consumer:
         seq = (event.payload or {}).get("seq")
         if flaky and tx.attempt == 1 and isinstance(seq, int) and seq % flaky == flaky - 1:
             raise TimeoutError(f"seq {seq} fails its first attempt (on purpose)")
-        await tx.execute("INSERT INTO kill_effects (topic, event_id, key, seq, worker) VALUES (%s, %s, %s, %s, %s)",
-                         (topic, event.id, event.key, seq, os.getpid()))
+        # EFFECTS_SEND=1: Tx.send (pipelined within a batch) instead of Tx.execute
+        await (tx.send if send else tx.execute)(
+            "INSERT INTO kill_effects (topic, event_id, key, seq, worker) VALUES (%s, %s, %s, %s, %s)",
+            (topic, event.id, event.key, seq, os.getpid()))
         if echo:
             await tx.outbox.write(aggregatetype=echo, aggregateid=event.key or "-", type="Echo",
                                   payload={"source": event.id})
