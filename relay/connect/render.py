@@ -46,9 +46,6 @@ def template_values(settings: Settings, secrets_file: Path) -> dict[str, str]:
         "topic_partitions": str(settings.topic_partitions),
         "max_record_bytes": str(settings.max_record_bytes),
         "transaction_timeout_ms": str(settings.transaction_timeout_ms),
-        "transaction_boundary": settings.transaction_boundary,
-        "transaction_boundary_interval_ms": str(settings.transaction_boundary_interval_ms),
-        "connector_linger_ms": str(settings.connector_linger_ms),
     }
 
 

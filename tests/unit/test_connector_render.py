@@ -39,3 +39,14 @@ def test_unknown_placeholder_is_an_error_naming_it():
 
 def test_connect_references_pass_through():
     assert render({"a": "${file:/x:k}-{{v}}"}, {"v": "1"}) == {"a": "${file:/x:k}-1"}
+
+
+def test_latency_settings_reach_the_connector():
+    """Issue 15: Debezium's poll interval bounds commit -> Kafka latency; it is rendered from settings."""
+    cfg = render_outbox_connector(load_settings({}))
+    assert cfg["poll.interval.ms"] == "2"
+    # one exactly-once transaction per poll: records are visible as soon as their batch commits
+    assert cfg["exactly.once.support"] == "required"
+    assert cfg["transaction.boundary"] == "poll"
+    assert int(cfg["heartbeat.interval.ms"]) > 0
+    assert render_outbox_connector(load_settings({"RELAY_POLL_INTERVAL_MS": "50"}))["poll.interval.ms"] == "50"
