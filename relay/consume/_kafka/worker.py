@@ -138,7 +138,8 @@ class KafkaWorker:
                 "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed", "partition.assignment.strategy": "range",
                 "max.partition.fetch.bytes": max(1 << 20, s.max_record_bytes),
-                "fetch.max.bytes": max(50 << 20, s.max_record_bytes)}
+                "fetch.max.bytes": max(50 << 20, s.max_record_bytes),
+                "fetch.wait.max.ms": s.consumer_fetch_wait_ms}
 
     async def _shutdown(self, helpers: list[asyncio.Task[None]]) -> None:
         loop = asyncio.get_running_loop()
