@@ -44,6 +44,9 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+KAFKA_ENGINE_BATCH = 100  # the kafka engine's default RELAY_CONSUMER_BATCH_SIZE
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
@@ -148,9 +151,16 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(5, ge=1, description="consecutive retriable handler failures that open the "
                                   "circuit: consumption pauses, then one probe record")
     breaker_open_s: float = Field(5.0, gt=0, description="first open period; doubles per failed probe, up to 60 s")
-    consumer_batch_size: int = Field(1, ge=1, le=10_000, description="records a lane takes at once when "
-                                     "several wait; inbox='postgres' handles them in one transaction. 1 (off) "
-                                     "until a lost event seen once in a batch + SIGKILL run is explained")
+    consumer_batch_size: int | None = Field(
+        None, ge=1, le=10_000, description="records a lane takes at once when several wait; inbox='postgres' "
+        "handles them in one transaction. Unset: 100 on the kafka engine, 1 (off) on the faust engine, where one "
+        "batch + SIGKILL run lost an event that is not explained yet")
+
+    def batch_size(self) -> int:
+        """RELAY_CONSUMER_BATCH_SIZE, or the engine's default (see its description)."""
+        if self.consumer_batch_size is not None:
+            return self.consumer_batch_size
+        return KAFKA_ENGINE_BATCH if self.consumer_engine == "kafka" else 1
     consumer_pool_max: int = Field(16, ge=2, le=1000, description="most Postgres connections a worker's pool "
                                    "opens (inbox='postgres' handlers hold one per running event)")
     consumer_fetch_wait_ms: int = Field(

@@ -37,8 +37,10 @@ def worker(
         from relay.errors import ConfigError
 
         raise ConfigError([f"--engine: {engine!r}; expected 'faust' or 'kafka'"])
+    if engine is not None:  # the engine decides some defaults (Settings.batch_size)
+        s = s.model_copy(update={"consumer_engine": engine})
     consumer = load_consumer(target, s)
-    if (engine or s.consumer_engine) == "kafka":
+    if s.consumer_engine == "kafka":
         if (store or consumer.store) != "memory":
             say(f"store {store or consumer.store!r} is a Faust-engine store; the kafka engine keeps its tables in "
                 "memory and rebuilds them from their changelogs (RELAY_CONSUMER_ENGINE=faust to use it)")

@@ -90,7 +90,7 @@ class Options:
             breaker_failures=_pick(self.breaker_failures, s.breaker_failures),
             breaker_open_s=float(_pick(self.breaker_open_s, s.breaker_open_s)),
             dedup_window_s=float(_pick(self.dedup_window_s, s.inbox_window_s)),
-            batch_size=_pick(self.batch_size, s.consumer_batch_size))
+            batch_size=_pick(self.batch_size, s.batch_size()))
 
 
 @dataclass(frozen=True)
