@@ -11,14 +11,14 @@ import pytest
 from confluent_kafka import Producer
 
 from relay.topics import apply_topics, producer_config
-from tests.support.engines import BOTH
+from tests.support.engines import KAFKA_AND_LONG_FAUST
 from tests.support.flaky_app import SCHEMA
 from tests.support.workers import Workers
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("engine", BOTH, indirect=True)
+@pytest.mark.parametrize("engine", KAFKA_AND_LONG_FAUST, indirect=True)
 def test_breaker_opens_probes_and_closes(stack, settings, unique, engine):
     topic = f"outbox.event.breaker{unique}"
     apply_topics(settings, [topic])

@@ -11,14 +11,14 @@ from confluent_kafka import Producer
 
 from relay.headers import dlq_topic
 from relay.topics import producer_config
-from tests.support.engines import BOTH
+from tests.support.engines import KAFKA_AND_LONG_FAUST
 from tests.support.flaky_app import flaky_workers
 from tests.support.kafka import read_until
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("engine", BOTH, indirect=True)
+@pytest.mark.parametrize("engine", KAFKA_AND_LONG_FAUST, indirect=True)
 def test_only_registered_event_types_reach_the_handler(stack, settings, unique, engine):
     topic = f"outbox.event.types{unique}"
     workers = flaky_workers(settings, topic, f"worker-types-{unique}", env={"FLAKY_TYPES": "OrderPlaced,OrderPaid"})

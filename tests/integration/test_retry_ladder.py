@@ -15,13 +15,13 @@ from confluent_kafka import Producer
 
 from relay.stack.process import ManagedProcess
 from relay.topics import producer_config
-from tests.support.engines import BOTH
+from tests.support.engines import BOTH, KAFKA_AND_LONG_FAUST
 from tests.support.flaky_app import SCHEMA
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("engine", BOTH, indirect=True)
+@pytest.mark.parametrize("engine", KAFKA_AND_LONG_FAUST, indirect=True)
 def test_failing_key_is_parked_in_order_while_others_flow(stack, settings, unique, engine):
     topic = f"outbox.event.flaky{unique}"
     ids = {name: str(uuid.uuid4()) for name in
