@@ -254,3 +254,42 @@ def test_missing_table_is_a_config_error_naming_the_fix(settings, throwaway_sche
     run(settings, 1, body, dsn=dsn)
     with psycopg.connect(settings.dsn, autocommit=True) as c:
         check_inbox_table(c)  # the migrated database passes
+
+
+def test_a_batch_claims_up_front_execute_waits_send_is_pipelined_and_unused_claims_go(settings, conn, effects,
+                                                                                      unique):
+    from relay.consume.batch import CURRENT
+    from relay.consume.pg import batch_opener
+
+    consumer = f"b{unique}"
+    handled, skipped, bad = event(), event(), event()
+    counts = []
+
+    async def handler(e, tx):
+        cur = await tx.execute(f"UPDATE {effects} SET note = 'x' WHERE event_id = %s", (e.id,))
+        counts.append(cur.rowcount)  # execute waited for its own result, pipeline or not
+        await tx.send(f"INSERT INTO {effects} VALUES (%s, 'sent')", (e.id,))
+        if e.id == bad.id:
+            await tx.send("INSERT INTO no_such_table_anywhere VALUES (1)")  # shows only at COMMIT
+
+    async def one_batch(pool, events):
+        invoke = postgres_invoker(pool, consumer, handler, {})
+        async with batch_opener(pool, consumer)() as batch:
+            await batch.prepare([e.id for e in events])
+            token = CURRENT.set(batch)
+            try:
+                return [await invoke(e, 1) for e in events if e.id != skipped.id]  # `skipped` is never handled
+            finally:
+                CURRENT.reset(token)
+
+    async def body(pool):
+        fresh = await one_batch(pool, [handled, skipped])
+        with pytest.raises(psycopg.Error):  # the sent statement's error, at COMMIT: nothing of the batch stays
+            await one_batch(pool, [bad])
+        return fresh
+
+    assert run(settings, 2, body) == [True]
+    assert counts == [0, 0], "rowcount of execute's own UPDATE, also in pipeline mode"
+    assert effect_rows(conn, effects, handled.id) == 1 and claimed(conn, consumer, handled.id) == 1
+    assert claimed(conn, consumer, skipped.id) == 0, "a claim of an event the batch did not handle is deleted"
+    assert effect_rows(conn, effects, bad.id) == 0 and claimed(conn, consumer, bad.id) == 0
