@@ -109,10 +109,6 @@ class Lanes:
         self._queues[self.lane_of(message.key)].put_nowait((part, entry))
         return True
 
-    def has_room(self, topic: str, partition: int) -> bool:
-        part = self._partitions.get((topic, partition))
-        return part is None or len(part.pending) < self.limit
-
     async def drain(self, topic: str, partition: int) -> None:
         """Wait until every taken record of the partition is finished."""
         part = self._partitions.get((topic, partition))

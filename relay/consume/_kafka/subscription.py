@@ -94,9 +94,6 @@ class KafkaSubscription:
             if lanes is not None:
                 await lanes.drop(topic, partition)
 
-    def in_flight(self) -> int:
-        return sum(lanes.in_flight() for lanes in self.lanes.values())
-
     async def stop(self) -> None:
         for lanes in self.lanes.values():
             await lanes.stop()
