@@ -84,14 +84,18 @@ class _Session:
 
     def past_blocked_row(self) -> PastRow | None:
         """When a task of the outbox connector FAILED on a row: a reading that says whether the
-        task got past that row (None when no row is known, e.g. the slot is still held)."""
+        task got past that row (None when no row is known). A failed task can hold the slot for
+        30 s, and without the row a restart could only watch offsets move, which the batches
+        before the row do too: so the row is looked for until the slot is free."""
         if self.name != self.s.connector_name:
             return None
-        from relay.outbox.unblock import Unblocker
+        from relay.outbox.unblock import SLOT_RELEASE_WAIT_S, Unblocker
 
         try:
-            blocked = Unblocker(self.s).locate()  # None when no task FAILED
-        except RelayError:
+            blocked = Unblocker(self.s).locate(wait_s=SLOT_RELEASE_WAIT_S)  # None when no task FAILED
+        except RelayError as exc:
+            self.say(f"connector {self.name}: the row a failed task stopped on is not known ({exc}); "
+                     "success rests on the task staying RUNNING and its offset moving")
             return None
         if blocked is None or blocked.row is None:
             return None

@@ -77,20 +77,21 @@ class OffsetProgress:
 
 class PastRow:
     """True once the connector's stored source offset is at or past WAL position ``lsn`` (the row
-    a failed task stopped on): only then did the task get past it. None while offsets cannot be
-    read. Offset moves alone prove nothing here: the batches before that row commit and move the
-    offset, then the task dies on the row again (seen in CI, twice)."""
+    a failed task stopped on): only then did the task get past it. False until then, also while
+    offsets cannot be read: a known blocked row is passed only when that is seen. Offset moves
+    alone prove nothing here: the batches before that row commit and move the offset, then the
+    task dies on the row again (seen in CI, twice)."""
 
     def __init__(self, client: ConnectClient, name: str, lsn: int) -> None:
         self.client, self.name, self.lsn = client, name, lsn
         self.passed = False
 
-    def __call__(self) -> bool | None:
+    def __call__(self) -> bool:
         if not self.passed:
             try:
                 entries = self.client.offsets(self.name)
             except ConnectError:
-                return None
+                return False
             offset = entries[0].get("offset", {}) if entries else {}
             self.passed = max(_lsn(offset, "lsn_proc"), _lsn(offset, "lsn")) >= self.lsn
         return self.passed

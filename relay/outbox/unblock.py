@@ -38,6 +38,7 @@ from relay.topics import admin, apply_topics, existing_outbox_topics, producer_c
 
 # the outbox dead-letter topic takes rows far over the event limit (rows written before it existed)
 OUTBOX_DLQ_MAX_BYTES = 32 * 2**20
+SLOT_RELEASE_WAIT_S = 45.0  # a failed Debezium task lets go of its replication slot within ~30 s
 _HEADROOM = 64 * 1024
 # no new stored offset for this long while pinning (and at least 2.5 heartbeats, which move it even
 # when no row flows): the task is stuck on the first pending record, whether Connect says so yet or not
@@ -117,8 +118,19 @@ class Unblocker:
         flushed = lsn_int(slot.confirmed_flush_lsn) if slot.confirmed_flush_lsn else 0
         return after_offset(rows, self.stored().get("offset"), flushed)
 
-    def locate(self, cause: Cause | None = None) -> Blocked | None:
-        """The row the failed task stopped on; None when no task is FAILED."""
+    def locate(self, cause: Cause | None = None, *, wait_s: float = 0.0) -> Blocked | None:
+        """The row the failed task stopped on; None when no task is FAILED. While the failed task
+        still holds the slot (it can take 30 s to let go), retries for up to ``wait_s``."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return self._locate(cause)
+            except RelayError as exc:
+                if not exc.retriable or time.monotonic() >= deadline:
+                    raise
+            time.sleep(1.0)
+
+    def _locate(self, cause: Cause | None) -> Blocked | None:
         cause = cause or self.failure()
         if cause is None:
             return None
@@ -152,7 +164,7 @@ class Unblocker:
 
     def _locate_if_possible(self) -> Blocked | None:
         try:
-            blocked = self.locate()
+            blocked = self.locate(wait_s=SLOT_RELEASE_WAIT_S)
         except RelayError as exc:
             self._step(f"blocked row not located ({exc})")
             return None

@@ -2,12 +2,15 @@
 decoded pgoutput messages (built here byte for byte), a task trace and topic limits."""
 
 import struct
+import time
 from datetime import timedelta
 
 import pytest
 
 from relay.connect.settle import root_cause
+from relay.errors import ConnectError
 from relay.outbox.blocked import CauseKind, after_offset, classify, skip_offset, suspect
+from relay.outbox.unblock import Unblocker
 from relay.outbox.wal import PG_EPOCH, UNIX_MINUS_PG_EPOCH_US, decode
 
 COLUMNS = ["id", "aggregatetype", "aggregateid", "type", "payload", "headers"]
@@ -119,3 +122,28 @@ def test_root_cause_is_the_deepest_caused_by_with_a_hint():
     assert "(reported as: org.apache.kafka.connect.errors.ConnectException" in text
     assert "relay outbox unblock --retry" in text
     assert root_cause("") == "(Connect gave no trace)"
+
+
+class _HeldSlot(Unblocker):
+    """locate() while the failed task still holds the slot for ``held`` tries."""
+
+    def __init__(self, held, error=None):
+        self.held, self.tries = held, 0
+        self.error = error or ConnectError("slot 'relay' is still held by a task", retriable=True)
+
+    def _locate(self, cause):
+        self.tries += 1
+        if self.tries <= self.held:
+            raise self.error
+        return "the blocked row"
+
+
+def test_locate_waits_until_a_failed_task_lets_go_of_the_slot(monkeypatch):
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    assert _HeldSlot(3).locate(wait_s=60) == "the blocked row"
+    with pytest.raises(ConnectError, match="still held"):
+        _HeldSlot(3).locate()  # no wait asked: the error, as before
+    fatal = _HeldSlot(1, ConnectError("connector missing", retriable=False))
+    with pytest.raises(ConnectError, match="missing"):
+        fatal.locate(wait_s=60)
+    assert fatal.tries == 1

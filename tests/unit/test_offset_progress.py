@@ -1,6 +1,6 @@
 """OffsetProgress: what counts as a connector task making progress after an action."""
 
-from relay.connect.settle import OffsetProgress
+from relay.connect.settle import OffsetProgress, PastRow, all_of
 from relay.errors import ConnectError
 
 
@@ -33,3 +33,19 @@ def test_unreadable_baseline_takes_the_first_value_read_later():
 def test_an_empty_offset_never_counts():
     progress = OffsetProgress(Offsets({}, {}, {}), "c", moves=1)
     assert [progress(), progress()] == [False, False]
+
+
+def past_row(*values, lsn=100):
+    return PastRow(Offsets(*[[{"offset": v}] if isinstance(v, dict) else v for v in values]), "c", lsn)
+
+
+def test_a_blocked_row_is_passed_only_when_the_stored_offset_reaches_it():
+    reading = past_row({"lsn": "99", "lsn_proc": "98"}, {"lsn_proc": "100"}, {"lsn": "1"})
+    assert [reading(), reading(), reading()] == [False, True, True]  # latched
+
+
+def test_unreadable_offsets_never_count_as_past_the_row():
+    # "cannot tell" would let a restart that fails again on the same row exit 0 (seen in CI)
+    reading = past_row(ConnectError("timeout"), [], {"lsn": "100"})
+    assert [reading(), reading(), reading()] == [False, False, True]
+    assert all_of(OffsetProgress(Offsets(ConnectError("x")), "c"), past_row(ConnectError("x")))() is False
