@@ -169,6 +169,13 @@ class Settings(BaseSettings):
                                            "the broker answers a waiting read_committed fetch when a transaction "
                                            "commits (10 ms measured the same commit -> handler p50/p99 as 500 ms "
                                            "and only multiplies idle fetch requests)")
+    consumer_session_timeout_ms: int = Field(
+        10_000, ge=6_000, le=300_000, description="consumer_engine=kafka: the group session timeout; a worker "
+                                                  "that sends no heartbeat for this long (killed, hung, cut off) "
+                                                  "loses its partitions to the others. Shorter than Kafka's 45 s "
+                                                  "default so that a dead worker's partitions move on within "
+                                                  "seconds; must lie within the broker's "
+                                                  "group.min/max.session.timeout.ms")
     consumer_engine: Literal["kafka", "faust"] = Field("kafka", description="what runs a worker's pipelines: "
                                                        "kafka (confluent-kafka, batched fetches) or faust "
                                                        "(faust-streaming agents); same topics, group, tables and "

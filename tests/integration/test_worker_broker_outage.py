@@ -7,8 +7,12 @@ restarts it, and reads the worker's log of the outage. Before relay.kafka_logs a
 3,352 lines in such an outage (aiokafka: 1,335 x `Unable connect to node with id 1`)."""
 
 import json
+import os
 import re
+import shutil
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -49,6 +53,13 @@ def wait_for(what: str, check, timeout_s: float) -> None:
     while not check():
         assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
         time.sleep(0.5)
+
+
+def where(workers: Workers) -> str:
+    pid, spy = workers.procs[0].pid(), shutil.which("py-spy", path=os.path.dirname(sys.executable))
+    stacks = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True,
+                            timeout=60).stdout if pid and spy else "(no py-spy)"
+    return f"worker log, last lines:\n{workers.log(0)[-12000:]}\nworker threads:\n{stacks}"
 
 
 def handled(settings, event_id: str) -> bool:
@@ -92,7 +103,10 @@ def test_a_broker_outage_is_a_few_rate_limited_lines(stack, settings, unique, tm
         broker.start()
         wait_for("own broker ready again", broker.ready, 90)
         after = produce()
-        wait_for("the same worker handles an event after the outage", lambda: handled(settings, after), 120)
+        try:
+            wait_for("the same worker handles an event after the outage", lambda: handled(settings, after), 120)
+        except AssertionError as exc:  # say where the worker is: its log and, when py-spy is here, its threads
+            raise AssertionError(f"{exc}\n{where(workers)}") from None
         assert workers.alive(0)
         outage = workers.log(0)[logged:]
     finally:

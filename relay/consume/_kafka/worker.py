@@ -14,16 +14,20 @@ Guarantees (the same as the Faust engine's, proven by the same tests):
   ``REVOKE_WAIT_S``), the finished prefix is committed and their table partitions are dropped.
 
 Threads: the event loop runs the pipelines; ``poll``/``consume`` run in a worker thread, where
-librdkafka also calls the rebalance callbacks, which hand their work to the loop and wait for it;
-delivery reports are served by the producer's thread.
+librdkafka also calls the rebalance callbacks, which hand their work to the loop and wait for it.
+Only that thread calls the consumer (relay.consume._kafka.owner: the loop queues its commits,
+pauses and resumes); a watchdog thread turns a hang into a stop (relay.consume._kafka.watchdog).
+Delivery reports are served by the producer's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from typing import Any
 
 from confluent_kafka import Consumer as KafkaConsumer, KafkaError, KafkaException, TopicPartition
@@ -31,8 +35,10 @@ from confluent_kafka import Consumer as KafkaConsumer, KafkaError, KafkaExceptio
 from relay.config import Settings
 from relay.consume._kafka.deliveries import Deliveries, Headers
 from relay.consume._kafka.feed import Feed, Rec
+from relay.consume._kafka.owner import Owner
 from relay.consume._kafka.restore import restore
 from relay.consume._kafka.subscription import KafkaSubscription
+from relay.consume._kafka.watchdog import Watchdog, thread_stacks
 from relay.consume.consumer import Consumer
 from relay.consume.runtime import Runtime
 from relay.errors import ConfigError
@@ -44,8 +50,14 @@ log = logging.getLogger("relay.consumer")
 FETCH_RECORDS = 1000  # records taken from librdkafka's queue at once
 POLL_S = 0.1  # a fetch waits this long for a first record, then returns (shutdown checks)
 COMMIT_S = 0.5  # how often the finished prefix is committed
+GAUGE_S = 1.0  # how often the polling thread refreshes the lag gauges
 REVOKE_WAIT_S = 30.0  # records in flight on revoked partitions get this long to finish
 STOP_WAIT_S = 10.0  # ... and at shutdown
+REBALANCE_WAIT_S = 2 * REVOKE_WAIT_S + 10  # a rebalance callback waits this long for the loop
+FETCH_LIMIT_S = 240.0  # a fetch with its rebalance callbacks (restore <= 120 s, revocation <= 70 s)
+LOOP_LIMIT_S = 30.0  # the event loop not running for this long is a hang
+CLOSE_WAIT_S = 30.0  # closing the consumer (leaving the group) at shutdown
+EXIT_GRACE_S = 60.0  # once stuck, stopping gets this long before the process exits with status 1
 TP = tuple[str, int]
 
 
@@ -90,12 +102,20 @@ class KafkaWorker:
         self._stopping: asyncio.Event | None = None
         self._commit_lock: asyncio.Lock | None = None
         self._threads = ThreadPoolExecutor(4, thread_name_prefix="relay-kafka")
+        self.owner = Owner(self._threads)  # the loop's calls to the consumer, made by the polling thread
+        self._gauged = 0.0
+        self.watchdog = Watchdog(self._fail_threadsafe, loop_limit_s=LOOP_LIMIT_S, exit_grace_s=EXIT_GRACE_S)
+        self._abandoned = False  # a thread is stuck in librdkafka: exit without joining it
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (or a fatal error); the exit code (0, or 1 after a failure)."""
         asyncio.run(self.main())
-        return 1 if self.failure is not None else 0
+        code = 1 if self.failure is not None else 0
+        if self._abandoned:  # the interpreter would wait for the stuck thread forever
+            logging.shutdown()
+            os._exit(code)
+        return code
 
     def stop(self) -> None:
         if self._stopping is not None:
@@ -118,6 +138,7 @@ class KafkaWorker:
                 pass
         self.deliveries = Deliveries(producer_config(self.settings), loop, self.fail)
         self.deliveries.start()
+        self.watchdog.start(loop)
         helpers: list[asyncio.Task[None]] = []
         try:
             await self.runtime.start()
@@ -126,11 +147,17 @@ class KafkaWorker:
             self.kafka = KafkaConsumer(self._consumer_config())
             self.kafka.subscribe(list(self.by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)
-            helpers += [asyncio.create_task(self._commit_loop()), asyncio.create_task(self._gauge_loop())]
+            helpers.append(asyncio.create_task(self._commit_loop()))
+            self.owner.polling = True
             while not self._stopping.is_set():
                 self._dispatch(await loop.run_in_executor(self._threads, self._fetch))
+        except Exception as exc:  # noqa: BLE001 - said at once, then the ordinary shutdown
+            self.fail(exc)
         finally:
+            self.owner.polling = False
+            await loop.run_in_executor(self._threads, self.owner.serve)  # what the last fetch left
             await self._shutdown(helpers)
+            self.watchdog.close()
 
     def _consumer_config(self) -> dict[str, Any]:
         s = self.settings
@@ -139,7 +166,9 @@ class KafkaWorker:
                 "isolation.level": "read_committed", "partition.assignment.strategy": "range",
                 "max.partition.fetch.bytes": max(1 << 20, s.max_record_bytes),
                 "fetch.max.bytes": max(50 << 20, s.max_record_bytes),
-                "fetch.wait.max.ms": s.consumer_fetch_wait_ms}
+                "fetch.wait.max.ms": s.consumer_fetch_wait_ms,
+                "session.timeout.ms": s.consumer_session_timeout_ms,
+                "heartbeat.interval.ms": max(1000, s.consumer_session_timeout_ms // 4)}
 
     async def _shutdown(self, helpers: list[asyncio.Task[None]]) -> None:
         loop = asyncio.get_running_loop()
@@ -157,7 +186,12 @@ class KafkaWorker:
                 log.warning("final commit failed (%r); a restart re-reads from the last commit", exc)
         kafka = self.kafka
         if kafka is not None:
-            await loop.run_in_executor(self._threads, kafka.close)  # revokes: one more (empty) commit
+            try:  # revokes: one more (empty) commit
+                await asyncio.wait_for(loop.run_in_executor(self._threads, kafka.close), CLOSE_WAIT_S)
+            except asyncio.TimeoutError:
+                log.warning("closing the consumer did not finish within %.0f s; exiting without it (the group "
+                            "drops this member after its session timeout)", CLOSE_WAIT_S)
+                self._abandoned = True
         for task in helpers:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
@@ -172,10 +206,15 @@ class KafkaWorker:
     def _fetch(self) -> list[Any]:  # a worker thread
         kafka = self.kafka
         assert kafka is not None
-        first = kafka.poll(POLL_S)
-        if first is None:
-            return []
-        return [first, *kafka.consume(FETCH_RECORDS - 1, 0)]
+        with self.watchdog.watching("the consumer's poll (and the rebalance callbacks it runs)", FETCH_LIMIT_S):
+            self.owner.serve()
+            if time.monotonic() - self._gauged >= GAUGE_S:
+                self._gauged = time.monotonic()
+                self._refresh_gauges()
+            first = kafka.poll(POLL_S)
+            if first is None:
+                return []
+            return [first, *kafka.consume(FETCH_RECORDS - 1, 0)]
 
     def _dispatch(self, messages: list[Any]) -> None:
         runs: dict[TP, list[Any]] = {}
@@ -199,12 +238,11 @@ class KafkaWorker:
             kafka_logger().warning("consumer: %s", err.str())
 
     def _pause(self, topic: str, partition: int, pause: bool) -> None:
+        """Asked on the loop, done by the polling thread before its next poll (or before the
+        rebalance callback that closed the feed returns)."""
         kafka = self.kafka
         if kafka is not None:
-            try:
-                (kafka.pause if pause else kafka.resume)([TopicPartition(topic, partition)])
-            except KafkaException as exc:  # revoked meanwhile
-                log.debug("%s %s[%d]: %s", "pause" if pause else "resume", topic, partition, exc)
+            self.owner.tell(lambda: _pause_resume(kafka, topic, partition, pause))
 
     def _on_room(self, topic: str, partition: int) -> None:
         feed = self.feeds.get((topic, partition))
@@ -243,8 +281,7 @@ class KafkaWorker:
             await self.deliveries.wait(max(mark for _offset, mark in due.values()))
             offsets = [TopicPartition(t, p, offset) for (t, p), (offset, _mark) in due.items()]
             kafka = self.kafka
-            await asyncio.get_running_loop().run_in_executor(
-                self._threads, lambda: kafka.commit(offsets=offsets, asynchronous=False))
+            await self.owner.call(lambda: kafka.commit(offsets=offsets, asynchronous=False))
             for tp, (offset, _mark) in due.items():
                 self.committed[tp] = offset
 
@@ -271,12 +308,31 @@ class KafkaWorker:
         self._on_loop(self._revoked([(tp.topic, tp.partition) for tp in partitions], commit=False))
 
     def _on_loop(self, coro: Any) -> None:
-        """Run ``coro`` on the event loop and wait for it (the fetching thread blocks meanwhile)."""
+        """Run ``coro`` on the event loop and wait for it (the fetching thread blocks meanwhile). It
+        is bounded by its own waits; should it still hang, the worker stops rather than wedge."""
         assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        deadline = time.monotonic() + REBALANCE_WAIT_S
+        while True:
+            self.owner.serve()  # the coroutine's consumer calls (commit, resume) are ours to make
+            try:
+                future.result(timeout=0.01)
+                self.owner.serve()  # e.g. the resumes of the feeds it closed, before the partitions go
+                return
+            except FutureTimeout:
+                if time.monotonic() < deadline:
+                    continue
+            log.critical("a rebalance callback did not finish within %.0f s; stopping. Threads:\n%s",
+                         REBALANCE_WAIT_S, thread_stacks())
+            self._fail_threadsafe(TimeoutError(f"rebalance callback stuck for {REBALANCE_WAIT_S:.0f} s"))
+            return
 
     async def _fail_async(self, exc: BaseException) -> None:
         self.fail(exc)
+
+    def _fail_threadsafe(self, exc: BaseException) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.fail, exc)
 
     async def _assigned(self, tps: list[TP]) -> None:
         for topic, partition in tps:
@@ -317,21 +373,19 @@ class KafkaWorker:
         for s in self.subs:
             await s.drop([tp for tp in tps if tp[0] in s.reads()])
 
-    # -- gauges ------------------------------------------------------------------------------
-    async def _gauge_loop(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                self._gauges()
-            except Exception as exc:  # noqa: BLE001 - a gauge is not worth a crash
-                log.debug("gauges not refreshed: %s", exc)
+    # -- gauges (the polling thread) ---------------------------------------------------------
+    def _refresh_gauges(self) -> None:
+        try:
+            self._gauges()
+        except Exception as exc:  # noqa: BLE001 - a gauge is not worth a crash
+            log.debug("gauges not refreshed: %s", exc)
 
     def _gauges(self) -> None:
         kafka = self.kafka
         if kafka is None:
             return
         self.metrics.parked_keys.set(sum(s.parking.parked_keys() for s in self.subs))
-        tps = [TopicPartition(t, p) for t, p in self.feeds]
+        tps = [TopicPartition(t, p) for t, p in list(self.feeds)]
         for tp in kafka.position(tps) if tps else []:
             _low, high = kafka.get_watermark_offsets(tp, cached=True)
             if high is None or high < 0 or tp.offset < 0:
@@ -339,6 +393,13 @@ class KafkaWorker:
             feed = self.feeds.get((tp.topic, tp.partition))
             waiting = len(feed.buffer) + feed.lanes.pending(tp.topic, tp.partition) if feed is not None else 0
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset) + waiting)
+
+
+def _pause_resume(kafka: KafkaConsumer, topic: str, partition: int, pause: bool) -> None:
+    try:
+        (kafka.pause if pause else kafka.resume)([TopicPartition(topic, partition)])
+    except KafkaException as exc:  # revoked meanwhile
+        log.debug("%s %s[%d]: %s", "pause" if pause else "resume", topic, partition, exc)
 
 
 def _names(tps: list[TP]) -> str:
