@@ -1,4 +1,4 @@
-"""Kafka header names and topic patterns: the wire contract of ARCHITECTURE.md, in one place."""
+"""Kafka header names and topic patterns: the wire contract (docs/ and the README), in one place."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`relay`: the one CLI for operators (see ARCHITECTURE.md for the verbs).
+"""`relay`: the one CLI for operators (`relay --help` lists the verbs; the README explains them).
 
 The script is installed with the core package; :func:`main` checks the [cli] extra before importing
 any command, and `relay worker`, `stack`, `demo` and `bench` check their own extras when they run.

@@ -1,7 +1,7 @@
 """Dead letters: the headers a dead letter carries, reading dead-letter topics, and replay.
 
-A dead letter is the original record (same key, value and headers) plus the ``dlq.*`` headers of
-ARCHITECTURE.md: original topic/partition/offset, error class and message, attempts, time of the
+A dead letter is the original record (same key, value and headers) plus the ``dlq.*`` headers
+(relay.headers): original topic/partition/offset, error class and message, attempts, time of the
 first failure. Replay produces the original record back to its original topic with the original
 key and headers and ``dlq.replays`` incremented (relay/handling/redrive_run.py); the consumers'
 inbox skips a replayed event that was handled in the meantime. Dead-letter topics are append-only:

@@ -1,4 +1,4 @@
--- The outbox table of ARCHITECTURE.md (Debezium EventRouter's default columns plus ours) and the
+-- The outbox table (Debezium EventRouter's default columns plus ours) and the
 -- publication Debezium reads it through. Debezium itself never writes here.
 CREATE TABLE outbox (
     id               uuid        PRIMARY KEY,
