@@ -33,6 +33,7 @@ from typing import Any
 from confluent_kafka import Consumer as KafkaConsumer, KafkaError, KafkaException, TopicPartition
 
 from relay.config import Settings
+from relay.consume._kafka import gauges
 from relay.consume._kafka.deliveries import Deliveries, Headers
 from relay.consume._kafka.feed import Feed, Rec
 from relay.consume._kafka.owner import Owner
@@ -210,7 +211,7 @@ class KafkaWorker:
             self.owner.serve()
             if time.monotonic() - self._gauged >= GAUGE_S:
                 self._gauged = time.monotonic()
-                self._refresh_gauges()
+                gauges.refresh(kafka, self.feeds, self.subs, self.metrics)
             first = kafka.poll(POLL_S)
             if first is None:
                 return []
@@ -372,27 +373,6 @@ class KafkaWorker:
     async def _drop(self, tps: list[TP]) -> None:
         for s in self.subs:
             await s.drop([tp for tp in tps if tp[0] in s.reads()])
-
-    # -- gauges (the polling thread) ---------------------------------------------------------
-    def _refresh_gauges(self) -> None:
-        try:
-            self._gauges()
-        except Exception as exc:  # noqa: BLE001 - a gauge is not worth a crash
-            log.debug("gauges not refreshed: %s", exc)
-
-    def _gauges(self) -> None:
-        kafka = self.kafka
-        if kafka is None:
-            return
-        self.metrics.parked_keys.set(sum(s.parking.parked_keys() for s in self.subs))
-        tps = [TopicPartition(t, p) for t, p in list(self.feeds)]
-        for tp in kafka.position(tps) if tps else []:
-            _low, high = kafka.get_watermark_offsets(tp, cached=True)
-            if high is None or high < 0 or tp.offset < 0:
-                continue
-            feed = self.feeds.get((tp.topic, tp.partition))
-            waiting = len(feed.buffer) + feed.lanes.pending(tp.topic, tp.partition) if feed is not None else 0
-            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset) + waiting)
 
 
 def _pause_resume(kafka: KafkaConsumer, topic: str, partition: int, pause: bool) -> None:
