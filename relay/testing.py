@@ -164,15 +164,14 @@ class Harness:
     def _invoker(self, sub: Subscription) -> Invoke:
         if sub.inbox is InboxKind.POSTGRES:
             async def invoke_pg(event: Event, attempt: int) -> bool:
+                batch = CURRENT.get()
+                if sub.batch is not None and batch is not None:  # claimed in the batch, handled as it ends
+                    fresh = event.id not in self._claims and batch.collect(event)
+                    return fresh
                 self.attempts.append(event)
                 if event.id in self._claims:
                     return False
-                tx = FakeTx(self.consumer.name, attempt, self.runtime.state)
-                await sub.handler(event, tx)  # raises: nothing of tx commits
-                self._claims.add(event.id)
-                self.statements += tx.pending_statements
-                self.published += tx.pending_published
-                self.handled.append(event)
+                await self._run_pg(sub, [event] if sub.batch is not None else event, attempt)
                 return True
             return invoke_pg
         inner = self.runtime.invoker(sub)
@@ -186,8 +185,27 @@ class Harness:
             return fresh
         return invoke
 
+    async def _run_pg(self, sub: Subscription, arg: Any, attempt: int) -> None:
+        """A postgres-inbox handler's call; what its FakeTx recorded commits only if it returns."""
+        tx = FakeTx(self.consumer.name, attempt, self.runtime.state)
+        await sub.handler(arg, tx)  # raises: nothing of tx commits
+        events = arg if isinstance(arg, list) else [arg]
+        self._claims.update(e.id for e in events)
+        self.statements += tx.pending_statements
+        self.published += tx.pending_published
+        self.handled += events
+
     def _batch_opener(self, sub: Subscription) -> OpenBatch:
         """The runtime's batch of a batch handler, with the harness's books around its call."""
+        if sub.inbox is InboxKind.POSTGRES:
+            @asynccontextmanager
+            async def pg_opener() -> AsyncIterator[Batch]:
+                batch = Batch(conn=None)
+                yield batch
+                if batch.collected:
+                    self.attempts += batch.collected
+                    await self._run_pg(sub, list(batch.collected), 1)
+            return pg_opener
         base = self.runtime.batch_opener(sub)
         assert base is not None  # a batch handler always has one
 

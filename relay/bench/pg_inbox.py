@@ -30,11 +30,10 @@ from confluent_kafka import Consumer
 from relay.bench.consumer import delete_topics, produce
 from relay.bench.worker_proc import WorkerProcess
 from relay.config import Settings
+from relay.handling.pg_inbox import CLAIM_ALL
 from relay.topics import apply_topics
 
 TABLE = "bench_pg_effects"
-CLAIM_ALL = ("INSERT INTO processed_events (consumer, event_id) SELECT %s, unnest(%s::uuid[]) "
-             "ON CONFLICT DO NOTHING RETURNING event_id")
 EFFECT = f"INSERT INTO {TABLE} (run, event_id) VALUES (%s, %s)"
 
 
@@ -42,7 +41,13 @@ def make_consumer(settings: Settings) -> Any:
     from relay import Consumer as RelayConsumer, Event, Tx
 
     topic, run = os.environ["BENCH_TOPIC"], os.environ["BENCH_RUN"]
-    consumer = RelayConsumer(f"relay-bench-pg-{topic}")
+    consumer = RelayConsumer(f"relay-bench-pg-{run}")  # a group per run: each reads the topic from the start
+    if os.environ.get("BENCH_BATCH_HANDLER"):  # one call per batch: the raw loop's executemany
+        @consumer.subscribe(topic=topic, inbox="postgres", batch=int(os.environ["BENCH_BATCH_HANDLER"]))
+        async def effects_of(events: list[Event], tx: Tx) -> None:
+            async with tx.conn.cursor() as cur:
+                await cur.executemany(EFFECT, [(run, event.id) for event in events])
+        return consumer
 
     @consumer.subscribe(topic=topic, inbox="postgres")
     async def effect(event: Event, tx: Tx) -> None:
@@ -96,11 +101,14 @@ def run_raw(settings: Settings, topic: str, events: int, batch: int, deadline: f
 
 
 def run_worker(settings: Settings, topic: str, events: int, batch: int, concurrency: int, workdir: Path,
-               deadline: float) -> dict:
+               deadline: float, *, batch_handler: bool = False) -> dict:
+    """A worker with a per-event handler (``tx.send`` per event, batches of ``batch`` per
+    transaction) or, with ``batch_handler``, a batch handler (one executemany per batch)."""
     run = f"worker-{uuid.uuid4().hex[:8]}"
+    env = {"BENCH_RUN": run, "RELAY_CONSUMER_CONCURRENCY": str(concurrency)}
+    env.update({"BENCH_BATCH_HANDLER": str(batch)} if batch_handler else {"RELAY_CONSUMER_BATCH_SIZE": str(batch)})
     worker = WorkerProcess(topic, "memory", workdir, name="pg", app="relay.bench.pg_inbox:make_consumer",
-                           env={"BENCH_RUN": run, "RELAY_CONSUMER_BATCH_SIZE": str(batch),
-                                "RELAY_CONSUMER_CONCURRENCY": str(concurrency)}).start()
+                           env=env).start()
     first = first_count = None
     try:
         while (count := worker.handled()) < events:
@@ -139,10 +147,15 @@ def main(argv: list[str] | None = None) -> None:
         worker = run_worker(s, topic, args.events, args.batch, args.concurrency,
                             Path(tempfile.mkdtemp(prefix=f"relay-{marker}-")), deadline)
         print(json.dumps(worker), flush=True)
+        bulk = run_worker(s, topic, args.events, args.batch, args.concurrency,
+                          Path(tempfile.mkdtemp(prefix=f"relay-{marker}-")), deadline, batch_handler=True)
+        print(json.dumps({**bulk, "run": "worker, batch handler"}), flush=True)
     finally:
         delete_topics(s, marker)
     print(json.dumps({"summary": {"worker/raw events/s": round(worker["rate"] / raw["rate"], 3),
-                                  "effects exactly once": raw["effects"] == worker["effects"] == args.events}}))
+                                  "batch handler/raw events/s": round(bulk["rate"] / raw["rate"], 3),
+                                  "effects exactly once": raw["effects"] == worker["effects"] == bulk["effects"]
+                                  == args.events}}))
 
 
 if __name__ == "__main__":

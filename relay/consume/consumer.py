@@ -169,11 +169,13 @@ class Consumer:
 
         ``types``: only events whose ``type`` header is one of these reach the handler; the others
         are acknowledged and counted as ignored. ``inbox``: ``"table"`` (handler ``(event)`` or
-        ``(event, ctx)``, sync or async) or ``"postgres"`` (``async (event, tx)``). ``batch=N``
-        (table inbox): the handler takes ``list[Event]``, up to N events of one partition at once,
-        in offset order; they are recorded as handled when it returns. If it raises, each event
-        of that list is handled again alone (a list of one), so a bad event takes its own retry
-        or dead-letter path and the others are handled. ``options``: the fields of
+        ``(event, ctx)``, sync or async) or ``"postgres"`` (``async (event, tx)``). ``batch=N``:
+        the handler takes ``list[Event]`` instead, up to N events of one partition at once, in
+        offset order, duplicates left out; they are recorded as handled when it returns (with
+        ``inbox="postgres"``: ``async (events, tx)``, one transaction holding every claim and the
+        effects). If it raises, each event of that list is handled again alone (a list of one),
+        so a bad event takes its own retry or dead-letter path and the others are handled.
+        ``options``: the fields of
         :class:`Options`. Returns the handler unchanged (call it directly in tests). Raises
         ConfigError listing every problem."""
         def register(handler: F) -> F:
@@ -253,9 +255,6 @@ def _batch_problems(batch: Any, inbox: str, options: dict[str, Any]) -> list[str
         return []
     if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH:
         return [f"field 'batch' = {batch!r}; expected an integer from 1 to {MAX_BATCH} (events per handler call)"]
-    if inbox != InboxKind.TABLE:
-        return [f"field 'batch' = {batch!r} with inbox={inbox!r}: batch handlers use the table inbox; for one "
-                "Postgres transaction per batch of events keep a per-event handler and set batch_size"]
     if options.get("batch_size") is not None:
         return [f"field 'batch_size' = {options['batch_size']!r} with batch={batch!r}: give one of them"]
     return []

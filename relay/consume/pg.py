@@ -25,6 +25,11 @@ Contract of :func:`postgres_invoker`'s ``invoke(event, attempt) -> bool``:
   to the pool's timeout, then fail retriably).
 - in a batch (relay.consume.batch) the claim and the handler run in the batch's transaction
   instead (no savepoint: a failure rolls the batch back), and commit with it.
+- a batch handler (``subscribe(..., inbox="postgres", batch=N)``, ``async def h(events, tx)``) is
+  called once per batch, as the batch ends, with the events whose ids the batch claimed (in
+  offset order; duplicates left out) and a Tx on the batch's transaction: claims and effects
+  commit together. If it raises, the transaction rolls back and each of those events is handled
+  again alone, in a transaction of its own, with a list of one (relay.consume.group_commit).
 - a :class:`Tx` is valid only during its handler call; using it afterwards raises RelayError (its
   connection went back to the pool, maybe into another event's transaction).
 
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import uuid
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, cast
 
 import psycopg
 from psycopg.abc import Params, QueryNoTemplate
@@ -48,12 +53,13 @@ from relay.consume.batch import CURRENT, Batch
 from relay.deps import CONNECT_TIMEOUT_S
 from relay.errors import ConfigError, DatabaseError, RelayError
 from relay.handling.event import Event
-from relay.handling.pg_inbox import _translate, aclaim
+from relay.handling.pg_inbox import CLAIM_ALL, UNCLAIM, _translate, aclaim
 from relay.outbox.writer import DEFAULT_SCHEMAS, OutboxEvent, WriteResult, awrite, awrite_many
 
 Conn = psycopg.AsyncConnection[TupleRow]
 Pool = AsyncConnectionPool[Conn]
 Handler = Callable[[Event, "Tx"], Awaitable[object]]
+BatchHandler = Callable[[list[Event], "Tx"], Awaitable[object]]
 Invoke = Callable[[Event, int], Awaitable[bool]]
 
 POOL_NAME = "relay-inbox"
@@ -165,9 +171,16 @@ class Tx:
         self._conn = None
 
 
-def postgres_invoker(pool: Pool, consumer: str, handler: Handler, state: dict[str, Any]) -> Invoke:
+def postgres_invoker(pool: Pool, consumer: str, handler: Handler | BatchHandler, state: dict[str, Any], *,
+                     batch_handler: bool = False) -> Invoke:
     """``invoke(event, attempt) -> bool`` running ``handler(event, tx)`` exactly once per
-    ``(consumer, event.id)`` (see the module's contract)."""
+    ``(consumer, event.id)`` (see the module's contract). ``batch_handler``: ``handler(events,
+    tx)``; in a batch an event is only claimed and collected (:func:`batch_handler_end` calls it),
+    outside one (a retry, a batch handled again event by event) it gets a list of one."""
+    one = cast(Handler, handler)
+    if batch_handler:
+        async def one(event: Event, tx: Tx) -> None:
+            await cast(BatchHandler, handler)([event], tx)
 
     async def invoke(event: Event, attempt: int) -> bool:
         what = f"{consumer!r} handling {event.id}"
@@ -175,9 +188,11 @@ def postgres_invoker(pool: Pool, consumer: str, handler: Handler, state: dict[st
         try:
             if batch is not None:  # in the batch's transaction (relay.consume.batch), no savepoint
                 claimed = batch.take_claim(event.id)
-                return await _handle_in(batch.conn, consumer, handler, event, attempt, state, claimed, batch.pipeline)
+                if batch_handler:
+                    return await _collect_in(batch, consumer, event, claimed)
+                return await _handle_in(batch.conn, consumer, one, event, attempt, state, claimed, batch.pipeline)
             async with pool.connection() as conn:
-                return await _handle(conn, consumer, handler, event, attempt, state)
+                return await _handle(conn, consumer, one, event, attempt, state)
         except PoolTimeout as exc:
             raise DatabaseError(f"{what}: no connection from pool {pool.name!r} within {pool.timeout:g}s "
                                 f"(Postgres unreachable, or the pool is too small): {exc}", retriable=True) from exc
@@ -203,6 +218,32 @@ async def _handle_in(conn: Conn, consumer: str, handler: Handler, event: Event, 
         tx._end()
 
 
+async def _collect_in(batch: Batch, consumer: str, event: Event, claimed: bool | None) -> bool:
+    """Claim (unless claimed up front) and keep ``event`` for the batch handler; False: handled before."""
+    if claimed is None:
+        claimed = await aclaim(batch.conn, consumer, event.id)
+    if claimed:
+        batch.collected.append(event)
+    return claimed
+
+
+def batch_handler_end(consumer: str, handler: BatchHandler,
+                      state: dict[str, Any]) -> Callable[[Batch], Awaitable[None]]:
+    """What ends a batch of a batch handler: ``handler(events, tx)`` with the claimed events, in
+    the batch's transaction (before its COMMIT)."""
+    async def end(batch: Batch) -> None:
+        events = list(batch.collected)
+        first, last = events[0].id, events[-1].id
+        tx = Tx(batch.conn, consumer=consumer, event_id=first if len(events) == 1 else f"{first}..{last}",
+                attempt=1, state=state, pipeline=batch.pipeline)
+        try:
+            await handler(events, tx)
+            tx._committable()
+        finally:
+            tx._end()
+    return end
+
+
 async def _handle(conn: Conn, consumer: str, handler: Handler, event: Event, attempt: int,
                   state: dict[str, Any]) -> bool:
     """Claim and handle in a transaction of its own (rolled back when anything raises)."""
@@ -210,9 +251,11 @@ async def _handle(conn: Conn, consumer: str, handler: Handler, event: Event, att
         return await _handle_in(conn, consumer, handler, event, attempt, state)
 
 
-def batch_opener(pool: Pool, consumer: str) -> Callable[[], AbstractAsyncContextManager[Batch]]:
+def batch_opener(pool: Pool, consumer: str, end: Callable[[Batch], Awaitable[None]] | None = None,
+                 ) -> Callable[[], AbstractAsyncContextManager[Batch]]:
     """``open_batch()``: a pooled connection in an open transaction, as a :class:`Batch`; the
-    transaction commits when the block ends (psycopg errors, COMMIT's included, propagate).
+    transaction commits when the block ends (psycopg errors, COMMIT's included, propagate),
+    after ``end(batch)`` when events were collected (a batch handler's call).
 
     The batch claims its events' ids in one statement up front (``Batch.prepare``); before the
     COMMIT, the claims of events that were not handled in it (parked behind a retry, filtered
@@ -234,15 +277,12 @@ def batch_opener(pool: Pool, consumer: str) -> Callable[[], AbstractAsyncContext
                     batch.claims.update((str(row[0]), True) for row in rows)
             batch.prepare = prepare
             yield batch
+            if end is not None and batch.collected:
+                await end(batch)
             unused = [i for i, fresh in (batch.claims or {}).items() if fresh and i not in batch.used]
             if unused:
                 await conn.execute(UNCLAIM, (consumer, unused))
     return open_batch
-
-
-CLAIM_ALL = ("INSERT INTO processed_events (consumer, event_id) SELECT %s, unnest(%s::uuid[]) "
-             "ON CONFLICT DO NOTHING RETURNING event_id")
-UNCLAIM = "DELETE FROM processed_events WHERE consumer = %s AND event_id = ANY(%s::uuid[])"
 
 
 def open_pool(dsn: str, size: int, *, name: str = POOL_NAME, timeout_s: float = POOL_TIMEOUT_S) -> Pool:

@@ -83,7 +83,7 @@ class Runtime:
         """How ``sub`` opens a batch transaction (relay.consume.batch); None: no batches. For a
         batch handler (``subscribe(batch=N)``) the "transaction" is one call of the handler with
         the events collected in it: if that raises, the driver handles each of them again alone."""
-        if sub.batch is not None:
+        if sub.batch is not None and sub.inbox is not InboxKind.POSTGRES:
             call = self._caller(sub)
 
             @asynccontextmanager
@@ -95,10 +95,12 @@ class Runtime:
             return collect
         if sub.inbox is not InboxKind.POSTGRES:
             return None
-        from relay.consume.pg import batch_opener
+        from relay.consume.pg import batch_handler_end, batch_opener
+
+        end = batch_handler_end(self.consumer.name, sub.handler, self.state) if sub.batch is not None else None
 
         def open_batch() -> Any:
-            return batch_opener(self._open_pool(), self.consumer.name)()
+            return batch_opener(self._open_pool(), self.consumer.name, end)()
         return open_batch
 
     def invoker(self, sub: Subscription) -> Invoke:
@@ -110,7 +112,8 @@ class Runtime:
 
             async def invoke_pg(event: Event, attempt: int) -> bool:
                 if not bound:
-                    bound.append(postgres_invoker(self._open_pool(), self.consumer.name, sub.handler, self.state))
+                    bound.append(postgres_invoker(self._open_pool(), self.consumer.name, sub.handler, self.state,
+                                                  batch_handler=sub.batch is not None))
                 return await bound[0](event, attempt)
             return invoke_pg
         return self._table_invoker(sub)
@@ -145,16 +148,12 @@ class Runtime:
 
         # a sync handler runs in a thread: it may block (a client call) without stalling the
         # worker's heartbeats and other lanes
-        def call(event: Event, attempt: int) -> None:
-            result = handler(event, self.context(attempt)) if takes_context else handler(event)
-            if inspect.isawaitable(result):  # a callable object returning a coroutine
-                raise TypeError(f"handler {handler!r} returned an awaitable from a sync call")
+        call_sync = self._caller(sub)
 
         async def invoke_sync(event: Event, attempt: int) -> bool:
-            await asyncio.to_thread(call, event, attempt)
+            await call_sync(event, attempt)
             return True
         return invoke_sync
-
 
     def _caller(self, sub: Subscription) -> Callable[[Any, int], Awaitable[None]]:
         """``call(argument, attempt)``: the handler with ``argument`` (and a context), sync ones in a thread."""

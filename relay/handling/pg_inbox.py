@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS processed_events (
 CREATE INDEX IF NOT EXISTS processed_events_processed_at ON processed_events (processed_at);
 """
 CLAIM = "INSERT INTO processed_events (consumer, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+# a batch: claim every id in one statement (the ids claimed now come back), release the unused ones
+CLAIM_ALL = ("INSERT INTO processed_events (consumer, event_id) SELECT %s, unnest(%s::uuid[]) "
+             "ON CONFLICT DO NOTHING RETURNING event_id")
+UNCLAIM = "DELETE FROM processed_events WHERE consumer = %s AND event_id = ANY(%s::uuid[])"
 PRUNE = """
 DELETE FROM processed_events WHERE (consumer, event_id) IN (
     SELECT consumer, event_id FROM processed_events WHERE processed_at < now() - %s LIMIT %s)

@@ -293,3 +293,45 @@ def test_a_batch_claims_up_front_execute_waits_send_is_pipelined_and_unused_clai
     assert effect_rows(conn, effects, handled.id) == 1 and claimed(conn, consumer, handled.id) == 1
     assert claimed(conn, consumer, skipped.id) == 0, "a claim of an event the batch did not handle is deleted"
     assert effect_rows(conn, effects, bad.id) == 0 and claimed(conn, consumer, bad.id) == 0
+
+
+def test_a_batch_handler_commits_claims_and_effects_once_and_a_failure_commits_nothing(settings, conn, effects,
+                                                                                       unique):
+    from relay.consume.batch import CURRENT
+    from relay.consume.pg import batch_handler_end, batch_opener
+
+    consumer = f"bh{unique}"
+    events, calls = [event() for _ in range(3)], []
+    bad = event()
+
+    async def handler(batch_events, tx):
+        calls.append([e.id for e in batch_events])
+        async with tx.conn.cursor() as cur:  # the fast path a batch handler is for: one executemany
+            await cur.executemany(f"INSERT INTO {effects} VALUES (%s, 'batch')", [(e.id,) for e in batch_events])
+        if tx.attempt == 1 and any(e.id == bad.id for e in batch_events):
+            raise ValueError("a bad event in the list")
+
+    async def one_batch(pool, batch_events):
+        invoke = postgres_invoker(pool, consumer, handler, {}, batch_handler=True)
+        opener = batch_opener(pool, consumer, batch_handler_end(consumer, handler, {}))
+        async with opener() as batch:
+            await batch.prepare([e.id for e in batch_events])
+            token = CURRENT.set(batch)
+            try:
+                return [await invoke(e, 1) for e in batch_events]
+            finally:
+                CURRENT.reset(token)
+
+    async def body(pool):
+        first = await one_batch(pool, events)
+        again = await one_batch(pool, [events[0], events[0]])  # handled before; and a copy in one batch
+        with pytest.raises(ValueError):
+            await one_batch(pool, [events[1], bad])
+        alone = await postgres_invoker(pool, consumer, handler, {}, batch_handler=True)(bad, 2)  # its retry
+        return first, again, alone
+
+    assert run(settings, 2, body) == ([True, True, True], [False, False], True)
+    assert calls == [[e.id for e in events], [bad.id], [bad.id]]  # handled ones and copies left out
+    for e in events:
+        assert effect_rows(conn, effects, e.id) == 1 and claimed(conn, consumer, e.id) == 1
+    assert effect_rows(conn, effects, bad.id) == 1 and claimed(conn, consumer, bad.id) == 1  # only the retry's

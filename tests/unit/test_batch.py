@@ -124,7 +124,7 @@ def test_batch_handler_declaration_mistakes_are_named():
     from relay.errors import ConfigError
 
     consumer = Consumer("batch-mistakes")
-    for kwargs, words in [({"batch": 0}, "field 'batch' = 0"), ({"batch": 10, "inbox": "postgres"}, "table inbox"),
+    for kwargs, words in [({"batch": 0}, "field 'batch' = 0"), ({"batch": 10, "inbox": "postgres"}, "needs `async def"),
                           ({"batch": 10, "batch_size": 5}, "give one of them")]:
         with pytest.raises(ConfigError, match=words):
             consumer.subscribe("order", **kwargs)(lambda events: None)

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from relay import Consumer, Event, Reject, Retry
+from relay.errors import ConfigError
 from relay.testing import Harness
 
 
@@ -276,3 +277,38 @@ def test_batch_handler_in_the_harness_gets_what_waits_and_a_bad_event_goes_alone
     assert calls == [[1, 2, 3, 4, 5], [1], [2], [3], [4], [5]]
     assert sorted(e.payload["n"] for e in t.handled) == [1, 2, 4, 5]
     assert [(d.reason, d.error) for d in t.dead_letters] == [("handler", "ValueError: n=3 is not a valid order")]
+
+
+def test_postgres_batch_handler_in_the_harness_one_call_one_commit_a_bad_event_alone():
+    consumer = Consumer("bulk-pg")
+    calls = []
+
+    @consumer.subscribe("payment", inbox="postgres", batch=10)
+    async def bulk(events: list[Event], tx) -> None:
+        calls.append([e.payload["n"] for e in events])
+        for e in events:
+            await tx.execute("INSERT INTO effects (event_id) VALUES (%s)", (e.id,))
+            await tx.outbox.write(aggregatetype="receipt", aggregateid=e.key, type="Paid",
+                                  payload={"n": e.payload["n"]})
+        if any(e.payload["n"] == 3 for e in events):
+            raise Reject("n=3 is refused")  # the list rolls back; alone, n=3 is dead-lettered
+
+    async def main():
+        async with Harness(consumer) as t:
+            first = await t.deliver("payment", key="k1", payload={"n": 1}, run=False)
+            for n in range(2, 6):
+                await t.deliver("payment", key=f"k{n}", payload={"n": n}, run=False)
+            await t.deliver("payment", key="k1", payload={"n": 1}, id=first.header("id"), run=False)
+            await t.run()
+            return t
+    t = asyncio.run(main())
+    assert calls == [[1, 2, 3, 4, 5], [1], [2], [3], [4], [5]]  # the copy of 1 never reaches the handler
+    assert sorted(e.payload["n"] for e in t.handled) == [1, 2, 4, 5]
+    assert len(t.statements) == 4 and sorted(p["payload"]["n"] for p in t.published) == [1, 2, 4, 5]
+    assert [d.reason for d in t.dead_letters] == ["rejected"]
+
+
+def test_postgres_batch_handler_needs_an_async_events_tx_signature():
+    consumer = Consumer("bulk-pg-sync")
+    with pytest.raises(ConfigError, match="needs `async def"):
+        consumer.subscribe("payment", inbox="postgres", batch=10)(lambda events, tx: None)
