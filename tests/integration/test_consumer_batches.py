@@ -41,9 +41,14 @@ FAUST_LOSS = pytest.mark.xfail(strict=False, reason=(
     "watchdog or gap log); batching stays off there (RELAY_CONSUMER_BATCH_SIZE) until it is explained"))
 
 
-@pytest.mark.parametrize("engine", ["kafka", pytest.param("faust", marks=[*FAUST_IN_LONG_RUNS.marks, FAUST_LOSS])],
-                         indirect=True)
-def test_kills_poison_and_retries_mid_batch_effects_and_follow_ups_exactly_once(stack, settings, unique, engine):
+@pytest.mark.parametrize("engine, handler", [
+    ("kafka", "per-event"), ("kafka", "batch"),
+    pytest.param("faust", "per-event", marks=[*FAUST_IN_LONG_RUNS.marks, FAUST_LOSS])], indirect=["engine"])
+def test_kills_poison_and_retries_mid_batch_effects_and_follow_ups_exactly_once(stack, settings, unique, engine,
+                                                                                handler):
+    """``handler``: per-event handlers in batch transactions (RELAY_CONSUMER_BATCH_SIZE), or a
+    batch handler (``batch=200``: one call per list; a list with a failing event runs again event
+    by event)."""
     topic, echo = f"outbox.event.batch{unique}", f"batchecho{unique}"
     apply_topics(settings, [topic])
     prepare(settings.dsn)
@@ -52,7 +57,7 @@ def test_kills_poison_and_retries_mid_batch_effects_and_follow_ups_exactly_once(
         "EFFECTS_TOPIC": topic, "EFFECTS_DELAY_MS": "1", "EFFECTS_FLAKY_EVERY": "25", "EFFECTS_ECHO": echo,
         "EFFECTS_SEND": "1",
         "RELAY_CONSUMER_CONCURRENCY": "4", "RELAY_RETRY_DELAYS": "1s,2s", "RELAY_WORKER_METRICS_PORT": str(port),
-        "RELAY_CONSUMER_BATCH_SIZE": "200",
+        **({"EFFECTS_BATCH_HANDLER": "200"} if handler == "batch" else {"RELAY_CONSUMER_BATCH_SIZE": "200"}),
         # planned failures are not a sick downstream: keep the circuit out of it (tested on its own)
         "RELAY_BREAKER_FAILURES": "100000"})
     feed = Feed(settings, topic, count=4000, keys=60, rate=800, poison_every=200)

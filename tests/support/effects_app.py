@@ -6,6 +6,8 @@ EFFECTS_DELAY_MS widens the window in which a SIGKILL lands mid-handling; EFFECT
 makes every event whose per-key seq is n-1 mod n fail its first attempt (a retry stage);
 EFFECTS_ECHO=<aggregate type> publishes one follow-up event per handled event through
 ``tx.outbox`` (payload ``{"source": <event id>}``), in the effect's transaction.
+EFFECTS_BATCH_HANDLER=n subscribes a batch handler instead (``batch=n``, one executemany per list;
+a list holding a failing event fails as a whole, then each of its events runs alone).
 """
 
 from __future__ import annotations
@@ -39,16 +41,35 @@ def make_consumer(settings: Settings) -> Consumer:
     echo = os.environ.get("EFFECTS_ECHO")
     send = os.environ.get("EFFECTS_SEND") == "1"
     consumer = Consumer(f"relay-effects-{topic}")
+    insert = "INSERT INTO kill_effects (topic, event_id, key, seq, worker) VALUES (%s, %s, %s, %s, %s)"
+
+    def fails(event: Event, tx: Tx) -> bool:
+        seq = (event.payload or {}).get("seq")
+        return bool(flaky and tx.attempt == 1 and isinstance(seq, int) and seq % flaky == flaky - 1)
+
+    if os.environ.get("EFFECTS_BATCH_HANDLER"):
+        @consumer.subscribe(topic=topic, inbox="postgres", batch=int(os.environ["EFFECTS_BATCH_HANDLER"]))
+        async def handle_all(events: list[Event], tx: Tx) -> None:
+            failing = [e.payload["seq"] for e in events if fails(e, tx)]
+            if failing:
+                raise TimeoutError(f"seq {failing} fail their first attempt (on purpose)")
+            async with tx.conn.cursor() as cur:
+                await cur.executemany(insert, [(topic, e.id, e.key, (e.payload or {}).get("seq"), os.getpid())
+                                               for e in events])
+            for e in events if echo else []:
+                await tx.outbox.write(aggregatetype=echo or "", aggregateid=e.key or "-", type="Echo",
+                                      payload={"source": e.id})
+            if delay:
+                await asyncio.sleep(delay)
+        return consumer
 
     @consumer.subscribe(topic=topic, inbox="postgres")
     async def handle(event: Event, tx: Tx) -> None:
         seq = (event.payload or {}).get("seq")
-        if flaky and tx.attempt == 1 and isinstance(seq, int) and seq % flaky == flaky - 1:
+        if fails(event, tx):
             raise TimeoutError(f"seq {seq} fails its first attempt (on purpose)")
         # EFFECTS_SEND=1: Tx.send (pipelined within a batch) instead of Tx.execute
-        await (tx.send if send else tx.execute)(
-            "INSERT INTO kill_effects (topic, event_id, key, seq, worker) VALUES (%s, %s, %s, %s, %s)",
-            (topic, event.id, event.key, seq, os.getpid()))
+        await (tx.send if send else tx.execute)(insert, (topic, event.id, event.key, seq, os.getpid()))
         if echo:
             await tx.outbox.write(aggregatetype=echo, aggregateid=event.key or "-", type="Echo",
                                   payload={"source": event.id})
