@@ -33,13 +33,16 @@ async def settle_all(p: Pipeline, items: Sequence[T], record_of: Callable[[T], R
     transaction when ``open_batch`` is given (relay.consume.batch). ``bind(item)`` runs before
     each item is handled (and before its deferred inbox record)."""
     i = 0
-    while i < len(items):
-        if open_batch is None or len(items) - i < 2 or record_of(items[i]).topic != p.topic:
-            bind(items[i])
-            await p.settled(record_of(items[i]))
-            i += 1
-        else:
-            i = await _one_transaction(p, items, i, record_of, bind, open_batch)
+    try:
+        while i < len(items):
+            if open_batch is None or len(items) - i < 2 or record_of(items[i]).topic != p.topic:
+                bind(items[i])
+                await p.settled_quietly(record_of(items[i]))
+                i += 1
+            else:
+                i = await _one_transaction(p, items, i, record_of, bind, open_batch)
+    finally:
+        p.tally.flush()
 
 
 async def _one_transaction(p: Pipeline, items: Sequence[T], i: int, record_of: Callable[[T], Record],

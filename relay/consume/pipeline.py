@@ -27,6 +27,7 @@ from typing import Any, AsyncContextManager, Awaitable, Callable, Mapping, Proto
 
 from relay.consume.batch import CURRENT, Abort, Batch
 from relay.consume.routing import After, Attempt, DeadLetter, Delivery, Forward, Router
+from relay.consume.tally import Tally
 from relay.errors import DecodeError
 from relay.handling.breaker import CircuitBreaker
 from relay.handling.dlq import dead_letter_headers
@@ -89,6 +90,7 @@ class Pipeline:
         self._handled, self._duplicates = metrics.handled.labels(topic), metrics.duplicates.labels(topic)
         self._ignored, self._latency = metrics.ignored.labels(topic), metrics.handler_latency.labels(topic)
         self._batch_records = metrics.batch_records.labels(topic)
+        self.tally = Tally(self._handled, self._latency)  # handled count and handler latency, per batch
 
     def topics(self) -> list[str]:
         """Every topic this pipeline reads or writes: the source, its stages, its dead letters."""
@@ -100,6 +102,13 @@ class Pipeline:
     async def settled(self, record: Record) -> None:
         """:meth:`process`, and whatever escapes it (a bug, not input) still ends the record: as
         a dead letter, or, when even that fails, by the port's crash."""
+        try:
+            await self.settled_quietly(record)
+        finally:
+            self.tally.flush()
+
+    async def settled_quietly(self, record: Record) -> None:
+        """:meth:`settled` without flushing the metrics tally (a batch flushes it once at its end)."""
         try:
             await self.process(record)
         except Abort:
@@ -157,7 +166,7 @@ class Pipeline:
             fresh = await self.invoke(event, number)
         except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
             return await self._failed(record, d, number, exc, first)
-        self._latency.observe(time.perf_counter() - started)
+        self.tally.observed.append(time.perf_counter() - started)
         self.breaker.record_success()
         batch = CURRENT.get()
         if batch is not None:  # its effect (or the copy it duplicates) commits with the batch: record it then
@@ -170,7 +179,10 @@ class Pipeline:
         now = self.clock()
         self.inbox.record(event_id, now, partition)
         self.inbox.expire(partition, now)  # here the current event is of this partition
-        (self._handled if fresh else self._duplicates).inc()
+        if fresh:
+            self.tally.count += 1
+        else:
+            self._duplicates.inc()
 
     async def _failed(self, record: Record, d: Delivery, number: int, exc: Exception,
                       first: datetime | None) -> bool:

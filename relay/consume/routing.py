@@ -51,8 +51,10 @@ class Delivery:
         """From a record's key and headers (``stage`` from the topic it came from)."""
         if not stage:  # the source topic: routing reads only the key and the event id
             raw_id = headers.get(_ID)
-            return cls(key=key.decode("utf-8", "replace") if key is not None else None,
-                       event_id=raw_id.decode("utf-8", "replace") if raw_id else "")
+            source = _new(cls)  # the defaults of every other field, without a frozen __init__ (hot path)
+            source.__dict__.update(_SOURCE_DEFAULTS, key=key.decode("utf-8", "replace") if key is not None else None,
+                                   event_id=raw_id.decode("utf-8", "replace") if raw_id else "")
+            return source
 
         def text(name: Header) -> str:
             raw = headers.get(name.value)
@@ -65,6 +67,10 @@ class Delivery:
                    attempt=int(text(Header.RETRY_ATTEMPT) or 1) if stage else 1,
                    seq=int(text(Header.RETRY_SEQ) or 0), requeues=int(text(Header.RETRY_REQUEUES) or 0),
                    first_failure=datetime.fromisoformat(first) if first else None)
+
+
+_new = object.__new__
+_SOURCE_DEFAULTS = {"stage": 0, "role": None, "attempt": 1, "seq": 0, "requeues": 0, "first_failure": None}
 
 
 @dataclass(frozen=True)
