@@ -200,7 +200,7 @@ def run_worker(settings: Settings, topic: str, events: int, store: str, workdir:
             if count >= events:
                 end = tick
                 break
-            time.sleep(max(0.0, 0.5 - (time.monotonic() - tick)))
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - tick)))  # 0.5 s steps were +-8 % of a 200k run
     finally:
         stop_s = worker.stop()
     changelog = inbox_changelog(topic, store)

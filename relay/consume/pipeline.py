@@ -31,7 +31,7 @@ from relay.consume.tally import Tally
 from relay.errors import DecodeError
 from relay.handling.breaker import CircuitBreaker
 from relay.handling.dlq import dead_letter_headers
-from relay.handling.event import Event, decode
+from relay.handling.event import Event, decode_owned
 from relay.handling.idempotency import Inbox
 from relay.handling.parking import Parking
 from relay.handling.retry import RetryPolicy
@@ -132,7 +132,7 @@ class Pipeline:
         """Route one record read from the source topic or one of its retry stages."""
         headers = dict(record.headers or ())  # a list of pairs (confluent-kafka) or a mapping (Faust)
         d = Delivery.read(record.key, headers, self.stage_of.get(record.topic, 0))
-        action = self.router.route(d, self._now())
+        action = self.router.route(d, self._now)
         if isinstance(action, Forward):
             await self.forward(record, action)
             return
@@ -143,15 +143,17 @@ class Pipeline:
         self.router.attempted(d, action, finished)
 
     async def attempt(self, record: Record, d: Delivery, action: Attempt,
-                      headers: Mapping[str, bytes | None] | None = None) -> bool:
+                      headers: dict[str, bytes | None] | None = None) -> bool:
         """One handling attempt; True when finished (handled, duplicate, ignored, dead), False
-        when it failed and now waits in a retry stage."""
+        when it failed and now waits in a retry stage. ``headers``: the record's headers as a dict
+        made for it alone (the event keeps it); None: made here."""
         number, first = action.number, action.first_failure
         try:
-            event = decode(key=record.key, value=record.value,
-                           headers=record.headers if headers is None else headers, topic=self.topic,
-                           partition=record.partition, offset=record.offset, schemas=self.schemas,
-                           timestamp_ms=int(record.timestamp * 1000) if record.timestamp else None)
+            event = decode_owned(key=record.key, value=record.value,
+                                 headers=dict(record.headers or ()) if headers is None else headers,
+                                 topic=self.topic, partition=record.partition, offset=record.offset,
+                                 schemas=self.schemas,
+                                 timestamp_ms=int(record.timestamp * 1000) if record.timestamp else None)
         except DecodeError as exc:
             await self.dead_letter(record, "decode", exc, number, first)
             return True

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Mapping
+from typing import Callable, Mapping
 
 from relay.errors import Reject
 from relay.handling.parking import Parking, Route
@@ -120,8 +120,10 @@ class Router:
     def __init__(self, parking: Parking, policy: RetryPolicy) -> None:
         self.parking, self.policy = parking, policy
 
-    def route(self, d: Delivery, now: datetime) -> Forward | Attempt:
-        """What to do with a delivery read from the source (stage 0) or a retry stage."""
+    def route(self, d: Delivery, now: Callable[[], datetime]) -> Forward | Attempt:
+        """What to do with a delivery read from the source (stage 0) or a retry stage; ``now()``
+        is asked only when the decision needs the time (a parked key): the usual record of an
+        unparked key costs no clock read."""
         if d.stage == 0:
             return self._source(d, now)
         if d.key is None or d.role is None:
@@ -131,7 +133,7 @@ class Router:
             return Attempt(d.attempt, d.first_failure, After.HEAD_DONE if was_head else After.NOTHING)
         return self._behind(d, now)
 
-    def _source(self, d: Delivery, now: datetime) -> Forward | Attempt:
+    def _source(self, d: Delivery, now: Callable[[], datetime]) -> Forward | Attempt:
         key = d.key
         if key is None or self.parking.route(key) is not Route.PARK:
             return _FIRST
@@ -139,16 +141,16 @@ class Router:
         assert state is not None  # PARK: parked
         if self.parking.is_head(key, d.event_id):
             # parked, then the worker died before its copy reached the stage: send it again
-            return Forward(state.stage, Role.HEAD, 2, 0.0, now)
+            return Forward(state.stage, Role.HEAD, 2, 0.0, now())
         stage = self.parking.add_behind(key)
         behind = self.parking.state(key)
         assert behind is not None  # add_behind: parked
-        return Forward(stage, Role.BEHIND, 1, 0.0, now, seq=behind.tail)
+        return Forward(stage, Role.BEHIND, 1, 0.0, now(), seq=behind.tail)
 
-    def _behind(self, d: Delivery, now: datetime) -> Forward | Attempt:
+    def _behind(self, d: Delivery, now: Callable[[], datetime]) -> Forward | Attempt:
         key = d.key
         assert key is not None
-        first = d.first_failure or now
+        first = d.first_failure or now()
         pending = self.parking.state(key) if self.parking.head_pending(key) else None
         if pending is not None and pending.stage != d.stage:
             # its head moved on to a later stage: follow it

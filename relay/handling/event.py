@@ -77,7 +77,14 @@ def decode(
 ) -> Event:
     """Decode one record; JSON text, or binary Avro (single-object encoding, found by schema
     fingerprint in ``schemas``, default the repo's schemas/)."""
-    headers = dict(headers or {})  # confluent-kafka gives [(name, bytes)], faust a dict
+    # confluent-kafka gives [(name, bytes)], faust a dict: the Event gets a copy of its own
+    return decode_owned(key=key, value=value, headers=dict(headers or {}), topic=topic, partition=partition,
+                        offset=offset, timestamp_ms=timestamp_ms, schemas=schemas)
+
+
+def decode_owned(*, key: bytes | None, value: bytes | None, headers: dict[str, bytes | None], topic: str,
+                 partition: int, offset: int, timestamp_ms: int | None = None, schemas: Any = None) -> Event:
+    """:func:`decode` for a headers dict made for this record alone: the Event keeps it, uncopied."""
     event_id = _event_id(headers.get(_ID))
     if value is None:
         payload = None
