@@ -21,15 +21,20 @@ Guarantees:
   broker errors) are partition-wide and, with the idempotent producer, never leave a later record
   of a partition delivered after an earlier one failed; the producer's ``message.max.bytes`` stays
   below the broker's so that size errors are always the synchronous kind.
-- wakes on ``LISTEN relay_outbox`` (a statement trigger NOTIFYs at commit) and polls every
-  ``poller_interval_s`` anyway, so a lost notification costs latency, never events.
+- wakes on ``LISTEN relay_outbox`` and polls every ``poller_interval_s`` anyway, so a lost
+  notification costs latency, never events. The outbox's statement trigger NOTIFYs only while a
+  poller holds a lease in ``relay_poller_leases`` (:class:`WakeupLease`): a NOTIFY serialises
+  every notifying commit in the cluster, a price CDC-only deployments should not pay.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("relay.poller")
 
 NOTIFY_CHANNEL = "relay_outbox"
+LEASE_S = 30.0  # a crashed poller's lease keeps writers notifying for at most this long
+RENEW_S = LEASE_S / 3
 AGGREGATE_LOCK_NS = 0x7265  # advisory lock namespace ("re"): (ns, hashtext(aggregate))
 
 # Claiming is two statements. A lock decided inside the row scan is not enough: a poller's scan
@@ -263,21 +270,56 @@ class PollingRelay:
         listener = connect_postgres(self.settings.dsn)
         with conn, listener:
             listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            while not stop.is_set():
-                result = self.publish_batch(conn)
-                if max_events is not None and self.stats.published >= max_events:
-                    break
-                if result.published or result.failed:
-                    continue  # more may be waiting: go again without sleeping
-                self._wait_for_notify(listener, stop)
+            lease = WakeupLease(listener)
+            try:
+                self._loop(conn, listener, lease, stop, max_events)
+            finally:
+                lease.release()
         self.producer.flush(30)
         return self.stats
 
+    def _loop(self, conn: psycopg.Connection, listener: psycopg.Connection, lease: WakeupLease,
+              stop: threading.Event, max_events: int | None) -> None:
+        while not stop.is_set():
+            lease.keep()
+            result = self.publish_batch(conn)
+            if max_events is not None and self.stats.published >= max_events:
+                return
+            if result.published or result.failed:
+                continue  # more may be waiting: go again without sleeping
+            self._wait_for_notify(listener, stop)
+
     def _wait_for_notify(self, listener: psycopg.Connection, stop: threading.Event) -> None:
-        deadline = time.monotonic() + self.settings.poller_interval_s
+        deadline = time.monotonic() + min(self.settings.poller_interval_s, RENEW_S)
         while not stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
             for _notify in listener.notifies(timeout=min(remaining, 0.5), stop_after=1):
                 return
+
+
+class WakeupLease:
+    """This poller's row in ``relay_poller_leases``: while one unexpired lease exists, outbox
+    inserts NOTIFY ``relay_outbox`` (migration 0008). Renewed at most every ``RENEW_S``; deleted
+    on a clean stop (best effort: a lease that cannot be deleted expires after ``LEASE_S``)."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn  # autocommit: each statement commits at once
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.renewed = float("-inf")
+
+    def keep(self) -> None:
+        if time.monotonic() - self.renewed < RENEW_S:
+            return
+        self.conn.execute(
+            "INSERT INTO relay_poller_leases (holder, expires_at) VALUES (%s, now() + make_interval(secs => %s))"
+            " ON CONFLICT (holder) DO UPDATE SET expires_at = EXCLUDED.expires_at", (self.holder, LEASE_S))
+        self.conn.execute("DELETE FROM relay_poller_leases WHERE expires_at < now() - interval '1 hour'")
+        self.renewed = time.monotonic()
+
+    def release(self) -> None:
+        try:
+            self.conn.execute("DELETE FROM relay_poller_leases WHERE holder = %s", (self.holder,))
+        except psycopg.Error as exc:
+            log.warning("could not delete the poller's wake-up lease (it expires within %.0f s): %s", LEASE_S, exc)

@@ -10,7 +10,7 @@ import pytest
 from relay.config import load_settings
 from relay.metrics import PollerMetrics
 from relay.outbox import write
-from relay.outbox.poller import PollingRelay
+from relay.outbox.poller import NOTIFY_CHANNEL, PollingRelay, WakeupLease
 from relay.verify import detect_gaps
 from tests.support.kafka import read_ids
 from tests.support.relays import poller_relay
@@ -55,6 +55,27 @@ def test_terminal_row_is_counted_and_holds_its_aggregate(stack, settings, unique
     assert (published, failed, attempts) == (False, True, 2) and "MSG_SIZE_TOO_LARGE" in error.upper().replace(" ", "_")
     assert state[str(held)][:3] == (False, False, 0), "a later row of the failed aggregate waits"
     assert metrics.terminal._value.get() == 1 and metrics.failed._value.get() == 2
+
+
+def test_outbox_inserts_notify_only_while_a_poller_holds_a_lease(stack, settings, unique):
+    """A NOTIFY serialises commits cluster-wide, so writers notify only while a poller listens."""
+    relays = poller_relay(stack, settings)  # a database of its own: no other poller's lease
+    with psycopg.connect(relays.dsn, autocommit=True) as listener, psycopg.connect(relays.dsn) as writer:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+        def notified() -> int:
+            with writer.transaction():
+                write(writer, aggregatetype=f"n{unique}", aggregateid="A", type="T", payload={})
+            return len(list(listener.notifies(timeout=1.0, stop_after=1)))
+
+        assert notified() == 0, "no poller: the commit must not take the NOTIFY lock"
+        lease = WakeupLease(listener)
+        lease.keep()
+        assert notified() == 1
+        lease.release()
+        assert notified() == 0
+        listener.execute("INSERT INTO relay_poller_leases VALUES ('crashed', now() - interval '1 s')")
+        assert notified() == 0, "an expired lease (a poller that died) does not count"
 
 
 class _RecordingRelay(PollingRelay):
