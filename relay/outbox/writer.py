@@ -210,27 +210,46 @@ def _identity(text: str) -> str:
     return text
 
 
-# A step is (sql, params, fetch_one); the driver sends back the fetched row (or None).
-_Step = tuple[str, tuple[Any, ...], bool]
+# A step is (sql, params, mode); the driver sends back the fetched row (FETCH) or None.
+ONE, FETCH, MANY = "one", "fetch", "many"  # run once; run once and fetch a row; executemany(params)
+_Step = tuple[str, Any, str]
 _Conversation = Generator[_Step, tuple[Any, ...] | None, list[WriteResult]]
 
 
+def _plain_run(rows: list[_Row], start: int) -> list[_Row]:
+    """The rows from ``start`` on without an idempotency key and for the same table: one executemany."""
+    run = [rows[start]]
+    for row in rows[start + 1:]:
+        if row.key is not None or row.sql is not run[0].sql:
+            break
+        run.append(row)
+    return run
+
+
 def _steps(rows: list[_Row], delete_after: bool) -> _Conversation:
-    results = []
-    for row in rows:
+    results: list[WriteResult] = []
+    i = 0
+    while i < len(rows):
+        row = rows[i]
         q = row.sql
         if row.key is None:
-            yield q.insert, row.params, False
+            run = _plain_run(rows, i)
+            i += len(run)
+            if len(run) == 1:
+                yield q.insert, row.params, ONE
+            else:  # consecutive plain inserts: one executemany (pipelined), same rows in the same order
+                yield q.insert, [r.params for r in run], MANY
             if delete_after:
-                yield q.delete, (row.id,), False
-            results.append(WriteResult(row.id))
+                yield q.delete, [(r.id,) for r in run], MANY
+            results.extend(WriteResult(r.id) for r in run)
             continue
-        inserted = yield q.insert_idempotent, row.params, True
+        i += 1
+        inserted = yield q.insert_idempotent, row.params, FETCH
         if inserted is not None:
             results.append(WriteResult(row.id))
             continue
         aggregatetype = row.params[1]
-        first = yield q.first, (aggregatetype, row.key), True
+        first = yield q.first, (aggregatetype, row.key), FETCH
         if first is None:  # the row holding the key vanished between the two statements
             raise DatabaseError(f"idempotency key {row.key!r}: conflicting row disappeared; retry", retriable=True)
         first_id, first_hash = first
@@ -256,9 +275,14 @@ def _drive(conn: psycopg.Connection, steps: _Conversation) -> list[WriteResult]:
     try:
         step = next(steps)
         while True:
-            sql, params, fetch = step
+            sql, params, mode = step
+            if mode == MANY:
+                with conn.cursor() as many:
+                    many.executemany(sql, params)
+                step = steps.send(None)
+                continue
             cur = conn.execute(sql, params)
-            step = steps.send(cur.fetchone() if fetch else None)
+            step = steps.send(cur.fetchone() if mode == FETCH else None)
     except StopIteration as done:
         results: list[WriteResult] = done.value  # the generator's return value
         return results
@@ -270,9 +294,14 @@ async def _adrive(conn: psycopg.AsyncConnection, steps: _Conversation) -> list[W
     try:
         step = next(steps)
         while True:
-            sql, params, fetch = step
+            sql, params, mode = step
+            if mode == MANY:
+                async with conn.cursor() as many:
+                    await many.executemany(sql, params)
+                step = steps.send(None)
+                continue
             cur = await conn.execute(sql, params)
-            step = steps.send(await cur.fetchone() if fetch else None)
+            step = steps.send(await cur.fetchone() if mode == FETCH else None)
     except StopIteration as done:
         results: list[WriteResult] = done.value  # the generator's return value
         return results
@@ -305,7 +334,8 @@ def _rows(events: Iterable[OutboxEvent], delete_after: bool, schemas: Any,
 
 def write_many(conn: psycopg.Connection, events: Iterable[OutboxEvent], *, delete_after: bool = False,
                schemas: Any = DEFAULT_SCHEMAS, max_event_bytes: int | None = None) -> list[WriteResult]:
-    """Insert several events in the caller's transaction, in order; one result per event."""
+    """Insert several events in the caller's transaction, in order; one result per event.
+    Consecutive events without an idempotency key go out as one ``executemany`` (pipelined)."""
     return _drive(conn, _steps(_rows(events, delete_after, schemas, max_event_bytes), delete_after))
 
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from relay.errors import InvalidEvent
-from relay.outbox.writer import validate
+from relay.outbox.writer import OutboxEvent, validate
 
 GOOD = dict(aggregatetype="order", aggregateid="o-1", type="OrderPlaced", payload={"a": 1})
 
@@ -69,3 +69,31 @@ def test_event_over_the_size_limit_is_refused_before_sql_naming_size_and_limit()
     assert "5,0" in str(err.value) and "at most 4,000 bytes" in str(err.value)
     (ok,) = _rows([big], False, None, max_event_bytes=6000)  # payload + key + headers fit
     assert ok.id is not None
+
+
+def test_consecutive_plain_inserts_go_out_as_one_executemany_in_order():
+    """The writer's conversation (sans I/O): runs of key-less rows for one outbox table are one
+    MANY step (aggregate types may differ); a row with an idempotency key ends the run."""
+    from relay.outbox.writer import FETCH, MANY, ONE, _rows, _steps
+
+    def ev(agg: str, key: str | None = None) -> OutboxEvent:
+        return OutboxEvent(agg, "a-1", "T", {"n": 1}, idempotency_key=key)
+
+    rows = _rows([ev("x"), ev("x"), ev("x", key="k"), ev("x"), ev("y"), ev("y"), ev("y", key="k"),
+                  ev("y")], False, None)
+    steps = _steps(rows, delete_after=False)
+    seen, reply = [], None
+    try:
+        while True:
+            sql, params, mode = steps.send(reply)
+            seen.append((mode, len(params) if mode == MANY else 1))
+            reply = ("inserted",) if mode == FETCH else None
+    except StopIteration as done:
+        results = done.value
+    assert seen == [(MANY, 2), (FETCH, 1), (MANY, 3), (FETCH, 1), (ONE, 1)]
+    assert [r.id for r in results] == [r.id for r in rows], "one result per event, in order"
+
+    deleting = _steps(_rows([ev("x"), ev("x")], True, None), delete_after=True)
+    first = next(deleting)
+    second = deleting.send(None)
+    assert (first[2], second[2]) == (MANY, MANY) and "DELETE" in second[0] and len(second[1]) == 2
