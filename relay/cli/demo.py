@@ -12,8 +12,9 @@ from relay.extras import require
 
 @handles_errors
 def demo(
-    orders: int = typer.Option(500, min=1, help="orders to place; each emits 2 events"),
-    writers: int = typer.Option(4, min=1, max=32, help="concurrent writer connections"),
+    orders: int = typer.Option(10_000, min=1, help="orders to place; each emits 2 events (OrderPlaced by a "
+                                                   "writer, OrderConfirmed by the consumer)"),
+    writers: int = typer.Option(16, min=1, max=32, help="concurrent writer connections"),
     duplicates: int = typer.Option(10, min=0, help="events re-sent by an independent producer"),
     timeout: float = typer.Option(120.0, help="seconds to wait for consumption"),
     json_out: bool = JSON_OPTION,

@@ -1,16 +1,22 @@
 """The demo "orders" service: its own tables, the order events it publishes, and the consumer.
 
-Publishing side: ``place_order`` / ``confirm_order`` change the business row *and* write the
-outbox event in the same transaction (``relay.outbox.write``).
-Consuming side: ``consumer`` (``relay worker orders``) subscribes ``handle_order_event``; its
-effect is one row in ``demo_order_effects`` per handled event, written with the Postgres inbox
-(exactly once; the table deliberately has no unique constraint, so a handler that ran twice for
-one event would be visible to the demo's checks). ``processed_events`` comes from ``relay outbox
-migrate``.
+Publishing side: ``place_order`` (and ``confirm_order``, for callers that confirm themselves)
+change the business row *and* write the outbox event in the same transaction
+(``relay.outbox.write``).
+
+Consuming side: ``consumer`` (``relay worker orders``) subscribes the batch handler
+``handle_order_events``. Its effect is one row in ``demo_order_effects`` per handled event,
+written with the Postgres inbox: exactly once (the table deliberately has no unique constraint,
+so a handler that ran twice for one event would be visible to the demo's checks). In the same
+transaction an ``OrderPlaced`` is confirmed: the order row set to confirmed and an
+``OrderConfirmed`` written through ``tx.outbox`` (consume -> effect -> publish, atomically),
+its id derived from the placed event's (:func:`confirmation_id`). ``processed_events`` comes
+from ``relay outbox migrate``.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import psycopg
@@ -19,11 +25,14 @@ from relay.consume.consumer import Consumer
 from relay.consume.pg import Tx
 from relay.handling import Event
 from relay.headers import event_topic
-from relay.outbox import write
+from relay.outbox import OutboxEvent, write
 
 AGGREGATE_TYPE = "order"
 TOPIC = event_topic(AGGREGATE_TYPE)
 APP_ID = "relay-orders"
+BATCH = 500  # events per handler call (and per inbox transaction) at most
+PLACED, CONFIRMED = "OrderPlaced", "OrderConfirmed"
+_CONFIRMATIONS = uuid.UUID("6f1c1d0e-5a55-4c8e-9d1b-0e2f3d4c5b6a")  # uuid5 namespace of confirmation ids
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS demo_orders (
@@ -47,7 +56,7 @@ def place_order(conn: psycopg.Connection, *, run_id: str, order_id: str, amount_
     with conn.transaction():
         conn.execute("INSERT INTO demo_orders (id, run_id, amount_cents, status) VALUES (%s, %s, %s, 'placed')",
                      (order_id, run_id, amount_cents))
-        eid = write(conn, aggregatetype=AGGREGATE_TYPE, aggregateid=order_id, type="OrderPlaced",
+        eid = write(conn, aggregatetype=AGGREGATE_TYPE, aggregateid=order_id, type=PLACED,
                     payload={"run_id": run_id, "order_id": order_id, "seq": 1, "amount_cents": amount_cents})
     return str(eid)
 
@@ -55,24 +64,45 @@ def place_order(conn: psycopg.Connection, *, run_id: str, order_id: str, amount_
 def confirm_order(conn: psycopg.Connection, *, run_id: str, order_id: str) -> str:
     with conn.transaction():
         conn.execute("UPDATE demo_orders SET status='confirmed', updated_at=now() WHERE id=%s", (order_id,))
-        eid = write(conn, aggregatetype=AGGREGATE_TYPE, aggregateid=order_id, type="OrderConfirmed",
-                    payload={"run_id": run_id, "order_id": order_id, "seq": 2, "status": "confirmed"})
+        eid = write(conn, aggregatetype=AGGREGATE_TYPE, aggregateid=order_id, type=CONFIRMED,
+                    payload=_confirmed(run_id, order_id))
     return str(eid)
+
+
+def confirmation_id(placed_event_id: str) -> str:
+    """The id of the ``OrderConfirmed`` the consumer writes for an ``OrderPlaced``: derived, so a
+    caller knows every id to expect, and a second write of it would collide rather than duplicate."""
+    return str(uuid.uuid5(_CONFIRMATIONS, placed_event_id))
+
+
+def _confirmed(run_id: str, order_id: str) -> dict[str, Any]:
+    return {"run_id": run_id, "order_id": order_id, "seq": 2, "status": "confirmed"}
 
 
 consumer = Consumer(APP_ID)
 
 
-@consumer.subscribe(AGGREGATE_TYPE, inbox="postgres")
-async def handle_order_event(event: Event, tx: Tx) -> None:
-    """Record the effect of one order event. Runs inside a transaction that also claims the event
-    id in ``processed_events`` (Postgres inbox), so the effect is exactly once even when the
-    worker dies between this commit and the table inbox record. ``tx.send``: no result needed, so
-    within a batch the INSERTs are pipelined."""
-    p: dict[str, Any] = event.payload or {}
-    await tx.send(
-        "INSERT INTO demo_order_effects (event_id, run_id, order_id, seq, type, kafka_partition, kafka_offset)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (event.id, p.get("run_id", "?"), p.get("order_id", event.key or "?"), int(p.get("seq", 0)),
-         event.type or "?", event.partition, event.offset),
-    )
+@consumer.subscribe(AGGREGATE_TYPE, inbox="postgres", batch=BATCH)
+async def handle_order_events(events: list[Event], tx: Tx) -> None:
+    """Record the effect of each order event and confirm each placed order: one call per batch,
+    inside the transaction that also claimed every event id in ``processed_events`` (Postgres
+    inbox), so effects and confirmations happen exactly once even when the worker dies between
+    this commit and the table inbox record. If it raises, each event runs again alone (a list of
+    one) and takes its own retry / dead-letter path."""
+    effects, confirmations = [], []
+    for event in events:
+        p: dict[str, Any] = event.payload or {}
+        run_id, order_id = p.get("run_id", "?"), p.get("order_id", event.key or "?")
+        effects.append((event.id, run_id, order_id, int(p.get("seq", 0)), event.type or "?",
+                        event.partition, event.offset))
+        if event.type == PLACED:
+            confirmations.append(OutboxEvent(AGGREGATE_TYPE, order_id, CONFIRMED, _confirmed(run_id, order_id),
+                                             event_id=confirmation_id(event.id)))
+    async with tx.conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO demo_order_effects (event_id, run_id, order_id, seq, type, kafka_partition, kafka_offset)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)", effects)
+    if confirmations:
+        await tx.send("UPDATE demo_orders SET status = 'confirmed', updated_at = now() WHERE id = ANY(%s)",
+                      ([c.aggregateid for c in confirmations],))
+        await tx.outbox.write_many(confirmations)

@@ -109,7 +109,8 @@ def test_replaying_an_already_handled_event_is_skipped_by_the_inbox(worker, sett
     producer = Producer(producer_config(settings))
     producer.produce(TOPIC, key=key, value=value, headers=[("id", eid.encode()), ("type", b"OrderPlaced")])
     producer.flush(30)
-    wait(lambda: effects(settings, run_id)[0] == 1, 60, "the event to be handled")
+    # the OrderPlaced and the OrderConfirmed its handler wrote through tx.outbox
+    wait(lambda: effects(settings, run_id)[0] == 2, 60, "the event and its confirmation to be handled")
     # a dead letter of the same event (as if an earlier attempt had failed), then replayed
     producer.produce(dlq_topic(TOPIC), key=key, value=value, headers=dead_letter_headers(
         [("id", eid.encode()), ("type", b"OrderPlaced")], topic=TOPIC, partition=0, offset=0,
@@ -117,4 +118,4 @@ def test_replaying_an_already_handled_event_is_skipped_by_the_inbox(worker, sett
     producer.flush(30)
     assert relay("dlq", "replay", "--topic", TOPIC, "--id", eid).returncode == 0
     time.sleep(5)
-    assert effects(settings, run_id) == (1, 1), "the replay was skipped, not handled twice"
+    assert effects(settings, run_id) == (2, 2), "the replay was skipped, not handled (nor confirmed) twice"
