@@ -14,7 +14,9 @@ Workload: ``events`` JSON records (~200 bytes, header ``id`` = uuid4, header ``t
   kafka engine (tables in memory); progress from its /metrics (``relay_events_handled_total``),
   RSS from /proc every 0.5 s; SIGTERM once every event is handled.
 
-Rates count from the first event seen (startup excluded; ``rate_with_startup`` includes it). The
+Rates count from the first event seen (startup excluded; ``rate_with_startup`` includes it), and
+so does ``cpu_us_per_event`` (user + system time of every thread of the consumer's process, less
+sensitive than rates to other load on a shared machine). The
 inbox changelog size is read from the broker's data dir after the worker stopped: ``.log``
 segments (what the records take), all files (active ``.index``/``.timeindex`` are preallocated
 sparse files) and allocated blocks. Only ratios mean something: machines are noisy.
@@ -39,6 +41,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
+from relay.bench.cpu import cpu_seconds
 from relay.bench.noop_app import inbox_changelog
 from relay.bench.worker_proc import WorkerProcess
 from relay.config import Settings
@@ -63,6 +66,7 @@ class RunFigures:
     store_bytes: int | None = None  # the worker's table data dir (rocksdb) after stop
     log_errors: int | None = None  # ERROR / Traceback lines in the worker's log
     first_error: str | None = None
+    cpu_us_per_event: float | None = None  # process CPU (every thread) from the first event to the last
 
 
 def produce(settings: Settings, topic: str, events: int, payload_bytes: int = 200) -> float:
@@ -111,7 +115,7 @@ def run_raw(settings: Settings, topic: str, events: int, deadline: float, *, dur
     seen: dict[str, int] = {}
     duplicates = count = first_count = 0
     started = time.monotonic()
-    first = None
+    first, first_cpu = None, 0.0
     consumer.subscribe([topic])
     try:
         while count < events:
@@ -139,8 +143,8 @@ def run_raw(settings: Settings, topic: str, events: int, deadline: float, *, dur
                 if count:
                     consumer.commit(asynchronous=False)
             if first is None and count:
-                first, first_count = time.monotonic(), count
-        end = time.monotonic()
+                first, first_count, first_cpu = time.monotonic(), count, time.process_time()
+        end, end_cpu = time.monotonic(), time.process_time()
     finally:
         consumer.close()
     if duplicates:
@@ -150,7 +154,8 @@ def run_raw(settings: Settings, topic: str, events: int, deadline: float, *, dur
         client = admin(settings)
         client.delete_topics([changelog])[changelog].result(30)
     return RunFigures("raw-durable" if durable else "raw", None, count, end - first,
-                      (count - first_count) / max(end - first, 1e-9), end - started, count / (end - started))
+                      (count - first_count) / max(end - first, 1e-9), end - started, count / (end - started),
+                      cpu_us_per_event=_per_event(end_cpu - first_cpu, count - first_count))
 
 
 def topic_files(settings: Settings, topic: str) -> tuple[int, int, int]:
@@ -186,7 +191,7 @@ def du(path: Path) -> int:
 
 def run_worker(settings: Settings, topic: str, events: int, store: str, workdir: Path, deadline: float) -> RunFigures:
     worker = WorkerProcess(topic, store, workdir, engine=None if store == "kafka" else "faust").start()
-    peak, first, first_count, count = 0, None, 0, 0
+    peak, first, first_count, count, first_cpu, end_cpu = 0, None, 0, 0, 0.0, 0.0
     try:
         while True:
             tick = time.monotonic()
@@ -196,9 +201,9 @@ def run_worker(settings: Settings, topic: str, events: int, store: str, workdir:
             peak = max(peak, worker.rss())
             count = worker.handled()
             if count and first is None:
-                first, first_count = tick, count
+                first, first_count, first_cpu = tick, count, cpu_seconds(worker.pid)
             if count >= events:
-                end = tick
+                end, end_cpu = tick, cpu_seconds(worker.pid)
                 break
             time.sleep(max(0.0, 0.1 - (time.monotonic() - tick)))  # 0.5 s steps were +-8 % of a 200k run
     finally:
@@ -210,7 +215,11 @@ def run_worker(settings: Settings, topic: str, events: int, store: str, workdir:
     return RunFigures("worker", store, count, end - first, (count - first_count) / max(end - first, 1e-9),
                       end - worker.started, count / (end - worker.started), peak, stop_s, log_bytes, file_bytes,
                       disk_bytes, record_count(settings, changelog), du(workdir / f"data-{store}"), len(errors),
-                      errors[0][:300] if errors else None)
+                      errors[0][:300] if errors else None, _per_event(end_cpu - first_cpu, count - first_count))
+
+
+def _per_event(cpu_s: float, events: int) -> float | None:
+    return round(cpu_s / events * 1e6, 2) if events > 0 else None
 
 
 def delete_topics(settings: Settings, marker: str) -> None:
@@ -273,6 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     summary = {
         "events": args.events,
         "kafka/raw-durable events/s": ratio(kafka.rate if kafka else None, durable.rate if durable else None),
+        # CPU per event, raw-durable / worker: 0.5 = the worker spends twice the loop's CPU per event
+        "raw-durable/kafka CPU per event": ratio(durable.cpu_us_per_event if durable else None,
+                                                 kafka.cpu_us_per_event if kafka else None),
         "kafka/memory events/s": ratio(kafka.rate if kafka else None, mem.rate if mem else None),
         "memory/raw-durable events/s": ratio(mem.rate if mem else None, durable.rate if durable else None),
         "memory/raw events/s": ratio(mem.rate if mem else None, raw.rate if raw else None),

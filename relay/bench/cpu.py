@@ -28,6 +28,12 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), (utime + stime + cutime + cstime) / TICKS
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (every thread), 0.0 once it is gone."""
+    got = _stat(pid)
+    return got[1] if got is not None else 0.0
+
+
 def tree_seconds(root: int) -> float:
     """CPU seconds of ``root`` and every live descendant."""
     parents: dict[int, int] = {}
