@@ -48,17 +48,19 @@ class Lanes:
     def __init__(self, count: int, limit: int, process: Callable[[Any], Awaitable[None]],
                  bind: Callable[[Any], None] = lambda _event: None, *, batch: int = 1,
                  process_batch: Callable[[list[Any]], Awaitable[None]] | None = None,
-                 on_room: Callable[[str, int], None] | None = None) -> None:
+                 on_room: Callable[[str, int], None] | None = None, ack_prefix: bool = False) -> None:
         """``bind(event)`` runs in the lane's task before ``process``: Faust tables find the
         partition of a write through the current event, a per-task context variable. With
         ``process_batch``, a lane takes up to ``batch`` queued events at once and hands them over
         together (``process_batch`` binds each itself); they are acked once all are finished.
         ``on_room(topic, partition)`` runs after records of that partition were acked (a feeder
-        that offers records with :meth:`try_submit` refills then)."""
+        that offers records with :meth:`try_submit` refills then). ``ack_prefix``: of a finished
+        prefix only the last event is acked, for engines whose ack covers every earlier record of
+        the partition (the kafka engine's; Faust needs each event acked)."""
         if count < 1 or limit < 1 or batch < 1:
             raise ValueError(f"lanes={count}, in-flight limit={limit}, batch={batch}: each must be >= 1")
         self.count, self.limit, self.process, self.bind = count, limit, process, bind
-        self.batch, self.process_batch, self.on_room = batch, process_batch, on_room
+        self.batch, self.process_batch, self.on_room, self.ack_prefix = batch, process_batch, on_room, ack_prefix
         self._queues: list[asyncio.Queue] = []
         self._tasks: list[asyncio.Task] = []
         self._partitions: dict[tuple[str, int], _Partition] = {}
@@ -80,7 +82,7 @@ class Lanes:
         return self.limit - (len(part.pending) if part is not None else 0)
 
     def lane_of(self, key: bytes | None) -> int:
-        return zlib.crc32(key or b"") % self.count
+        return zlib.crc32(key or b"") % self.count if self.count > 1 else 0
 
     async def wait_room(self, topic: str, partition: int) -> None:
         """Wait until the partition has room (the caller is the only one adding records)."""
@@ -95,7 +97,7 @@ class Lanes:
         await part.wait_for(lambda: len(part.pending) < self.limit)
         entry = [event, False, False]
         part.pending.append(entry)
-        await self._queues[self.lane_of(message.key)].put((part, entry))
+        await self._queues[self.lane_of(message.key)].put([(part, entry)])
 
     def try_submit(self, event: Any) -> bool:
         """Queue ``event`` on its key's lane if its partition has room; False (nothing queued) if not."""
@@ -106,8 +108,33 @@ class Lanes:
             return False
         entry = [event, False, False]
         part.pending.append(entry)
-        self._queues[self.lane_of(message.key)].put_nowait((part, entry))
+        self._queues[self.lane_of(message.key)].put_nowait([(part, entry)])
         return True
+
+    def submit_run(self, events: list[Any]) -> None:
+        """Queue ``events`` (one partition's, in offset order, within its :meth:`room`) on their
+        keys' lanes: one queue item per lane, not per event (the feeder's bulk path)."""
+        if not events:
+            return
+        self._start()
+        first = events[0].message
+        part = self._part(first.topic, first.partition)
+        pending = part.pending
+        if self.count == 1:
+            run = []
+            for event in events:
+                entry = [event, False, False]
+                pending.append(entry)
+                run.append((part, entry))
+            self._queues[0].put_nowait(run)
+            return
+        runs: dict[int, list[tuple[_Partition, list]]] = {}
+        for event in events:
+            entry = [event, False, False]
+            pending.append(entry)
+            runs.setdefault(self.lane_of(event.message.key), []).append((part, entry))
+        for lane, lane_run in runs.items():
+            self._queues[lane].put_nowait(lane_run)
 
     async def drain(self, topic: str, partition: int) -> None:
         """Wait until every taken record of the partition is finished."""
@@ -134,17 +161,23 @@ class Lanes:
         return sum(len(p.pending) for p in self._partitions.values())
 
     async def _lane(self, queue: asyncio.Queue) -> None:
+        carry: list[tuple[_Partition, list]] = []  # taken from the queue beyond the last batch
         while True:
-            taken = [await queue.get()]
+            taken = carry or list(await queue.get())  # queue items are runs: lists of (part, entry)
             while len(taken) < self.batch and not queue.empty():
-                taken.append(queue.get_nowait())
-            taken = [(part, entry) for part, entry in taken if not part.dropped]
+                taken.extend(queue.get_nowait())
+            taken, carry = taken[:self.batch], taken[self.batch:]
+            events = []
+            for part, entry in taken:
+                if not part.dropped:
+                    entry[2] = True  # started
+                    events.append(entry[0])
+            if len(events) < len(taken):
+                taken = [(part, entry) for part, entry in taken if not part.dropped]
             if not taken:
                 continue
-            for _part, entry in taken:
-                entry[2] = True
             try:
-                await self._run([entry[0] for _part, entry in taken])
+                await self._run(events)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - process routes failures; this is a bug: keep the lane
@@ -153,14 +186,24 @@ class Lanes:
             for _part, entry in taken:
                 entry[1] = True
             for part in {id(p): p for p, _entry in taken}.values():
-                while part.pending and part.pending[0][1]:  # ack the finished prefix, in order
-                    part.pending.popleft()[0].ack()
+                self._ack_finished(part)
                 if part.waiters:
                     async with part.room:
                         part.room.notify_all()
             if self.on_room is not None:
                 for topic, partition in {(e[0].message.topic, e[0].message.partition) for _p, e in taken}:
                     self.on_room(topic, partition)
+
+    def _ack_finished(self, part: _Partition) -> None:
+        """Pop the partition's finished prefix and ack it, in order (only its last event with
+        ``ack_prefix``)."""
+        pending, last = part.pending, None
+        while pending and pending[0][1]:
+            last = pending.popleft()[0]
+            if not self.ack_prefix:
+                last.ack()
+        if self.ack_prefix and last is not None:
+            last.ack()
 
     async def _run(self, events: list[Any]) -> None:
         if self.process_batch is not None:

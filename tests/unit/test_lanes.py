@@ -60,6 +60,36 @@ def test_acks_follow_offset_order_even_when_later_records_finish_first():
     run(main())
 
 
+def test_ack_prefix_acks_only_the_last_event_of_a_finished_prefix():
+    """The kafka engine's ack covers every earlier record of the partition: one ack per prefix."""
+    async def main():
+        acked, release, started = [], {}, []
+
+        async def process(msg):
+            started.append(msg.offset)
+            release[msg.offset] = asyncio.Event()
+            await release[msg.offset].wait()
+
+        lanes = Lanes(4, 10, process, ack_prefix=True)
+        by_lane = {}
+        for i in range(100):
+            by_lane.setdefault(lanes.lane_of(b"key%d" % i), b"key%d" % i)
+        keys = list(by_lane.values())[:3]
+        for off, key in enumerate(keys):
+            await lanes.submit(Ev(Msg("t", 0, off, key), acked))
+        while len(started) < 3:
+            await asyncio.sleep(0)
+        release[1].set()
+        release[2].set()
+        await asyncio.sleep(0.01)
+        assert acked == [], "0 is not done: nothing may be acked"
+        release[0].set()
+        await lanes.drain("t", 0)
+        assert acked == [2], "the prefix 0..2 finished at once: only its last event is acked"
+        await lanes.stop()
+    run(main())
+
+
 def test_one_key_is_handled_in_order_on_one_lane():
     async def main():
         seen = []
@@ -121,3 +151,26 @@ def test_an_escaping_failure_leaves_the_record_unacked_and_the_lane_alive():
 def test_settings_are_validated():
     with pytest.raises(ValueError, match="lanes=0"):
         Lanes(0, 1, None)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_submitted_run_is_handled_in_batches_of_at_most_batch_in_key_order(count):
+    """submit_run (the feeder's bulk path): one queue item per lane, yet no batch above ``batch``
+    and every key's records in offset order; the acks cover everything."""
+    async def main():
+        acked, batches = [], []
+
+        async def process_batch(events):
+            batches.append([e.message for e in events])
+
+        lanes = Lanes(count, 100, lambda _m: None, batch=3, process_batch=process_batch)
+        lanes.submit_run([Ev(Msg("t", 0, off, b"k%d" % (off % 4)), acked) for off in range(10)])
+        await lanes.drain("t", 0)
+        assert all(1 <= len(b) <= 3 for b in batches) and sum(len(b) for b in batches) == 10
+        seen = [m for b in batches for m in b]
+        for key in {m.key for m in seen}:
+            offsets = [m.offset for m in seen if m.key == key]
+            assert offsets == sorted(offsets), f"key {key!r} out of order: {offsets}"
+        assert acked == list(range(10))
+        await lanes.stop()
+    run(main())

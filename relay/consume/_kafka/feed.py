@@ -35,8 +35,11 @@ class Rec:
 
     __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp", "_ack")
 
-    def __init__(self, msg: Any, ack: Callable[["Rec"], None]) -> None:
-        self.topic, self.partition, self.offset = msg.topic(), msg.partition(), msg.offset()
+    def __init__(self, msg: Any, ack: Callable[["Rec"], None], topic: str | None = None,
+                 partition: int | None = None) -> None:  # topic, partition: the message's, when known
+        self.topic = msg.topic() if topic is None else topic
+        self.partition = msg.partition() if partition is None else partition
+        self.offset = msg.offset()
         self.key, self.value, self.headers = msg.key(), msg.value(), msg.headers() or []
         kind, ms = msg.timestamp()
         self.timestamp = ms / 1000 if kind else None
@@ -81,7 +84,12 @@ class Feed:
         if self._timer is not None or self.closed:
             return
         buffer, lanes, stage = self.buffer, self.lanes, self.stage
-        for _ in range(min(len(buffer), lanes.room(self.topic, self.partition))):
+        room = min(len(buffer), lanes.room(self.topic, self.partition))
+        if not stage and self.breaker.state is BreakerState.CLOSED:  # nothing waits: the bulk path
+            lanes.submit_run([buffer.popleft() for _ in range(room)])
+            self._flow()
+            return
+        for _ in range(room):
             wait = buffer[0].due_at() - time.time() if stage else 0.0
             if wait <= 0 and self.breaker.state is not BreakerState.CLOSED and not self._admitted():
                 wait = min(max(self.breaker.retry_after_s(), 0.05), 1.0)

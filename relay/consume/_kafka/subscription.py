@@ -62,7 +62,8 @@ class KafkaSubscription:
         room = max(self.opts.max_in_flight, take)  # a full batch fits in flight
         for topic in self.reads():
             self.lanes[topic] = Lanes(self.opts.concurrency, room, self.pipeline.settled,
-                                      bind=_bind, batch=take, process_batch=self._batch, on_room=on_room)
+                                      bind=_bind, batch=take, process_batch=self._batch, on_room=on_room,
+                                      ack_prefix=True)  # Rec.ack: it and every earlier record
 
     async def _batch(self, records: list[Rec]) -> None:
         await settle_all(self.pipeline, records, _same, _bind, self.open_batch)

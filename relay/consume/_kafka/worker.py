@@ -225,10 +225,11 @@ class KafkaWorker:
                 self._fetch_error(err)
                 continue
             runs.setdefault((msg.topic(), msg.partition()), []).append(msg)
-        for tp, msgs in runs.items():
-            feed = self.feeds.get(tp)
+        for (topic, partition), msgs in runs.items():
+            feed = self.feeds.get((topic, partition))
             if feed is not None:  # else revoked meanwhile: its next owner reads them
-                feed.push([Rec(msg, feed.acked) for msg in msgs])
+                ack = feed.acked
+                feed.push([Rec(msg, ack, topic, partition) for msg in msgs])
 
     def _fetch_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
