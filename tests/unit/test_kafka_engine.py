@@ -33,6 +33,18 @@ def test_table_writes_go_to_the_bound_partition_in_fausts_encoding():
     assert table['q"uote'] == 1.5
 
 
+def test_a_timestamp_table_writes_json_numbers_to_the_millisecond():
+    written = []
+    table = ChangelogTable("t", lambda *rec: written.append(rec), timestamps=True)
+    bind(0)
+    table["e-1"] = 1795912679.4472456
+    table["é"] = float("inf")  # not finite, not ASCII: json's own text
+    assert written == [("t", 0, b'"e-1"', b"1795912679.447"), ("t", 0, json.dumps("é").encode(), b"Infinity")]
+    assert table["e-1"] == 1795912679.4472456, "the table itself keeps the full value"
+    table.apply(0, b'"e-2"', b"1795912679.447")
+    assert table["e-2"] == 1795912679.447
+
+
 def test_restore_keeps_the_latest_value_and_drop_forgets_a_partition():
     table = ChangelogTable("t", lambda *rec: None, encode=asdict, decode=lambda raw: ParkedKey(**raw))
     parked = json.dumps(asdict(ParkedKey("h", 1, 0))).encode()

@@ -27,7 +27,7 @@ class KafkaSubscription:
     def __init__(self, app_id: str, sub: Subscription, opts: Resolved, invoke: Invoke, metrics: ConsumerMetrics,
                  port: Port, produce: Produce, *, open_batch: OpenBatch | None = None) -> None:
         self.sub, self.opts, self.open_batch, self.metrics = sub, opts, open_batch, metrics
-        self.inbox_table = ChangelogTable(changelog_topic(app_id, f"inbox-{sub.name}"), produce)
+        self.inbox_table = ChangelogTable(changelog_topic(app_id, f"inbox-{sub.name}"), produce, timestamps=True)
         self.parked_table = ChangelogTable(changelog_topic(app_id, f"parked-{sub.name}"), produce,
                                            encode=asdict, decode=lambda raw: ParkedKey(**raw))
         self.inbox = Inbox(self.inbox_table, window_s=opts.dedup_window_s)

@@ -17,8 +17,8 @@ Contract:
 from __future__ import annotations
 
 import json
-import re
 from contextvars import ContextVar
+from math import isfinite
 from typing import Any, Callable, Iterator, MutableMapping
 
 PARTITION: ContextVar[int] = ContextVar("relay_partition", default=-1)
@@ -31,14 +31,12 @@ def bind(partition: int) -> None:
     PARTITION.set(partition)
 
 
-_INF = float("inf")
-_PLAIN = re.compile(r"[\x20-\x7e]*")  # printable ASCII
 
 
 def _json_key(key: str) -> bytes:
     """``json.dumps(key).encode()``, without json for the usual printable ASCII ids."""
-    if '"' not in key and "\\" not in key and _PLAIN.fullmatch(key):
-        return b'"' + key.encode() + b'"'
+    if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
+        return b'"%s"' % key.encode()
     return json.dumps(key).encode()
 
 
@@ -50,8 +48,11 @@ class ChangelogTable(MutableMapping[str, Any]):
     """One table: ``encode``/``decode`` map values to the changelog's JSON (default: JSON as is)."""
 
     def __init__(self, topic: str, produce: Produce, *, encode: Callable[[Any], Any] = lambda v: v,
-                 decode: Callable[[Any], Any] = lambda v: v) -> None:
+                 decode: Callable[[Any], Any] = lambda v: v, timestamps: bool = False) -> None:
+        """``timestamps``: the values are epoch seconds, written to the changelog to the
+        millisecond (``b"%.3f"``: 0.2 µs a record against 0.55 for the shortest repr)."""
         self.topic, self.produce, self.encode, self.decode = topic, produce, encode, decode
+        self.timestamps = timestamps
         self.parts: dict[int, dict[str, Any]] = {}
 
     def _part(self) -> dict[str, Any]:
@@ -78,8 +79,9 @@ class ChangelogTable(MutableMapping[str, Any]):
         self.produce(self.topic, PARTITION.get(), _json_key(key), None if value is None else self._raw(value))
 
     def _raw(self, value: Any) -> bytes:
-        if type(value) is float and value == value and value not in (_INF, -_INF):
-            return repr(value).encode()  # what json.dumps gives for a finite float, 5x faster
+        if type(value) is float and isfinite(value):
+            # what json.dumps gives for a finite float, 5x faster (to the ms for timestamps)
+            return b"%.3f" % value if self.timestamps else repr(value).encode()
         return json.dumps(self.encode(value), separators=(",", ":")).encode()
 
     def __delitem__(self, key: str) -> None:
