@@ -58,9 +58,9 @@ integration: install
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 # the long fault tests: 20 hard kills of each relay (Kafka Connect, poller) while writers commit, 20 kills and
-# 20 starts of workers, and the Faust-engine variants of the worker guarantee tests (RELAY_LONG_TESTS=1)
+# 20 starts of workers, and the Faust-engine variants of the worker guarantee tests (FAULT_LONG=1)
 faults: install
-	RELAY_LONG_TESTS=1 FAULT_KILLS=$${FAULT_KILLS:-20} FAULT_STARTS=$${FAULT_STARTS:-20} $(BIN)/python -m pytest -s tests/conformance/test_kills.py \
+	FAULT_LONG=1 FAULT_KILLS=$${FAULT_KILLS:-20} FAULT_STARTS=$${FAULT_STARTS:-20} $(BIN)/python -m pytest -s tests/conformance/test_kills.py \
 		tests/integration/test_worker_kills.py tests/integration/test_workers_start_together.py \
 		tests/integration/test_worker_restarts.py tests/integration/test_worker_shutdown.py tests/integration/test_retry_ladder.py \
 		tests/integration/test_circuit_breaker.py tests/integration/test_event_types.py tests/integration/test_consumer_batches.py \

@@ -153,8 +153,8 @@ class Settings(BaseSettings):
     breaker_open_s: float = Field(5.0, gt=0, description="first open period; doubles per failed probe, up to 60 s")
     consumer_batch_size: int | None = Field(
         None, ge=1, le=10_000, description="records a lane takes at once when several wait; inbox='postgres' "
-        "handles them in one transaction. Unset: 100 on the kafka engine, 1 (off) on the faust engine, where one "
-        "batch + SIGKILL run lost an event that is not explained yet")
+        "handles them in one transaction. Unset: 100 on the kafka engine, 1 (off) on the faust engine, which "
+        "refuses more (one batch + SIGKILL run lost an event there, not explained yet)")
 
     def batch_size(self) -> int:
         """RELAY_CONSUMER_BATCH_SIZE, or the engine's default (see its description)."""

@@ -77,3 +77,26 @@ def test_loader_finds_objects_factories_and_entry_points():
         load_consumer("tests.unit.test_consumer_api:nope", s)
     with pytest.raises(ConfigError, match="is a function; expected a relay.Consumer"):
         load_consumer("tests.unit.test_consumer_api:handler", s)
+
+
+def test_the_faust_engine_refuses_batches_naming_each():
+    """Batches run on the kafka engine only (an unexplained loss on Faust with them)."""
+    pytest.importorskip("faust")
+    from relay.consume._faust.worker import refuse_batches
+
+    c = Consumer("faust-batches")
+
+    @c.subscribe("payment", inbox="postgres", batch=50)
+    async def on_payments(events, tx) -> None: ...
+
+    @c.subscribe("order")
+    async def on_order(event) -> None: ...
+
+    with pytest.raises(ConfigError) as info:
+        refuse_batches(c, load_settings({"RELAY_CONSUMER_ENGINE": "faust", "RELAY_CONSUMER_BATCH_SIZE": "20"}))
+    text = str(info.value)
+    assert "'outbox.event.payment': batch=50" in text and "RELAY_CONSUMER_BATCH_SIZE = 20" in text
+    assert "outbox.event.order" not in text
+    one = Consumer("faust-one")
+    one.subscribe("order")(on_order)
+    refuse_batches(one, load_settings({"RELAY_CONSUMER_ENGINE": "faust"}))  # unset: 1 on Faust, accepted
