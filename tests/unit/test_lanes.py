@@ -31,7 +31,10 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 10))
 
 
-def test_acks_follow_offset_order_even_when_later_records_finish_first():
+@pytest.mark.parametrize("ack_prefix, expected", [(False, [0, 1, 2]), (True, [2])])
+def test_acks_follow_offset_order_even_when_later_records_finish_first(ack_prefix, expected):
+    """``ack_prefix`` (the kafka engine, whose ack covers every earlier record of the partition):
+    one ack, the last event of the finished prefix."""
     async def main():
         acked, release, started = [], {}, []
 
@@ -40,7 +43,7 @@ def test_acks_follow_offset_order_even_when_later_records_finish_first():
             release[msg.offset] = asyncio.Event()
             await release[msg.offset].wait()
 
-        lanes = Lanes(4, 10, process)
+        lanes = Lanes(4, 10, process, ack_prefix=ack_prefix)
         by_lane = {}
         for i in range(100):  # three keys on three different lanes
             by_lane.setdefault(lanes.lane_of(b"key%d" % i), b"key%d" % i)
@@ -55,37 +58,7 @@ def test_acks_follow_offset_order_even_when_later_records_finish_first():
         assert acked == [], "1 and 2 are done, but 0 is not: nothing may be acked"
         release[0].set()
         await lanes.drain("t", 0)
-        assert acked == [0, 1, 2]
-        await lanes.stop()
-    run(main())
-
-
-def test_ack_prefix_acks_only_the_last_event_of_a_finished_prefix():
-    """The kafka engine's ack covers every earlier record of the partition: one ack per prefix."""
-    async def main():
-        acked, release, started = [], {}, []
-
-        async def process(msg):
-            started.append(msg.offset)
-            release[msg.offset] = asyncio.Event()
-            await release[msg.offset].wait()
-
-        lanes = Lanes(4, 10, process, ack_prefix=True)
-        by_lane = {}
-        for i in range(100):
-            by_lane.setdefault(lanes.lane_of(b"key%d" % i), b"key%d" % i)
-        keys = list(by_lane.values())[:3]
-        for off, key in enumerate(keys):
-            await lanes.submit(Ev(Msg("t", 0, off, key), acked))
-        while len(started) < 3:
-            await asyncio.sleep(0)
-        release[1].set()
-        release[2].set()
-        await asyncio.sleep(0.01)
-        assert acked == [], "0 is not done: nothing may be acked"
-        release[0].set()
-        await lanes.drain("t", 0)
-        assert acked == [2], "the prefix 0..2 finished at once: only its last event is acked"
+        assert acked == expected
         await lanes.stop()
     run(main())
 
