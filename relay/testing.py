@@ -26,6 +26,7 @@ Startup hooks run on enter and shutdown hooks on exit, with ``ctx.pool`` = the `
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import defaultdict
 from contextlib import asynccontextmanager
@@ -200,11 +201,13 @@ class Harness:
         if sub.inbox is InboxKind.POSTGRES:
             @asynccontextmanager
             async def pg_opener() -> AsyncIterator[Batch]:
-                batch = Batch(conn=None)
+                batch = Batch(conn=None, calls_handler=True)
                 yield batch
                 if batch.collected:
                     self.attempts += batch.collected
+                    started = time.perf_counter()
                     await self._run_pg(sub, list(batch.collected), 1)
+                    batch.call_s = time.perf_counter() - started
             return pg_opener
         base = self.runtime.batch_opener(sub)
         assert base is not None  # a batch handler always has one

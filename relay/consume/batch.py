@@ -44,6 +44,8 @@ class Batch:
     prepare: Callable[[list[str]], Awaitable[None]] | None = None  # claim these ids up front
     collected: list[Any] = field(default_factory=list)  # events for a batch handler, called at the end
     pipeline: Any = None  # the connection's psycopg pipeline (Postgres batches)
+    calls_handler: bool = False  # a batch handler's batch: one call with ``collected`` when it ends
+    call_s: float | None = None  # how long that call took (the handler's latency, observed once)
 
     def collect(self, event: Any) -> bool:
         """Keep ``event`` for the batch handler; False: a copy of one kept already (a duplicate)."""

@@ -91,7 +91,7 @@ async def _one_transaction(p: Pipeline, items: Sequence[T], i: int, record_of: C
     for n, action in batch.deferred:
         bind(items[n])
         action()
-    p.committed_batch(len(batch.fresh))
+    p.committed_batch(len(batch.fresh), batch.call_s)
     return end
 
 

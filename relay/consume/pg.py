@@ -39,6 +39,7 @@ with :func:`check_inbox_table` / :func:`acheck_inbox_table` before it starts.
 
 from __future__ import annotations
 
+import time
 import uuid
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, cast
@@ -237,7 +238,9 @@ def batch_handler_end(consumer: str, handler: BatchHandler,
         tx = Tx(batch.conn, consumer=consumer, event_id=first if len(events) == 1 else f"{first}..{last}",
                 attempt=1, state=state, pipeline=batch.pipeline)
         try:
+            started = time.perf_counter()
             await handler(events, tx)
+            batch.call_s = time.perf_counter() - started
             tx._committable()
         finally:
             tx._end()
@@ -268,7 +271,7 @@ def batch_opener(pool: Pool, consumer: str, end: Callable[[Batch], Awaitable[Non
         # sent statement surfaces later (a fetch, COMMIT): the driver then handles the batch's
         # events again, one transaction each
         async with pool.connection() as conn, conn.pipeline() as pipeline, conn.transaction():
-            batch = Batch(conn, pipeline=pipeline)
+            batch = Batch(conn, pipeline=pipeline, calls_handler=end is not None)
 
             async def prepare(ids: list[str]) -> None:
                 batch.claims = dict.fromkeys(ids, False)

@@ -124,9 +124,12 @@ class Pipeline:
         finally:
             self.breaker.record_no_verdict()  # no-op unless a probe ended without calling the handler
 
-    def committed_batch(self, records: int) -> None:
-        """A group commit of ``records`` handled events succeeded (relay.consume.group_commit)."""
+    def committed_batch(self, records: int, call_s: float | None = None) -> None:
+        """A group commit of ``records`` handled events succeeded (relay.consume.group_commit);
+        ``call_s``: its batch handler's call took this long (one handler-latency observation)."""
         self._batch_records.observe(records)
+        if call_s is not None:
+            self.tally.observed.append(call_s)
 
     async def process(self, record: Record) -> None:
         """Route one record read from the source topic or one of its retry stages."""
@@ -168,9 +171,10 @@ class Pipeline:
             fresh = await self.invoke(event, number)
         except Exception as exc:  # noqa: BLE001 - every failure is routed, none escapes
             return await self._failed(record, d, number, exc, first)
-        self.tally.observed.append(time.perf_counter() - started)
-        self.breaker.record_success()
         batch = CURRENT.get()
+        if batch is None or not batch.calls_handler:  # a batch handler's call is observed once, when it ends
+            self.tally.observed.append(time.perf_counter() - started)
+        self.breaker.record_success()
         if batch is not None:  # its effect (or the copy it duplicates) commits with the batch: record it then
             batch.after_commit(lambda: self._recorded(event.id, record.partition, fresh), fresh=fresh)
         else:

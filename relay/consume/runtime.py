@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
@@ -88,10 +89,12 @@ class Runtime:
 
             @asynccontextmanager
             async def collect() -> AsyncIterator[Batch]:
-                batch = Batch(conn=None)
+                batch = Batch(conn=None, calls_handler=True)
                 yield batch
                 if batch.collected:
+                    started = time.perf_counter()
                     await call(list(batch.collected), 1)
+                    batch.call_s = time.perf_counter() - started
             return collect
         if sub.inbox is not InboxKind.POSTGRES:
             return None

@@ -312,3 +312,29 @@ def test_postgres_batch_handler_needs_an_async_events_tx_signature():
     consumer = Consumer("bulk-pg-sync")
     with pytest.raises(ConfigError, match="needs `async def"):
         consumer.subscribe("payment", inbox="postgres", batch=10)(lambda events, tx: None)
+
+
+@pytest.mark.parametrize("inbox", ["table", "postgres"])
+def test_a_batch_handler_call_is_one_latency_observation(inbox):
+    """relay_handler_seconds: a batch handler's call is observed once, for its duration (the
+    events it took are not observed one by one at collection, which took no time)."""
+    consumer = Consumer("bulk-latency")
+
+    async def table_bulk(events: list[Event]) -> None:
+        await asyncio.sleep(0.05)
+
+    async def pg_bulk(events: list[Event], tx) -> None:
+        await asyncio.sleep(0.05)
+
+    consumer.subscribe("order", inbox=inbox, batch=10)(table_bulk if inbox == "table" else pg_bulk)
+
+    async def main():
+        async with Harness(consumer) as t:
+            for n in range(4):
+                await t.deliver("order", key=f"k{n}", payload={"n": n}, run=False)
+            await t.run()
+            return t
+    t = asyncio.run(main())
+    assert len(t.handled) == 4
+    samples = {s.name: s.value for m in t.registry.collect() if m.name == "relay_handler_seconds" for s in m.samples}
+    assert samples["relay_handler_seconds_count"] == 1 and samples["relay_handler_seconds_sum"] >= 0.05
