@@ -14,8 +14,9 @@ and handler statements run in it directly (no savepoint: a round trip saved twic
   holds; a handler's side effects outside Postgres may run twice, as at-least-once allows;
 - what depends on the commit waits for it: an event is recorded in the table inbox (and counted
   as handled) only after the transaction committed (:attr:`Batch.deferred`);
-- if COMMIT fails, nothing of the transaction happened: the events that had succeeded in it are
-  handled again, one transaction each, through the ordinary path (their claims rolled back);
+- if COMMIT (or a batch handler's call) fails, nothing of the transaction happened: the events
+  that had succeeded in it are handled again in halves, each half a batch of its own, a half that
+  fails splitting again, until one event is alone on the ordinary path (their claims rolled back);
 - retry-stage records never join a batch: their parking bookkeeping must not run ahead of a commit.
 One commit per batch instead of per event; the order of events within a key is unchanged.
 """

@@ -173,8 +173,8 @@ class Consumer:
         the handler takes ``list[Event]`` instead, up to N events of one partition at once, in
         offset order, duplicates left out; they are recorded as handled when it returns (with
         ``inbox="postgres"``: ``async (events, tx)``, one transaction holding every claim and the
-        effects). If it raises, each event of that list is handled again alone (a list of one),
-        so a bad event takes its own retry or dead-letter path and the others are handled.
+        effects). If it raises, the list is handled again in halves until a bad event is alone
+        (a list of one), so it takes its own retry or dead-letter path and the others are handled.
         ``options``: the fields of
         :class:`Options`. Returns the handler unchanged (call it directly in tests). Raises
         ConfigError listing every problem."""

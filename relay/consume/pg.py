@@ -28,8 +28,9 @@ Contract of :func:`postgres_invoker`'s ``invoke(event, attempt) -> bool``:
 - a batch handler (``subscribe(..., inbox="postgres", batch=N)``, ``async def h(events, tx)``) is
   called once per batch, as the batch ends, with the events whose ids the batch claimed (in
   offset order; duplicates left out) and a Tx on the batch's transaction: claims and effects
-  commit together. If it raises, the transaction rolls back and each of those events is handled
-  again alone, in a transaction of its own, with a list of one (relay.consume.group_commit).
+  commit together. If it raises, the transaction rolls back and those events are handled again
+  in halves, each half a batch of its own, until a bad one is alone with a list of one
+  (relay.consume.group_commit).
 - a :class:`Tx` is valid only during its handler call; using it afterwards raises RelayError (its
   connection went back to the pool, maybe into another event's transaction).
 
@@ -144,9 +145,9 @@ class Tx:
         """Queue one statement whose result the handler does not need (an INSERT of the effect):
         in a batch it goes out without waiting for the reply (pipeline mode), so a batch of such
         handlers costs about one round trip. An error shows later: at the handler's next
-        ``execute`` or at COMMIT, and then the batch's events are handled again one transaction
-        each, so the failing event still takes its own retry / dead-letter path. Outside a batch
-        it is :meth:`execute`."""
+        ``execute`` or at COMMIT, and then the batch's events are handled again in halves until
+        the failing event is alone, so it still takes its own retry / dead-letter path. Outside a
+        batch it is :meth:`execute`."""
         conn = self.conn
         try:
             await conn.execute(query, params)
@@ -177,7 +178,7 @@ def postgres_invoker(pool: Pool, consumer: str, handler: Handler | BatchHandler,
     """``invoke(event, attempt) -> bool`` running ``handler(event, tx)`` exactly once per
     ``(consumer, event.id)`` (see the module's contract). ``batch_handler``: ``handler(events,
     tx)``; in a batch an event is only claimed and collected (:func:`batch_handler_end` calls it),
-    outside one (a retry, a batch handled again event by event) it gets a list of one."""
+    outside one (a retry, an event alone after its batch was halved) it gets a list of one."""
     one = cast(Handler, handler)
     if batch_handler:
         async def one(event: Event, tx: Tx) -> None:
@@ -269,7 +270,7 @@ def batch_opener(pool: Pool, consumer: str, end: Callable[[Batch], Awaitable[Non
         # pipeline mode: Tx.send statements go out without waiting for each reply (one round trip
         # per batch, as executemany); Tx.execute still waits for its own result. An error of a
         # sent statement surfaces later (a fetch, COMMIT): the driver then handles the batch's
-        # events again, one transaction each
+        # events again, in halves (relay.consume.group_commit)
         async with pool.connection() as conn, conn.pipeline() as pipeline, conn.transaction():
             batch = Batch(conn, pipeline=pipeline, calls_handler=end is not None)
 

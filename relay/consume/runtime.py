@@ -83,7 +83,7 @@ class Runtime:
     def batch_opener(self, sub: Subscription) -> "OpenBatch | None":
         """How ``sub`` opens a batch transaction (relay.consume.batch); None: no batches. For a
         batch handler (``subscribe(batch=N)``) the "transaction" is one call of the handler with
-        the events collected in it: if that raises, the driver handles each of them again alone."""
+        the events collected in it: if that raises, the driver handles them again in halves."""
         if sub.batch is not None and sub.inbox is not InboxKind.POSTGRES:
             call = self._caller(sub)
 
@@ -135,7 +135,7 @@ class Runtime:
                 batch = CURRENT.get()
                 if batch is not None:  # called with the batch when it ends (batch_opener)
                     return batch.collect(event)
-                await call_with([event], attempt)  # a retry, or a batch handled again event by event
+                await call_with([event], attempt)  # a retry, or a bad event alone after halving
                 return True
             return invoke_batch
         if sub.is_async:

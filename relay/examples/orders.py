@@ -87,8 +87,8 @@ async def handle_order_events(events: list[Event], tx: Tx) -> None:
     """Record the effect of each order event and confirm each placed order: one call per batch,
     inside the transaction that also claimed every event id in ``processed_events`` (Postgres
     inbox), so effects and confirmations happen exactly once even when the worker dies between
-    this commit and the table inbox record. If it raises, each event runs again alone (a list of
-    one) and takes its own retry / dead-letter path."""
+    this commit and the table inbox record. If it raises, the list runs again in halves until a
+    bad event is alone (a list of one) and takes its own retry / dead-letter path."""
     effects, confirmations = [], []
     for event in events:
         p: dict[str, Any] = event.payload or {}

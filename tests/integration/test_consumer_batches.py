@@ -96,7 +96,7 @@ def test_kills_poison_and_retries_mid_batch_effects_and_follow_ups_exactly_once(
     if handler == "per-event":  # a failing event leaves the rest of its batch committed together
         assert batches > 0 and records / batches > 1, f"no batches: {batches} transactions, {records} records"
     # a batch handler's list holding a flaky event (1 in 25 here: nearly every full list) fails as
-    # a whole and runs again event by event, so its committed batches are the small lists left
+    # a whole and runs again in halves, so its committed batches are the smaller lists left
     # (CI: 41 transactions, 0 fresh records); list sizes are proven by tests/integration/test_pg_tx.py
     # and the pg_inbox bench (every effect exactly once at ~8,500 events/s)
     print(f"{len(rows)} effects and follow-ups exactly once in order, {len(feed.poison)} poison dead-lettered; "

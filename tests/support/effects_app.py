@@ -7,7 +7,7 @@ makes every event whose per-key seq is n-1 mod n fail its first attempt (a retry
 EFFECTS_ECHO=<aggregate type> publishes one follow-up event per handled event through
 ``tx.outbox`` (payload ``{"source": <event id>}``), in the effect's transaction.
 EFFECTS_BATCH_HANDLER=n subscribes a batch handler instead (``batch=n``, one executemany per list;
-a list holding a failing event fails as a whole, then each of its events runs alone).
+a list holding a failing event fails as a whole, then runs again in halves until it is alone).
 """
 
 from __future__ import annotations
