@@ -98,10 +98,11 @@ async def handle_order_events(events: list[Event], tx: Tx) -> None:
         if event.type == PLACED:
             confirmations.append(OutboxEvent(AGGREGATE_TYPE, order_id, CONFIRMED, _confirmed(run_id, order_id),
                                              event_id=confirmation_id(event.id)))
-    async with tx.conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO demo_order_effects (event_id, run_id, order_id, seq, type, kafka_partition, kafka_offset)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)", effects)
+    # one statement for the whole list: its columns as arrays, unnested into rows
+    await tx.send(
+        "INSERT INTO demo_order_effects (event_id, run_id, order_id, seq, type, kafka_partition, kafka_offset)"
+        " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::int[], %s::text[], %s::int[], %s::bigint[])",
+        [list(column) for column in zip(*effects, strict=True)])
     if confirmations:
         await tx.send("UPDATE demo_orders SET status = 'confirmed', updated_at = now() WHERE id = ANY(%s)",
                       ([c.aggregateid for c in confirmations],))
