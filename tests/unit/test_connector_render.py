@@ -50,3 +50,6 @@ def test_latency_settings_reach_the_connector():
     assert cfg["transaction.boundary"] == "poll"
     assert int(cfg["heartbeat.interval.ms"]) > 0
     assert render_outbox_connector(load_settings({"RELAY_POLL_INTERVAL_MS": "50"}))["poll.interval.ms"] == "50"
+    # after every transaction Debezium reads the stored offsets back (to confirm the slot position);
+    # a read ending on a transaction marker waited the consumer's 500 ms default fetch wait
+    assert int(cfg["consumer.override.fetch.max.wait.ms"]) <= 10
