@@ -23,7 +23,15 @@ from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settin
 from relay.config import Settings
 from relay.connect import ConnectClient, render_outbox_connector
 from relay.connect.client import local_file_secrets, redact
-from relay.connect.settle import OffsetProgress, PastRow, all_of, request_restart, root_cause, wait_stable
+from relay.connect.settle import (
+    OffsetProgress,
+    PastRow,
+    all_of,
+    progress_timeout,
+    request_restart,
+    root_cause,
+    wait_stable,
+)
 from relay.errors import RelayError
 
 app = typer.Typer(help="The Debezium outbox connector in Kafka Connect.", no_args_is_help=True)
@@ -32,7 +40,8 @@ NAME_OPTION = typer.Option(None, "--name", help="connector name (default: the co
 SET_OPTION = typer.Option(
     None, "--set", metavar="KEY=VALUE",
     help="override a key of the rendered config (repeatable; `--set key=` sets an empty value)")
-TIMEOUT_OPTION = typer.Option(60.0, "--timeout", help="seconds to wait for the new state")
+TIMEOUT_OPTION = typer.Option(60.0, "--timeout", help="seconds to wait for the new state (at least 2.5 heartbeat "
+                               "intervals past the settle period when progress must be seen)")
 
 
 def parse_overrides(pairs: Optional[list[str]]) -> dict[str, str]:
@@ -103,6 +112,9 @@ class _Session:
 
     def wait_stable(self, timeout: float, progress: Any) -> dict[str, Any]:
         """RUNNING through the settle period, and progress (see relay.connect.settle)."""
+        if progress is not None:  # two offset moves: at least two heartbeats on an idle outbox
+            timeout = progress_timeout(timeout, settle_s=self.s.connect_settle_s,
+                                       heartbeat_ms=self.s.heartbeat_interval_ms)
         return wait_stable(self.client, self.name, settle_s=self.s.connect_settle_s, timeout_s=timeout,
                            reading=progress)
 

@@ -116,6 +116,12 @@ def all_of(*readings: Callable[[], bool | None] | None) -> Callable[[], bool | N
     return reading
 
 
+def progress_timeout(timeout_s: float, *, settle_s: float, heartbeat_ms: int) -> float:
+    """``timeout_s``, or longer when proving progress needs it: on an idle outbox only heartbeats
+    move the stored offset, and :class:`OffsetProgress` waits for two moves."""
+    return max(timeout_s, settle_s + 2.5 * heartbeat_ms / 1000)
+
+
 def wait_stable(client: ConnectClient, name: str, *, settle_s: float, timeout_s: float,
                 reading: Callable[[], bool | None] | None = None, poll_s: float = 0.25) -> dict[str, Any]:
     """Return the status once the connector and every task were RUNNING for ``settle_s`` and

@@ -1,6 +1,6 @@
 """OffsetProgress: what counts as a connector task making progress after an action."""
 
-from relay.connect.settle import OffsetProgress, PastRow, all_of
+from relay.connect.settle import OffsetProgress, PastRow, all_of, progress_timeout
 from relay.errors import ConnectError
 
 
@@ -49,3 +49,10 @@ def test_unreadable_offsets_never_count_as_past_the_row():
     reading = past_row(ConnectError("timeout"), [], {"lsn": "100"})
     assert [reading(), reading(), reading()] == [False, False, True]
     assert all_of(OffsetProgress(Offsets(ConnectError("x")), "c"), past_row(ConnectError("x")))() is False
+
+
+def test_the_wait_covers_two_heartbeats_when_progress_must_be_seen():
+    """Two offset moves take two heartbeats on an idle outbox: a long heartbeat interval must not
+    turn a working task into "no progress" at the default 60 s."""
+    assert progress_timeout(60, settle_s=5, heartbeat_ms=5000) == 60
+    assert progress_timeout(60, settle_s=5, heartbeat_ms=60_000) == 155
