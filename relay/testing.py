@@ -26,7 +26,6 @@ Startup hooks run on enter and shutdown hooks on exit, with ``ctx.pool`` = the `
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections import defaultdict
 from contextlib import asynccontextmanager
@@ -205,9 +204,7 @@ class Harness:
                 yield batch
                 if batch.collected:
                     self.attempts += batch.collected
-                    started = time.perf_counter()
-                    await self._run_pg(sub, list(batch.collected), 1)
-                    batch.call_s = time.perf_counter() - started
+                    await batch.call(self._run_pg(sub, list(batch.collected), 1))
             return pg_opener
         base = self.runtime.batch_opener(sub)
         assert base is not None  # a batch handler always has one

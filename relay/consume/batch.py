@@ -23,6 +23,7 @@ One commit per batch instead of per event; the order of events within a key is u
 
 from __future__ import annotations
 
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -47,6 +48,12 @@ class Batch:
     pipeline: Any = None  # the connection's psycopg pipeline (Postgres batches)
     calls_handler: bool = False  # a batch handler's batch: one call with ``collected`` when it ends
     call_s: float | None = None  # how long that call took (the handler's latency, observed once)
+
+    async def call(self, handler_call: Awaitable[object]) -> None:
+        """Await the batch handler's call, noting how long it took (``call_s``)."""
+        started = time.perf_counter()
+        await handler_call
+        self.call_s = time.perf_counter() - started
 
     def collect(self, event: Any) -> bool:
         """Keep ``event`` for the batch handler; False: a copy of one kept already (a duplicate)."""

@@ -40,7 +40,6 @@ with :func:`check_inbox_table` / :func:`acheck_inbox_table` before it starts.
 
 from __future__ import annotations
 
-import time
 import uuid
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, cast
@@ -239,9 +238,7 @@ def batch_handler_end(consumer: str, handler: BatchHandler,
         tx = Tx(batch.conn, consumer=consumer, event_id=first if len(events) == 1 else f"{first}..{last}",
                 attempt=1, state=state, pipeline=batch.pipeline)
         try:
-            started = time.perf_counter()
-            await handler(events, tx)
-            batch.call_s = time.perf_counter() - started
+            await batch.call(handler(events, tx))
             tx._committable()
         finally:
             tx._end()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
@@ -92,9 +91,7 @@ class Runtime:
                 batch = Batch(conn=None, calls_handler=True)
                 yield batch
                 if batch.collected:
-                    started = time.perf_counter()
-                    await call(list(batch.collected), 1)
-                    batch.call_s = time.perf_counter() - started
+                    await batch.call(call(list(batch.collected), 1))
             return collect
         if sub.inbox is not InboxKind.POSTGRES:
             return None

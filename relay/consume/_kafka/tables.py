@@ -31,8 +31,6 @@ def bind(partition: int) -> None:
     PARTITION.set(partition)
 
 
-
-
 def _json_key(key: str) -> bytes:
     """``json.dumps(key).encode()``, without json for the usual printable ASCII ids."""
     if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
