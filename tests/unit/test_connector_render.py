@@ -53,3 +53,5 @@ def test_latency_settings_reach_the_connector():
     # after every transaction Debezium reads the stored offsets back (to confirm the slot position);
     # a read ending on a transaction marker waited the consumer's 500 ms default fetch wait
     assert int(cfg["consumer.override.fetch.max.wait.ms"]) <= 10
+    # a deleted routed topic stalls the task's commits while its producer remembers the topic
+    assert int(cfg["producer.override.metadata.max.idle.ms"]) <= 10_000
