@@ -121,3 +121,13 @@ class Reject(RelayError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason, retriable=False)
+
+
+class SagaDefinitionError(RelayError):
+    """A saga definition is invalid. ``problems`` lists every one, each naming the step, the
+    field, the value and what was expected."""
+
+    def __init__(self, workflow: str, problems: Iterable[str]) -> None:
+        self.workflow, self.problems = workflow, list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid saga definition {workflow!r} ({len(self.problems)} problem(s)):\n{lines}")

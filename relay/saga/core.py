@@ -1,0 +1,54 @@
+"""The base of the engine's transitions: lookups, the timeline, timers and the run's end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay.saga.model import Step, Workflow
+from relay.saga.state import Command, Finished, RunState, RunStatus, SetTimer, StepStatus, Timer
+
+
+class RunCore:
+    """What every transition uses: the step specs, the run's data, the timeline, timers, the end."""
+
+    def __init__(self, wf: Workflow, state: RunState, now: float) -> None:
+        self.wf, self.state, self.now = wf, state, now
+        self.commands: list[Command] = []
+        self._members = wf.members_of()
+        self._handlers = {s.on_error: s.id for s in wf.steps.values() if s.on_error}
+
+    # -- lookups ------------------------------------------------------------------------------
+    def spec(self, key: str) -> Step:
+        return self.wf.steps[key.split("[", 1)[0]]
+
+    def is_member(self, key: str) -> bool:
+        return key in self._members or "[" in key
+
+    def data(self, item: Any = None) -> dict[str, Any]:
+        steps = {k: {"output": st.output} for k, st in self.state.steps.items() if st.status is StepStatus.SUCCEEDED
+                 or st.status in (StepStatus.COMPENSATING, StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED)}
+        return {"input": self.state.input, "steps": steps, "item": item}
+
+    def log(self, step: str | None, outcome: str, *, attempt: int | None = None, command_id: str | None = None,
+            error: str | None = None) -> None:
+        self.state.timeline.append({"at": self.now, "step": step, "attempt": attempt, "command_id": command_id,
+                                    "outcome": outcome, "error": error, "definition": self.wf.hash[:12]})
+
+    def timer(self, timer_id: str, fire_at: float, kind: str, step: str | None, attempt: int = 0) -> None:
+        self.state.timers[timer_id] = Timer(kind, step, attempt)
+        self.commands.append(SetTimer(timer_id, self.state.run_id, fire_at))
+
+    def drop_timers(self, key: str) -> None:
+        for tid in [t for t, timer in self.state.timers.items() if timer.step == key]:
+            del self.state.timers[tid]
+
+    def end(self, status: RunStatus, reason: str | None) -> None:
+        self.state.status, self.state.reason = status, reason or self.state.reason
+        self.state.timers.clear()
+        for st in self.state.steps.values():
+            if st.status is StepStatus.RUNNING and st.command_id not in self.state.inflight:
+                st.status = StepStatus.NOT_RUN  # was waiting to be sent again
+        output = {k: s.output for k, s in self.state.steps.items() if s.status is StepStatus.SUCCEEDED and "[" not in k}
+        self.commands.append(Finished(self.state.run_id, status, output if status is RunStatus.COMPLETED else None,
+                                      self.state.reason))
+        self.log(None, f"run {status.value}", error=self.state.reason)

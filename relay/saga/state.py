@@ -1,0 +1,217 @@
+"""A saga run's durable state, the events that move it and the commands it emits.
+
+Everything here is plain data (JSON-able through :func:`to_json` / :func:`from_json`), so the
+coordinator can keep it in a compacted changelog keyed by run id and the pure engine
+(:func:`relay.saga.engine.decide`) can be tested without any I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    COMPLETED = "completed"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"  # the manual queue: never dropped, never a plain failure
+    FAILED = "failed"        # failed with nothing to undo, or a step that must not be compensated failed
+    CANCELLED = "cancelled"  # cancelled by an operator; what had completed was compensated
+
+
+TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED,
+                      RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"            # a command, child run or fan-out is out
+    WAITING = "waiting"            # approval or delay
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DENIED = "denied"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"            # a false condition, or a step needing a skipped one
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+    NOT_RUN = "not_run"            # never started: the run ended first
+
+
+FAILURES = frozenset({StepStatus.FAILED, StepStatus.DENIED, StepStatus.TIMED_OUT})
+SETTLED = FAILURES | {StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.COMPENSATED,
+                      StepStatus.COMPENSATION_FAILED, StepStatus.NOT_RUN}
+
+
+@dataclass
+class StepState:
+    status: StepStatus = StepStatus.PENDING
+    attempt: int = 0
+    command_id: str | None = None
+    output: Any = None
+    error: str | None = None
+    uncertain: bool = False        # the last attempt timed out: its effect may have happened
+    undo_attempt: int = 0
+    attempt_base: int = 0          # attempts before an operator's retry (the retry policy counts from here)
+    undo_base: int = 0
+    children: list[str] = field(default_factory=list)  # for_each: the child step keys, in item order
+
+
+@dataclass
+class Timer:
+    kind: str                      # backoff | timeout | delay | expiry | deadline | rollback | undo_backoff
+    step: str | None
+    attempt: int
+
+
+@dataclass
+class RunState:
+    run_id: str
+    workflow: str
+    definition_hash: str
+    input: dict[str, Any]
+    status: RunStatus = RunStatus.RUNNING
+    started_at: float = 0.0
+    updated_at: float = 0.0
+    business_key: str | None = None
+    steps: dict[str, StepState] = field(default_factory=dict)
+    inflight: dict[str, str] = field(default_factory=dict)     # command id -> step key
+    timers: dict[str, Timer] = field(default_factory=dict)     # timer id -> what it is for
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> decision (also early ones)
+    done_order: list[str] = field(default_factory=list)        # step keys in completion order (LIFO undo)
+    undo: list[str] | None = None                              # compensation stack (top last); None: not built
+    cancelled: bool = False
+    rollbacks: int = 0                                         # compensation rounds started (timer ids)
+    reason: str | None = None                                  # why the run failed or was cancelled
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- events ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Start:
+    run_id: str
+    input: dict[str, Any]
+    at: float
+    business_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A participant's answer to a command; ``retriable`` matters only when ``ok`` is False."""
+
+    command_id: str
+    ok: bool
+    at: float
+    output: Any = None
+    error: str | None = None
+    retriable: bool = True
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    timer_id: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Approval:
+    step: str
+    approved: bool
+    at: float
+    by: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Cancel:
+    at: float
+    reason: str = "cancelled by an operator"
+
+
+@dataclass(frozen=True)
+class RetryRun:
+    """An operator's retry of a failed or compensation_failed run, from where it stopped."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class ChildDone:
+    child_run_id: str
+    status: RunStatus
+    at: float
+    output: Any = None
+
+
+Event = Start | Reply | TimerFired | Approval | Cancel | RetryRun | ChildDone
+
+
+# -- commands --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A command to a participant. ``command_id`` is unique per attempt (a re-sent command keeps
+    it); ``idempotency_key`` is stable across attempts of one step (the effect's key)."""
+
+    command_id: str
+    run_id: str
+    step: str
+    attempt: int
+    topic: str
+    input: Any
+    idempotency_key: str
+    compensation: bool = False
+
+
+@dataclass(frozen=True)
+class SetTimer:
+    timer_id: str
+    run_id: str
+    fire_at: float
+
+
+@dataclass(frozen=True)
+class RequestApproval:
+    run_id: str
+    step: str
+    input: Any
+    expires_at: float | None
+
+
+@dataclass(frozen=True)
+class StartChild:
+    child_run_id: str
+    workflow: str
+    input: Any
+    parent_run_id: str
+    parent_step: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    run_id: str
+    status: RunStatus
+    output: Any = None
+    reason: str | None = None
+
+
+Command = Dispatch | SetTimer | RequestApproval | StartChild | Finished
+
+
+def to_json(state: RunState) -> dict[str, Any]:
+    return dataclasses.asdict(state)
+
+
+def from_json(doc: dict[str, Any]) -> RunState:
+    d = dict(doc)
+    d["status"] = RunStatus(d["status"])
+    d["steps"] = {k: StepState(**{**v, "status": StepStatus(v["status"])}) for k, v in d["steps"].items()}
+    d["timers"] = {k: Timer(**v) for k, v in d["timers"].items()}
+    return RunState(**d)
