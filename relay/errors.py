@@ -131,3 +131,14 @@ class SagaDefinitionError(RelayError):
         self.workflow, self.problems = workflow, list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid saga definition {workflow!r} ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class StepFailed(RelayError):
+    """Raised by a saga participant: this step failed. The run gets a failed reply with
+    ``reason``; ``retriable=True`` lets the run retry the step (with its backoff), False fails it
+    at once (the run then compensates what completed). The participant's own writes in the
+    handler's transaction are rolled back; the reply and the inbox claim commit."""
+
+    def __init__(self, reason: str, *, retriable: bool = False) -> None:
+        super().__init__(reason, retriable=retriable)
+        self.reason = reason

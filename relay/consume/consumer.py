@@ -229,6 +229,18 @@ class Consumer:
                             inbox=InboxKind(inbox), options=opts, takes_context=takes_context, is_async=is_async,
                             batch=batch)
 
+    def participant(self, step_topic: str, **options: Any) -> Callable[[F], F]:
+        """Register the decorated ``async def h(command, tx) -> output`` as the saga participant of
+        ``step_topic`` (a worker step's or a compensation's topic): it runs with the Postgres inbox,
+        and its output (or ``StepFailed``) goes back to the run through ``tx.outbox`` in the same
+        transaction (see :mod:`relay.saga.participant`). ``options``: as for :meth:`subscribe`."""
+        from relay.saga.participant import wrap  # relay.saga builds on this module
+
+        def register(handler: F) -> F:
+            self.subscribe(step_topic, inbox="postgres", **options)(wrap(handler))
+            return handler
+        return register
+
     def on_startup(self, hook: F) -> F:
         """Run ``hook(ctx)`` (sync or async) when the worker starts, before any event is handled;
         hooks run in registration order, after the Postgres pool is open. A hook that raises stops

@@ -67,6 +67,7 @@ def decide(wf: Workflow, state: RunState | None, event: Event) -> tuple[RunState
 def _new_run(wf: Workflow, event: Start) -> RunState:
     return RunState(run_id=event.run_id, workflow=wf.id, definition_hash=wf.hash, input=dict(event.input),
                     started_at=event.at, updated_at=event.at, business_key=event.business_key,
+                    parent_workflow=event.parent_workflow,
                     steps={sid: StepState() for sid in wf.steps})
 
 

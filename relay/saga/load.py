@@ -21,6 +21,7 @@ each naming the step, the field, the value and what was expected; unknown keys a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ KEYS: dict[StepType, set[str]] = {
     StepType.CONDITION: {"expression"},
     StepType.SUBWORKFLOW: {"workflow"},
 }
+WORKFLOW_ID = re.compile(r"[A-Za-z0-9_-]{1,150}")
 WORKFLOW_KEYS = {"id", "name", "steps", "deadline_sec", "rollback_window_sec", "description", "version"}
 RETRY_KEYS = {"max_retries", "initial_backoff_sec", "max_backoff_sec", "multiplier"}
 
@@ -77,9 +79,9 @@ def build_workflow(doc: Any) -> Workflow:
                                         "expected a mapping with id and steps"])
     wid = doc.get("id")
     p = Problems()
-    if not isinstance(wid, str) or not wid:
-        p.add(None, "id", wid, "a non-empty string")
-        wid = "?"
+    if not isinstance(wid, str) or not WORKFLOW_ID.fullmatch(wid):
+        p.add(None, "id", wid, "1-150 letters, digits, '_' or '-' (it names the topic outbox.event.saga.<id>)")
+        wid = str(wid)
     for key in sorted(set(doc) - WORKFLOW_KEYS):
         p.add(None, key, doc[key], f"one of {sorted(WORKFLOW_KEYS)}")
     raw_steps = doc.get("steps")

@@ -116,3 +116,29 @@ def definition_hash(workflow_id: str, steps: dict[str, Step], deadline_s: float 
     doc = {"id": workflow_id, "deadline_s": deadline_s, "rollback_window_s": rollback_window_s,
            "steps": {k: asdict(v) for k, v in sorted(steps.items())}}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def to_doc(wf: Workflow) -> dict[str, Any]:
+    """The resolved definition as JSON (defaults filled in): what is stored under its hash."""
+    return {"id": wf.id, "name": wf.name, "deadline_s": wf.deadline_s, "rollback_window_s": wf.rollback_window_s,
+            "hash": wf.hash, "steps": {k: asdict(v) for k, v in wf.steps.items()}}
+
+
+def from_doc(doc: dict[str, Any]) -> Workflow:
+    """A stored definition back: the same model and hash, whatever this code's defaults are now."""
+    steps = {}
+    for sid, raw in doc["steps"].items():
+        d = dict(raw)
+        d["type"], d["strategy"] = StepType(d["type"]), Strategy(d["strategy"])
+        d["on_failure"] = OnFailure(d["on_failure"])
+        d["retry"] = RetryPolicy(**d["retry"])
+        if d["compensation"] is not None:
+            c = dict(d["compensation"])
+            d["compensation"] = Compensation(topic=c["topic"], input=c["input"], retry=RetryPolicy(**c["retry"]))
+        d["depends_on"], d["members"] = tuple(d["depends_on"]), tuple(d["members"])
+        steps[sid] = Step(**d)
+    wf = Workflow(id=doc["id"], steps=steps, name=doc.get("name", doc["id"]), deadline_s=doc["deadline_s"],
+                  rollback_window_s=doc["rollback_window_s"], hash=doc["hash"])
+    if definition_hash(wf.id, steps, wf.deadline_s, wf.rollback_window_s) != wf.hash:
+        raise ValueError(f"stored definition {wf.id!r} does not hash to {wf.hash[:12]}: it was altered")
+    return wf

@@ -80,6 +80,7 @@ class RunState:
     started_at: float = 0.0
     updated_at: float = 0.0
     business_key: str | None = None
+    parent_workflow: str | None = None
     steps: dict[str, StepState] = field(default_factory=dict)
     inflight: dict[str, str] = field(default_factory=dict)     # command id -> step key
     timers: dict[str, Timer] = field(default_factory=dict)     # timer id -> what it is for
@@ -100,6 +101,7 @@ class Start:
     input: dict[str, Any]
     at: float
     business_key: str | None = None
+    parent_workflow: str | None = None  # a child run: the workflow of the run it reports to
 
 
 @dataclass(frozen=True)

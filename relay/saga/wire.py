@@ -1,8 +1,9 @@
-"""How saga events and commands travel: outbox events on ``outbox.event.saga`` keyed by run id.
+"""How saga events and commands travel: outbox events on ``outbox.event.saga.<workflow>`` by run id.
 
 Everything addressed to a run (its start, participants' replies, approvals, cancel, retry, timer
-firings, a child run's end) is an outbox event of aggregatetype :data:`SAGA_AGGREGATE` with the
-run id as aggregateid, so it lands on the run's partition and one coordinator sees it in order.
+firings, a child run's end) is an outbox event of aggregatetype ``saga.<workflow>`` with the run
+id as aggregateid, so it lands on the run's partition and one coordinator sees it in order.
+Commands name that aggregatetype as ``reply_to``.
 Commands to participants are outbox events too, of the step's topic as aggregatetype, with an
 event id derived from the command id: a command sent again (after a crash) has the same id, and
 the participant's inbox drops it.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -36,7 +38,7 @@ from relay.saga.state import (
     TimerFired,
 )
 
-SAGA_AGGREGATE = "saga"  # topic outbox.event.saga, key = run id
+SAGA_PREFIX = "saga."  # a workflow's runs: aggregatetype saga.<workflow>, topic outbox.event.saga.<workflow>
 NAMESPACE = uuid.UUID("6f1c2a4e-8d1b-4c55-9a57-0d3c2b7e9f10")  # run ids and command event ids (uuid5)
 
 
@@ -53,8 +55,8 @@ class SagaEvent(StrEnum):
 class SagaCommand(StrEnum):
     COMMAND = "SagaCommand"
     COMPENSATION = "SagaCompensation"
-    APPROVAL_REQUESTED = "SagaApprovalRequested"  # on outbox.event.saga.approvals, for people and tools
-    FINISHED = "SagaFinished"                      # on outbox.event.saga.finished
+    APPROVAL_REQUESTED = "SagaApprovalRequested"  # on outbox.event.saga-approvals, for people and tools
+    FINISHED = "SagaFinished"                      # on outbox.event.saga-finished
 
 
 class SagaHeader(StrEnum):
@@ -64,8 +66,24 @@ class SagaHeader(StrEnum):
     TRACEPARENT = "traceparent"
 
 
-APPROVALS_AGGREGATE = "saga.approvals"
-FINISHED_AGGREGATE = "saga.finished"
+APPROVALS_AGGREGATE = "saga-approvals"
+FINISHED_AGGREGATE = "saga-finished"
+
+
+def saga_aggregate(workflow: str) -> str:
+    """The aggregatetype of everything addressed to the runs of ``workflow`` (key: run id)."""
+    return SAGA_PREFIX + workflow
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What every event a run sends carries besides its payload."""
+
+    workflow: str                    # the sending run's workflow: replies come back to its topic
+    correlation_id: str              # the run's business key, or its id
+    causation_id: str                # the event that caused this one
+    traceparent: str | None = None
+    parent_workflow: str | None = None
 
 
 def run_id_for(workflow: str, idempotency_key: str) -> str:
@@ -96,7 +114,8 @@ def decode(event_type: str, payload: Any, at: float, run_id: str) -> Event:
     p = _Fields(kind, payload)
     match kind:
         case SagaEvent.START:
-            return Start(run_id, p.mapping("input"), at, business_key=p.opt_text("business_key"))
+            return Start(run_id, p.mapping("input"), at, business_key=p.opt_text("business_key"),
+                         parent_workflow=p.opt_text("parent_workflow"))
         case SagaEvent.REPLY:
             return Reply(p.text("command_id"), p.flag("ok"), at, output=payload.get("output"),
                          error=p.opt_text("error"), retriable=p.flag("retriable", True))
@@ -153,8 +172,7 @@ def _bad(field: str, value: Any, expected: str) -> DecodeError:
 
 # -- encoding what the coordinator sends ------------------------------------------------------
 
-def encode(command: Any, *, correlation_id: str, causation_id: str, traceparent: str | None = None,
-           ) -> list[OutboxEvent]:
+def encode(command: Any, env: Envelope) -> list[OutboxEvent]:
     """The outbox events of one engine command (timers are not events: the coordinator keeps them)."""
     match command:
         case Dispatch():
@@ -162,37 +180,37 @@ def encode(command: Any, *, correlation_id: str, causation_id: str, traceparent:
             kind = SagaCommand.COMPENSATION if command.compensation else SagaCommand.COMMAND
             payload = {"command_id": command.command_id, "run_id": run, "step": command.step,
                        "attempt": command.attempt, "idempotency_key": command.idempotency_key,
-                       "input": command.input}
-            return [OutboxEvent(command.topic, run, kind.value, payload,
-                                _headers(run, correlation_id, causation_id, traceparent),
+                       "input": command.input, "reply_to": saga_aggregate(env.workflow)}
+            return [OutboxEvent(command.topic, run, kind.value, payload, _headers(run, env),
                                 command_event_id(command.command_id))]
         case RequestApproval():
-            payload = {"run_id": command.run_id, "step": command.step, "input": command.input,
-                       "expires_at": command.expires_at}
+            payload = {"run_id": command.run_id, "workflow": env.workflow, "step": command.step,
+                       "input": command.input, "expires_at": command.expires_at}
             return [OutboxEvent(APPROVALS_AGGREGATE, command.run_id, SagaCommand.APPROVAL_REQUESTED.value, payload,
-                                _headers(command.run_id, correlation_id, causation_id, traceparent),
+                                _headers(command.run_id, env),
                                 command_event_id(f"{command.run_id}/{command.step}/approval"))]
         case StartChild():
-            payload = {"input": command.input, "workflow": command.workflow}
-            return [OutboxEvent(SAGA_AGGREGATE, command.child_run_id, SagaEvent.START.value, payload,
-                                _headers(command.child_run_id, correlation_id, causation_id, traceparent),
+            payload = {"input": command.input, "workflow": command.workflow, "parent_workflow": env.workflow}
+            return [OutboxEvent(saga_aggregate(command.workflow), command.child_run_id, SagaEvent.START.value,
+                                payload, _headers(command.child_run_id, env),
                                 command_event_id(f"{command.child_run_id}/start"))]
         case Finished():
-            return _finished(command, correlation_id, causation_id, traceparent)
+            return _finished(command, env)
     return []
 
 
-def _finished(command: Finished, correlation_id: str, causation_id: str, traceparent: str | None,
-              ) -> list[OutboxEvent]:
+def _finished(command: Finished, env: Envelope) -> list[OutboxEvent]:
     run = command.run_id
-    headers = _headers(run, correlation_id, causation_id, traceparent)
-    payload = {"run_id": run, "status": command.status.value, "output": command.output, "reason": command.reason}
+    headers = _headers(run, env)
+    payload = {"run_id": run, "workflow": env.workflow, "status": command.status.value, "output": command.output,
+               "reason": command.reason}
     # random ids: a retried run may end twice with one status, and nothing dedups these by id
     out = [OutboxEvent(FINISHED_AGGREGATE, run, SagaCommand.FINISHED.value, payload, headers)]
     parent = parent_of(run)
-    if parent is not None:
+    if parent is not None and env.parent_workflow:
         done = {"child_run_id": run, "status": command.status.value, "output": command.output}
-        out.append(OutboxEvent(SAGA_AGGREGATE, parent[0], SagaEvent.CHILD_DONE.value, done, headers))
+        out.append(OutboxEvent(saga_aggregate(env.parent_workflow), parent[0], SagaEvent.CHILD_DONE.value, done,
+                               headers))
     return out
 
 
@@ -202,7 +220,8 @@ def reply(command: Mapping[str, Any], *, ok: bool, output: Any = None, error: st
     transaction of its business change). A duplicate reply is harmless: the run ignores it."""
     run, cid = str(command["run_id"]), str(command["command_id"])
     payload = {"command_id": cid, "ok": ok, "output": output, "error": error, "retriable": retriable}
-    return OutboxEvent(SAGA_AGGREGATE, run, SagaEvent.REPLY.value, payload, _headers(run, run, cid, traceparent))
+    env = Envelope("", correlation_id=run, causation_id=cid, traceparent=traceparent)
+    return OutboxEvent(str(command["reply_to"]), run, SagaEvent.REPLY.value, payload, _headers(run, env))
 
 
 def workflow_of(payload: Any) -> str:
@@ -213,9 +232,9 @@ def workflow_of(payload: Any) -> str:
     return wf
 
 
-def _headers(run_id: str, correlation_id: str, causation_id: str, traceparent: str | None) -> dict[str, str]:
-    h = {SagaHeader.SAGA_ID.value: run_id, SagaHeader.CORRELATION_ID.value: correlation_id,
-         SagaHeader.CAUSATION_ID.value: causation_id}
-    if traceparent:
-        h[SagaHeader.TRACEPARENT.value] = traceparent
+def _headers(run_id: str, env: Envelope) -> dict[str, str]:
+    h = {SagaHeader.SAGA_ID.value: run_id, SagaHeader.CORRELATION_ID.value: env.correlation_id,
+         SagaHeader.CAUSATION_ID.value: env.causation_id}
+    if env.traceparent:
+        h[SagaHeader.TRACEPARENT.value] = env.traceparent
     return h

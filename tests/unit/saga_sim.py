@@ -25,6 +25,7 @@ from relay.saga.state import (
 
 # a participant: the command -> ("ok", output) | ("fail", error, retriable) | ("silent",)
 Behaviour = Callable[[Dispatch], tuple]
+MAX_DELAY_S = 10.0  # the noisy run's longest delivery delay
 
 
 def ok_all(cmd: Dispatch) -> tuple:
@@ -81,14 +82,16 @@ class Sim:
         for _ in range(limit):
             if self.finished is not None and not self.queue:
                 break
-            if self.queue and not (self.rng and self.timers and self.rng.random() < 0.15):
+            # a delivery may be late, by up to MAX_DELAY_S: timers due by then may fire first
+            soon = [t for t, at in self.timers.items() if at <= self.now + MAX_DELAY_S]
+            if self.queue and not (self.rng and soon and self.rng.random() < 0.15):
                 i = self.rng.randrange(len(self.queue)) if self.rng else 0
                 event = self.queue.pop(i)
                 if self.rng and self.rng.random() < 0.2:
                     self.queue.append(event)  # delivered again later: a duplicate
                 self.feed(_at(event, self.now))
             elif self.timers:
-                tid = min(self.timers, key=lambda t: (self.timers[t], t))
+                tid = min(soon or self.timers, key=lambda t: (self.timers[t], t))
                 self.now = max(self.now, self.timers.pop(tid))
                 self.feed(TimerFired(tid, self.now))
             else:

@@ -63,3 +63,17 @@ def test_yaml_errors_name_the_problem():
         load_workflow("id: [unclosed")
     with pytest.raises(SagaDefinitionError, match="expected a non-empty mapping of step id -> step"):
         load_workflow("id: empty\nsteps: {}")
+
+
+def test_a_stored_definition_comes_back_with_its_hash():
+    import json
+
+    from relay.saga.model import from_doc, to_doc
+    from tests.unit.test_saga_engine import INCIDENT, order_saga
+    for wf in (load_workflow(INCIDENT), order_saga(on_failure="retry")):
+        again = from_doc(json.loads(json.dumps(to_doc(wf))))
+        assert again == wf and again.hash == wf.hash
+    doc = to_doc(order_saga())
+    doc["steps"]["ship"]["topic"] = "elsewhere"
+    with pytest.raises(ValueError, match="was altered"):
+        from_doc(doc)

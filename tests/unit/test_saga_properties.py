@@ -18,7 +18,9 @@ WF = build_workflow({"id": "props", "steps": {
     "b": {"type": "worker", "topic": "b", "timeout_sec": 5, "side_effect": True, "no_rollback_reason": "read-only API"},
     "each": {"type": "for_each", "depends_on": ["scan"], "topic": "e", "items": "${input.items}", "max_parallel": 2,
              "input": {"i": "${item}"}, "timeout_sec": 5, "side_effect": True, "compensation": {"topic": "e.undo"}},
-    "ship": {"type": "worker", "topic": "ship", "depends_on": ["each"], "timeout_sec": 5, "side_effect": True,
+    "gate": {"type": "approval", "depends_on": ["each"], "expires_sec": 600},
+    "pause": {"type": "delay", "depends_on": ["gate"], "seconds": 2},
+    "ship": {"type": "worker", "topic": "ship", "depends_on": ["pause"], "timeout_sec": 5, "side_effect": True,
              "compensation": {"topic": "unship"}},
 }})
 
@@ -50,9 +52,9 @@ def outcome(sim: Sim) -> tuple:
        items=st.integers(0, 3))
 def test_every_interleaving_ends_like_the_orderly_one(seed, fail_at, flaky, items):
     inp = {"items": list(range(items))}
-    calm = Sim(WF, behaviour(fail_at, flaky))
+    calm = Sim(WF, behaviour(fail_at, flaky), approvals={"gate": True})
     calm.run(inp)
-    noisy = Sim(WF, behaviour(fail_at, flaky), rng=random.Random(seed))
+    noisy = Sim(WF, behaviour(fail_at, flaky), approvals={"gate": True}, rng=random.Random(seed))
     noisy.run(inp)
     assert calm.state.status in (RunStatus.COMPLETED, RunStatus.COMPENSATED, RunStatus.FAILED)
     assert outcome(noisy) == outcome(calm)

@@ -31,23 +31,25 @@ def test_decoding_names_field_value_and_expectation():
 
 def test_a_command_keeps_its_event_id_when_sent_again():
     cmd = Dispatch("r/charge/1", "r", "charge", 1, "payment.charge", {"amount": 3}, "r/charge")
-    (first,) = wire.encode(cmd, correlation_id="order-7", causation_id="e1")
-    (again,) = wire.encode(cmd, correlation_id="order-7", causation_id="e2")
+    (first,) = wire.encode(cmd, wire.Envelope("order", correlation_id="order-7", causation_id="e1"))
+    (again,) = wire.encode(cmd, wire.Envelope("order", correlation_id="order-7", causation_id="e2"))
     assert first.event_id == again.event_id == wire.command_event_id("r/charge/1")
     assert (first.aggregatetype, first.aggregateid, first.type) == ("payment.charge", "r", "SagaCommand")
     assert first.headers == {"saga-id": "r", "correlation-id": "order-7", "causation-id": "e1"}
     reply = wire.reply(first.payload, ok=True, output={"charge_id": "ch_1"})
-    assert (reply.aggregatetype, reply.aggregateid, reply.type) == ("saga", "r", "SagaReply")
+    assert first.payload["reply_to"] == "saga.order"
+    assert (reply.aggregatetype, reply.aggregateid, reply.type) == ("saga.order", "r", "SagaReply")
     assert wire.decode(reply.type, reply.payload, 0, "r") == Reply("r/charge/1", True, 0, output={"charge_id": "ch_1"})
 
 
 def test_a_child_run_reports_to_its_parent():
-    (start,) = wire.encode(StartChild("p/sub/1", "child_wf", {"x": 1}, "p", "sub"), correlation_id="p",
-                           causation_id="e")
-    assert (start.aggregatetype, start.aggregateid, start.type) == ("saga", "p/sub/1", "SagaStart")
+    (start,) = wire.encode(StartChild("p/sub/1", "child_wf", {"x": 1}, "p", "sub"),
+                           wire.Envelope("parent_wf", correlation_id="p", causation_id="e"))
+    assert (start.aggregatetype, start.aggregateid, start.type) == ("saga.child_wf", "p/sub/1", "SagaStart")
     assert wire.workflow_of(start.payload) == "child_wf"
-    finished, done = wire.encode(Finished("p/sub/1", RunStatus.COMPLETED, {"a": 1}), correlation_id="p",
-                                 causation_id="e")
-    assert finished.aggregatetype == "saga.finished"
-    assert (done.aggregatetype, done.aggregateid, done.type) == ("saga", "p", "SagaChildDone")
+    assert wire.decode(start.type, start.payload, 0, "p/sub/1").parent_workflow == "parent_wf"
+    child = wire.Envelope("child_wf", correlation_id="p", causation_id="e", parent_workflow="parent_wf")
+    finished, done = wire.encode(Finished("p/sub/1", RunStatus.COMPLETED, {"a": 1}), child)
+    assert finished.aggregatetype == "saga-finished"
+    assert (done.aggregatetype, done.aggregateid, done.type) == ("saga.parent_wf", "p", "SagaChildDone")
     assert wire.parent_of("p/sub/1") == ("p", "sub") and wire.parent_of("p") is None

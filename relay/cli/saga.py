@@ -1,0 +1,125 @@
+"""`relay saga list|show|start|approve|deny|cancel|retry|definitions`: operate saga runs."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import typer
+
+from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings
+from relay.errors import RelayError
+from relay.saga import ops, wire
+from relay.saga.start import start as start_run
+
+app = typer.Typer(help="Saga runs: where each stands and why; approvals, cancel, retry.", no_args_is_help=True)
+
+
+def _conn() -> psycopg.Connection:
+    return psycopg.connect(settings().dsn)
+
+
+@app.command("list")
+@handles_errors
+def list_(state: str = typer.Option(None, "--state", help="only runs in this state"),
+          workflow: str = typer.Option(None, "--workflow"),
+          key: str = typer.Option(None, "--key", help="only runs of this business key (e.g. an order id)"),
+          older_than: float = typer.Option(None, "--older-than", help="only runs unchanged for this many seconds"),
+          limit: int = typer.Option(100, "--limit"), json_out: bool = JSON_OPTION) -> None:
+    """Runs, newest first, as the coordinator last stored them."""
+    with _conn() as conn:
+        rows = ops.list_runs(conn, state=state, workflow=workflow, business_key=key, older_than_s=older_than,
+                             limit=limit)
+    if json_out:
+        emit_json([r.as_dict() for r in rows])
+        return
+    for r in rows:
+        typer.echo(f"{r.run_id}  {r.status:<20} {r.workflow}@{r.definition}  key={r.business_key}  "
+                   f"updated {r.updated_at:%Y-%m-%d %H:%M:%S}")
+    say(f"{len(rows)} run(s)")
+
+
+@app.command()
+@handles_errors
+def show(run_id: str, json_out: bool = JSON_OPTION) -> None:
+    """One run: its state, every step and its timeline."""
+    with _conn() as conn:
+        run = ops.show_run(conn, run_id)
+    if json_out:
+        emit_json(run)
+        return
+    typer.echo(f"run {run['run_id']}  {run['workflow']}@{run['definition_hash'][:12]}  {run['status']}"
+               f"  key={run['business_key']}" + (f"  reason: {run['reason']}" if run.get("reason") else ""))
+    for sid, st in run["steps"].items():
+        typer.echo(f"  {sid:<24} {st['status']:<20} attempt {st['attempt']}"
+                   + (f"  error: {st['error']}" if st.get("error") else ""))
+    for t in run["timeline"]:
+        typer.echo(f"    {t['at']:.3f} {t['step'] or '-':<20} {t['outcome']}"
+                   + (f" (attempt {t['attempt']})" if t.get("attempt") else "")
+                   + (f": {t['error']}" if t.get("error") else ""))
+
+
+@app.command()
+@handles_errors
+def start(workflow: str, input: str = typer.Option("{}", "--input", help="the run's input, a JSON object"),
+          key: str = typer.Option(..., "--key", help="idempotency key: the same key starts the same run"),
+          business_key: str = typer.Option(None, "--business-key")) -> None:
+    """Start a run (an outbox event, like relay.saga.start in a service's transaction)."""
+    try:
+        data = json.loads(input)
+    except json.JSONDecodeError as exc:
+        raise RelayError(f"--input {input!r}: not JSON ({exc.msg}); expected a JSON object") from None
+    if not isinstance(data, dict):
+        raise RelayError(f"--input {input!r}: expected a JSON object")
+    with _conn() as conn, conn.transaction():
+        typer.echo(start_run(conn, workflow, input=data, idempotency_key=key, business_key=business_key))
+
+
+def _control(run_id: str, kind: wire.SagaEvent, payload: dict) -> None:
+    with _conn() as conn, conn.transaction():
+        ops.control(conn, run_id, kind, payload)
+    say(f"{kind.value} sent to run {run_id}")
+
+
+@app.command()
+@handles_errors
+def approve(run_id: str, step: str, by: str = typer.Option(..., "--by"), reason: str = typer.Option("", "--reason"),
+            ) -> None:
+    """Approve a run's approval step (also before the run reached it: the decision is kept)."""
+    _control(run_id, wire.SagaEvent.APPROVAL, {"step": step, "approved": True, "by": by, "reason": reason})
+
+
+@app.command()
+@handles_errors
+def deny(run_id: str, step: str, by: str = typer.Option(..., "--by"), reason: str = typer.Option("", "--reason"),
+         ) -> None:
+    """Deny a run's approval step: the step fails, and the run with it unless it has on_error."""
+    _control(run_id, wire.SagaEvent.APPROVAL, {"step": step, "approved": False, "by": by, "reason": reason})
+
+
+@app.command()
+@handles_errors
+def cancel(run_id: str, reason: str = typer.Option("cancelled by an operator", "--reason")) -> None:
+    """Cancel a run: nothing new starts, what completed is compensated."""
+    _control(run_id, wire.SagaEvent.CANCEL, {"reason": reason})
+
+
+@app.command()
+@handles_errors
+def retry(run_id: str) -> None:
+    """Retry a failed or compensation_failed run from where it stopped."""
+    _control(run_id, wire.SagaEvent.RETRY, {})
+
+
+@app.command()
+@handles_errors
+def definitions(json_out: bool = JSON_OPTION) -> None:
+    """Every stored definition version and how many runs each still has in flight."""
+    with _conn() as conn:
+        rows = ops.definitions(conn)
+    if json_out:
+        emit_json(rows)
+        return
+    for d in rows:
+        typer.echo(f"{d['workflow']}@{d['hash'][:12]}  registered {d['registered_at']}  "
+                   f"{d['runs_in_flight']} in flight, {d['runs']} run(s)")

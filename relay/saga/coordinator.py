@@ -1,0 +1,146 @@
+"""The saga coordinator: a Postgres-inbox consumer of its workflows' saga topics, running the engine.
+
+    coordinator = SagaCoordinator([order_workflow, incident_workflow])
+    consumer = coordinator.consumer          # relay worker mymodule:consumer
+
+It consumes ``outbox.event.saga.<workflow>`` for each workflow it runs. Per batch of events (one
+partition, offset order, keyed by run id) in one transaction: the
+events' ids are claimed (inbox), the runs are read ``FOR UPDATE``, each event goes through
+:func:`relay.saga.engine.decide`, and the new states, their timers and the commands (as outbox
+events) are written; all of it commits together, so a command is never sent for a state that was
+not stored, nor a state stored without its commands. A crash before the commit re-delivers the
+events; after it, the inbox drops them. A run is pinned to the definition hash it started with:
+the coordinator stores every version it runs (``saga_definitions``) and loads old ones by hash.
+
+Timers live in ``saga_timers``; a background task turns due ones into ``SagaTimer`` events on the
+run's key (also for runs of a coordinator that died: they fire late, never not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from relay.consume.consumer import Consumer, Context
+from relay.consume.pg import Tx
+from relay.errors import Reject
+from relay.handling.event import Event
+from relay.outbox.writer import OutboxEvent, awrite_many
+from relay.saga import store, wire
+from relay.saga.engine import decide
+from relay.saga.model import Workflow
+from relay.saga.state import RunState, SetTimer
+
+log = logging.getLogger("relay.saga")
+
+BATCH = 200
+TIMER_POLL_S = 0.05
+TIMERS_PER_ROUND = 500
+
+
+class SagaCoordinator:
+    def __init__(self, workflows: Iterable[Workflow], *, name: str = "relay-saga", batch: int = BATCH) -> None:
+        self.workflows = {wf.id: wf for wf in workflows}
+        self.versions: dict[str, Workflow] = {wf.hash: wf for wf in self.workflows.values()}
+        self.consumer = Consumer(name, postgres=True)
+        for wf in self.workflows.values():  # one topic per workflow: outbox.event.saga.<workflow>
+            self.consumer.subscribe(wire.saga_aggregate(wf.id), inbox="postgres", batch=batch)(self.handle)
+        self.consumer.on_startup(self._start)
+        self.consumer.on_shutdown(self._stop)
+        self._timers: asyncio.Task[None] | None = None
+
+    # -- the batch handler --------------------------------------------------------------------
+    async def handle(self, events: list[Event], tx: Tx) -> None:
+        runs = await store.load_runs(tx.conn, [e.key or "" for e in events])
+        changed: dict[str, RunState] = {}
+        out: list[OutboxEvent] = []
+        timers: list[SetTimer] = []
+        dropped: set[str] = set()  # timers a run no longer waits for: deleted, not fired for nothing
+        now = time.time()
+        for e in events:
+            run_id = e.key
+            if not run_id:
+                raise Reject(f"saga event {e.id}: no key; expected the run id as the record key")
+            state = runs.get(run_id)
+            wf = await self._definition(tx, state, e)
+            event = wire.decode(e.type or "", e.payload, now, run_id)
+            try:
+                new, commands = decide(wf, state, event)
+            except ValueError as exc:
+                raise Reject(f"saga event {e.id} ({e.type}) for run {run_id}: {exc}") from None
+            if state is not None:
+                dropped |= state.timers.keys() - new.timers.keys()
+            runs[run_id] = changed[run_id] = new
+            for c in commands:
+                if isinstance(c, SetTimer):
+                    timers.append(c)
+                else:
+                    out.extend(wire.encode(c, wire.Envelope(
+                        new.workflow, correlation_id=new.business_key or run_id, causation_id=e.id,
+                        traceparent=_header(e, wire.SagaHeader.TRACEPARENT), parent_workflow=new.parent_workflow)))
+        await store.save_runs(tx.conn, changed.values())
+        live = {tid for r in changed.values() for tid in r.timers}  # timer ids name their run: unique
+        await store.add_timers(tx.conn, [(t, runs[t.run_id].workflow) for t in timers if t.timer_id in live])
+        await store.drop_timers(tx.conn, dropped - live)
+        if out:
+            await tx.outbox.write_many(out)
+
+    async def _definition(self, tx: Tx, state: RunState | None, e: Event) -> Workflow:
+        if state is None:
+            name = wire.workflow_of(e.payload) if e.type == wire.SagaEvent.START else None
+            wf = self.workflows.get(name or "")
+            if wf is None:
+                raise Reject(f"saga event {e.id} ({e.type}) for run {e.key}: "
+                             + (f"workflow {name!r} is not run here; expected one of {sorted(self.workflows)}"
+                                if name else "no such run (a run starts with a SagaStart)"))
+            return wf
+        known = self.versions.get(state.definition_hash)
+        if known is None:
+            known = await store.definition(tx.conn, state.definition_hash)
+            if known is None:
+                raise Reject(f"run {state.run_id}: its definition {state.definition_hash[:12]} is not stored")
+            self.versions[known.hash] = known
+        return known
+
+    # -- lifecycle: definitions and the timer pump --------------------------------------------
+    async def _start(self, ctx: Context) -> None:
+        async with ctx.pool.connection() as conn:
+            async with conn.transaction():
+                for wf in self.workflows.values():
+                    await store.register(conn, wf)
+        self._timers = asyncio.create_task(self._pump(ctx), name="relay-saga-timers")
+
+    async def _stop(self, ctx: Context) -> None:
+        if self._timers is not None:
+            self._timers.cancel()
+            await asyncio.gather(self._timers, return_exceptions=True)
+
+    async def _pump(self, ctx: Context) -> None:
+        while True:
+            try:
+                fired = await self.fire_due_timers(ctx.pool)
+            except Exception:  # noqa: BLE001 - a database hiccup: timers fire on a later round
+                log.warning("saga timers: a round failed; trying again", exc_info=True)
+                fired = 0
+            if fired < TIMERS_PER_ROUND:
+                await asyncio.sleep(TIMER_POLL_S)
+
+    @staticmethod
+    async def fire_due_timers(pool: Any, limit: int = TIMERS_PER_ROUND) -> int:
+        """Turn due timers into SagaTimer events on their runs' keys, in one transaction."""
+        async with pool.connection() as conn:
+            async with conn.transaction():
+                due = await store.take_due_timers(conn, limit)
+                if due:
+                    await awrite_many(conn, [OutboxEvent(wire.saga_aggregate(workflow), run, wire.SagaEvent.TIMER.value,
+                                                         {"timer_id": tid}) for tid, run, workflow in due],
+                                      schemas=None)
+        return len(due)
+
+
+def _header(e: Event, name: str) -> str | None:
+    raw = e.headers.get(name)
+    return raw.decode() if isinstance(raw, bytes) else None

@@ -1,0 +1,84 @@
+"""Operating saga runs: list, show, approve/deny, cancel, retry, definitions (``relay saga``).
+
+Reads come from ``saga_runs``, the table the coordinator writes in the same transaction as its
+decisions, so what they show is never older than what the coordinator decided. Controls
+(approve, deny, cancel, retry) are outbox events on the run's key: they reach the run's
+coordinator in order with everything else addressed to it, and are applied by the engine's rules
+(the first decision of an approval stands; a cancel compensates what completed; a retry resumes a
+``failed`` or ``compensation_failed`` run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from relay.errors import RelayError
+from relay.outbox.writer import write
+from relay.saga import wire
+from relay.saga.state import RunStatus
+
+LIST = """
+SELECT run_id, workflow, status, business_key, started_at, updated_at, left(definition_hash, 12)
+FROM saga_runs
+WHERE (%(state)s::text IS NULL OR status = %(state)s::text)
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s::text)
+  AND (%(key)s::text IS NULL OR business_key = %(key)s::text)
+  AND (%(age)s::float8 IS NULL OR updated_at <= now() - make_interval(secs => %(age)s::float8))
+ORDER BY started_at DESC LIMIT %(limit)s
+"""
+SHOW = "SELECT state, definition_hash, version FROM saga_runs WHERE run_id = %s"
+DEFINITIONS = """
+SELECT d.workflow, d.hash, d.registered_at, count(r.run_id) FILTER (WHERE r.status NOT IN
+       ('completed', 'compensated', 'compensation_failed', 'failed', 'cancelled')) AS in_flight,
+       count(r.run_id) AS runs
+FROM saga_definitions d LEFT JOIN saga_runs r ON r.definition_hash = d.hash
+GROUP BY d.workflow, d.hash, d.registered_at ORDER BY d.workflow, d.registered_at
+"""
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    workflow: str
+    status: str
+    business_key: str | None
+    started_at: Any
+    updated_at: Any
+    definition: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if k.endswith("_at") else v) for k, v in self.__dict__.items()}
+
+
+def list_runs(conn: psycopg.Connection[Any], *, state: str | None = None, workflow: str | None = None,
+              business_key: str | None = None, older_than_s: float | None = None, limit: int = 100) -> list[RunRow]:
+    if state is not None and state not in RunStatus.__members__.values():
+        raise RelayError(f"--state {state!r}: expected one of {[s.value for s in RunStatus]}")
+    rows = conn.execute(LIST, {"state": state, "workflow": workflow, "key": business_key, "age": older_than_s,
+                               "limit": limit}).fetchall()
+    return [RunRow(*r) for r in rows]
+
+
+def show_run(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any]:
+    row = conn.execute(SHOW, (run_id,)).fetchone()
+    if row is None:
+        raise RelayError(f"no saga run {run_id!r} (relay saga list shows the runs)")
+    state, definition_hash, version = row
+    return {**state, "definition_hash": definition_hash, "version": version}
+
+
+def definitions(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    return [{"workflow": w, "hash": h, "registered_at": str(at), "runs_in_flight": live, "runs": total}
+            for w, h, at, live, total in conn.execute(DEFINITIONS).fetchall()]
+
+
+def control(conn: psycopg.Connection[Any], run_id: str, kind: wire.SagaEvent, payload: dict[str, Any]) -> str:
+    """Write an operator's control event for a run (in ``conn``'s transaction); returns its id."""
+    row = conn.execute("SELECT workflow FROM saga_runs WHERE run_id = %s", (run_id,)).fetchone()
+    if row is None:
+        raise RelayError(f"no saga run {run_id!r} (relay saga list shows the runs)")
+    return str(write(conn, aggregatetype=wire.saga_aggregate(row[0]), aggregateid=run_id, type=kind.value,
+                     payload=payload, schemas=None))

@@ -1,0 +1,67 @@
+"""Saga participants: ordinary Postgres-inbox consumers of a step's topic that answer the run.
+
+    @consumer.participant("payment.charge")
+    async def charge(command: Command, tx: Tx) -> dict:
+        await tx.execute("INSERT INTO charges ...", (command.idempotency_key, ...))
+        return {"charge_id": ...}
+
+The returned output goes back to the run as a ``SagaReply`` through ``tx.outbox``, in the
+transaction of the participant's own change and of the inbox claim of the command (no 2PC): the
+effect, the claim and the reply commit together. A command sent again (same command id) has the
+same event id, so the inbox drops it. ``raise StepFailed(reason, retriable=...)`` answers with a
+failure (the handler's own writes are rolled back, the reply commits); any other exception is an
+infrastructure failure and takes the consumer's retry ladder like any handler's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from relay.consume.pg import Tx
+from relay.errors import DecodeError, StepFailed
+from relay.handling.event import Event
+from relay.saga import wire
+
+
+@dataclass(frozen=True)
+class Command:
+    command_id: str        # unique per attempt
+    run_id: str
+    step: str
+    attempt: int
+    idempotency_key: str   # stable across attempts of the step: key your effect by it
+    input: Any
+    compensation: bool     # True: undo the step's effect
+
+
+ParticipantHandler = Callable[[Command, Tx], Awaitable[Any]]
+
+
+def parse(event: Event) -> Command:
+    p = event.payload
+    if not isinstance(p, Mapping):
+        raise DecodeError(f"saga command {event.id}: payload = {p!r:.80}; expected a JSON object")
+    missing = [k for k in ("command_id", "run_id", "step", "attempt", "idempotency_key") if k not in p]
+    if missing or event.type not in (wire.SagaCommand.COMMAND, wire.SagaCommand.COMPENSATION):
+        raise DecodeError(f"saga command {event.id}: type {event.type!r}, fields missing {missing}; expected a "
+                          "SagaCommand or SagaCompensation with command_id, run_id, step, attempt, idempotency_key")
+    return Command(str(p["command_id"]), str(p["run_id"]), str(p["step"]), int(p["attempt"]),
+                   str(p["idempotency_key"]), p.get("input"), event.type == wire.SagaCommand.COMPENSATION)
+
+
+def wrap(handler: ParticipantHandler) -> Callable[[Event, Tx], Awaitable[None]]:
+    """The consumer handler that runs ``handler`` and writes its reply."""
+    async def on_command(event: Event, tx: Tx) -> None:
+        command = parse(event)
+        try:
+            async with tx.conn.transaction():  # a savepoint: a StepFailed undoes the handler's writes
+                output = await handler(command, tx)
+        except StepFailed as failed:
+            answer = wire.reply(event.payload, ok=False, error=failed.reason, retriable=failed.retriable)
+        else:
+            answer = wire.reply(event.payload, ok=True, output=output)
+        await tx.outbox.write_many([answer])
+    on_command.__name__ = getattr(handler, "__name__", "participant")
+    return on_command

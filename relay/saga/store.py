@@ -1,0 +1,91 @@
+"""Saga runs, definitions and timers in Postgres (migration 0009): the coordinator's thin adapter.
+
+All statements run on the connection of the coordinator's inbox transaction (a :class:`Tx`), so a
+run's new state, its timers, the commands it sent (outbox) and the claim of the event that moved
+it commit together. Runs are read ``FOR UPDATE``: two coordinators that both believe they own a
+run (a rebalance) serialise on its row instead of deciding twice from one state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from relay.saga.model import Workflow, from_doc, to_doc
+from relay.saga.state import TERMINAL, RunState, SetTimer, from_json, to_json
+
+LOAD_RUNS = "SELECT state FROM saga_runs WHERE run_id = ANY(%s) FOR UPDATE"
+SAVE_RUNS = """
+INSERT INTO saga_runs (run_id, workflow, definition_hash, status, business_key, state, started_at, updated_at)
+SELECT r.run_id, r.workflow, r.hash, r.status, r.business_key, r.state, to_timestamp(r.started), to_timestamp(r.updated)
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::float8[], %s::float8[])
+     AS r(run_id, workflow, hash, status, business_key, state, started, updated)
+ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, state = EXCLUDED.state,
+    updated_at = EXCLUDED.updated_at, version = saga_runs.version + 1
+"""
+ADD_TIMERS = """
+INSERT INTO saga_timers (timer_id, run_id, workflow, fire_at)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) ON CONFLICT (timer_id) DO NOTHING
+"""
+DROP_TIMERS = "DELETE FROM saga_timers WHERE run_id = ANY(%s)"
+DROP_TIMER_IDS = "DELETE FROM saga_timers WHERE timer_id = ANY(%s)"
+DUE_TIMERS = """
+DELETE FROM saga_timers WHERE timer_id IN (
+    SELECT timer_id FROM saga_timers WHERE fire_at <= now() ORDER BY fire_at LIMIT %s FOR UPDATE SKIP LOCKED)
+RETURNING timer_id, run_id, workflow
+"""
+REGISTER = """
+INSERT INTO saga_definitions (hash, workflow, definition) VALUES (%s, %s, %s) ON CONFLICT (hash) DO NOTHING
+"""
+DEFINITION = "SELECT definition FROM saga_definitions WHERE hash = %s"
+
+
+async def load_runs(conn: Any, run_ids: Iterable[str]) -> dict[str, RunState]:
+    cur = await conn.execute(LOAD_RUNS, (sorted(set(run_ids)),))  # sorted: a fixed lock order
+    return {s.run_id: s for s in (from_json(row[0]) for row in await cur.fetchall())}
+
+
+async def save_runs(conn: Any, runs: Iterable[RunState]) -> None:
+    runs = list(runs)
+    rows = [(s.run_id, s.workflow, s.definition_hash, s.status.value, s.business_key, Jsonb(to_json(s)),
+             s.started_at, s.updated_at) for s in runs]
+    if rows:
+        await conn.execute(SAVE_RUNS, [list(col) for col in zip(*rows, strict=True)])
+        done = [s.run_id for s in runs if s.status in TERMINAL]
+        if done:
+            await conn.execute(DROP_TIMERS, (done,))
+
+
+async def add_timers(conn: Any, timers: Iterable[tuple[SetTimer, str]]) -> None:
+    """(timer, the workflow of its run) pairs."""
+    rows = [(t.timer_id, t.run_id, wf, datetime.fromtimestamp(t.fire_at, timezone.utc)) for t, wf in timers]
+    if rows:
+        await conn.execute(ADD_TIMERS, [list(col) for col in zip(*rows, strict=True)])
+
+
+async def drop_timers(conn: Any, timer_ids: Iterable[str]) -> None:
+    ids = sorted(timer_ids)
+    if ids:
+        await conn.execute(DROP_TIMER_IDS, (ids,))
+
+
+async def take_due_timers(conn: Any, limit: int) -> list[tuple[str, str, str]]:
+    """Delete up to ``limit`` due timers; (timer id, run id, workflow) of each (the caller turns
+    them into events in the same transaction)."""
+    cur = await conn.execute(DUE_TIMERS, (limit,))
+    return [(row[0], row[1], row[2]) for row in await cur.fetchall()]
+
+
+async def register(conn: Any, wf: Workflow) -> None:
+    """Store a definition version under its hash (a version is never edited, only added)."""
+    await conn.execute(REGISTER, (wf.hash, wf.id, Jsonb(to_doc(wf))))
+
+
+async def definition(conn: Any, definition_hash: str) -> Workflow | None:
+    cur = await conn.execute(DEFINITION, (definition_hash,))
+    row = await cur.fetchone()
+    return None if row is None else from_doc(row[0] if isinstance(row[0], dict) else json.loads(row[0]))
