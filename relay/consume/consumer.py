@@ -128,13 +128,16 @@ class Context:
     ``state`` is shared by the hooks and every handler of the consumer (put clients opened at
     startup there); ``pool`` is the worker's Postgres pool (psycopg_pool.AsyncConnectionPool, None
     unless a subscription uses ``inbox="postgres"`` or the consumer was made with ``postgres=True``);
-    ``attempt`` is 1 on first delivery, n on the n-th (retries)."""
+    ``attempt`` is 1 on first delivery, n on the n-th (retries); ``registry`` is the worker's
+    Prometheus registry (served on RELAY_WORKER_METRICS_PORT; None in the harness): a hook may add
+    its own metrics to it."""
 
     consumer: str
     settings: "Settings"
     state: dict[str, Any] = field(default_factory=dict)
     pool: Any = None
     attempt: int = 1
+    registry: Any = None  # the worker's Prometheus registry (RELAY_WORKER_METRICS_PORT): add your own metrics
 
 
 class Consumer:

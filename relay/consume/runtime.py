@@ -29,15 +29,16 @@ POOL_OPEN_TIMEOUT_S = 10.0
 class Runtime:
     """The running side of a :class:`Consumer`: one per worker process (or harness)."""
 
-    def __init__(self, consumer: Consumer, settings: "Settings", *, pool: Any = None, open_pool: bool = True) -> None:
-        self.consumer, self.settings, self.open_pool = consumer, settings, open_pool
+    def __init__(self, consumer: Consumer, settings: "Settings", *, pool: Any = None, open_pool: bool = True,
+                 registry: Any = None) -> None:
+        self.consumer, self.settings, self.open_pool, self.registry = consumer, settings, open_pool, registry
         self.state: dict[str, Any] = {}
         self.pool = pool  # given: owned by the caller (tests); None: opened here when needed
         self._owns_pool = False
         self.started = False
 
     def context(self, attempt: int = 1) -> Context:
-        return Context(self.consumer.name, self.settings, self.state, self.pool, attempt)
+        return Context(self.consumer.name, self.settings, self.state, self.pool, attempt, self.registry)
 
     async def start(self) -> None:
         """Open the pool when needed, then run the startup hooks (a failure propagates)."""

@@ -31,6 +31,7 @@ from relay.handling.event import Event
 from relay.outbox.writer import OutboxEvent, awrite_many
 from relay.saga import store, wire
 from relay.saga.engine import decide
+from relay.saga.metrics import RUNS_BY_STATE, SagaMetrics
 from relay.saga.model import Workflow
 from relay.saga.state import RunState, SetTimer
 
@@ -39,6 +40,7 @@ log = logging.getLogger("relay.saga")
 BATCH = 200
 TIMER_POLL_S = 0.05
 TIMERS_PER_ROUND = 500
+RUNS_GAUGE_S = 5.0  # relay_saga_runs / relay_saga_oldest_run_seconds refresh
 
 
 class SagaCoordinator:
@@ -51,6 +53,7 @@ class SagaCoordinator:
         self.consumer.on_startup(self._start)
         self.consumer.on_shutdown(self._stop)
         self._timers: asyncio.Task[None] | None = None
+        self.metrics: SagaMetrics | None = None  # on the worker's registry, from startup
 
     # -- the batch handler --------------------------------------------------------------------
     async def handle(self, events: list[Event], tx: Tx) -> None:
@@ -73,6 +76,8 @@ class SagaCoordinator:
                 raise Reject(f"saga event {e.id} ({e.type}) for run {run_id}: {exc}") from None
             if state is not None:
                 dropped |= state.timers.keys() - new.timers.keys()
+            if self.metrics is not None:
+                self.metrics.observe(state, new)
             runs[run_id] = changed[run_id] = new
             for c in commands:
                 if isinstance(c, SetTimer):
@@ -111,6 +116,7 @@ class SagaCoordinator:
             async with conn.transaction():
                 for wf in self.workflows.values():
                     await store.register(conn, wf)
+        self.metrics = SagaMetrics(ctx.registry)
         self._timers = asyncio.create_task(self._pump(ctx), name="relay-saga-timers")
 
     async def _stop(self, ctx: Context) -> None:
@@ -119,9 +125,15 @@ class SagaCoordinator:
             await asyncio.gather(self._timers, return_exceptions=True)
 
     async def _pump(self, ctx: Context) -> None:
+        counted = 0.0
         while True:
             try:
                 fired = await self.fire_due_timers(ctx.pool)
+                if self.metrics is not None and time.monotonic() - counted > RUNS_GAUGE_S:
+                    counted = time.monotonic()
+                    async with ctx.pool.connection() as conn:
+                        cur = await conn.execute(RUNS_BY_STATE)
+                        self.metrics.set_runs(await cur.fetchall())
             except Exception:  # noqa: BLE001 - a database hiccup: timers fire on a later round
                 log.warning("saga timers: a round failed; trying again", exc_info=True)
                 fired = 0

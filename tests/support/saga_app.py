@@ -2,7 +2,8 @@
 ``fail``; the coordinator and the participants are two `relay worker` apps.
 
 ``relay worker tests.support.saga_app:make_coordinator`` / ``...:make_participants`` with
-SAGA_WF=<workflow id> (unique per test: its topics are <id>.charge, <id>.refund, ...). Each
+SAGA_WF=<workflow id> (unique per test: its topics are <id>.charge, <id>.refund, ...), and
+SAGA_VERSION=2 for the changed definition (a notify step after shipping). Each
 participant's effect is a row in ``saga_effects`` (no unique constraint: an effect that ran twice
 would show), written in the command's inbox transaction.
 """
@@ -25,7 +26,7 @@ CREATE TABLE IF NOT EXISTS saga_effects (n bigserial PRIMARY KEY, workflow text 
                                          run_id text NOT NULL, idempotency_key text NOT NULL);
 CREATE INDEX IF NOT EXISTS saga_effects_wf ON saga_effects (workflow);
 """
-STEPS = ("charge", "refund", "reserve", "release", "ship")
+STEPS = ("charge", "refund", "reserve", "release", "ship", "notify")
 
 
 def prepare(dsn: str) -> None:
@@ -35,8 +36,10 @@ def prepare(dsn: str) -> None:
             conn.execute(SCHEMA)
 
 
-def order_workflow(wf: str) -> Workflow:
-    return build_workflow({"id": wf, "steps": {
+def order_workflow(wf: str, version: int = 1) -> Workflow:
+    """Version 2 adds a ``notify`` step after shipping (a changed definition: a new hash)."""
+    extra = {"notify": {"type": "worker", "topic": f"{wf}.notify", "depends_on": ["ship"]}} if version == 2 else {}
+    return build_workflow({"id": wf, "steps": {**extra,
         "charge": {"type": "worker", "topic": f"{wf}.charge", "input": {"amount": "${input.amount}"},
                    "side_effect": True, "timeout_sec": 20,
                    "compensation": {"topic": f"{wf}.refund", "input": {"charge": "${steps.charge.output.charge_id}"}}},
@@ -49,7 +52,8 @@ def order_workflow(wf: str) -> Workflow:
 
 def make_coordinator(settings: Settings) -> Consumer:
     wf = os.environ["SAGA_WF"]
-    return SagaCoordinator([order_workflow(wf)], name=f"relay-saga-{wf}").consumer
+    version = int(os.environ.get("SAGA_VERSION", "1"))
+    return SagaCoordinator([order_workflow(wf, version)], name=f"relay-saga-{wf}").consumer
 
 
 def make_participants(settings: Settings) -> Consumer:
@@ -76,6 +80,10 @@ def make_participants(settings: Settings) -> Consumer:
     @consumer.participant(f"{wf}.release")
     async def release(cmd: Command, tx: Tx) -> None:
         await effect("release", cmd, tx)
+
+    @consumer.participant(f"{wf}.notify")
+    async def notify(cmd: Command, tx: Tx) -> None:
+        await effect("notify", cmd, tx)
 
     @consumer.participant(f"{wf}.ship")
     async def ship(cmd: Command, tx: Tx) -> None:

@@ -32,7 +32,7 @@ def build_app(consumer: Consumer, settings: Settings, *, store: str | None = Non
         require("rocksdb", by="relay worker --store rocksdb")
     app = create_app(settings, consumer.name, store=store)
     app.relay_metrics = metrics or ConsumerMetrics.create()
-    app.relay_runtime = runtime = Runtime(consumer, settings)
+    app.relay_runtime = runtime = Runtime(consumer, settings, registry=app.relay_metrics.registry)
     for sub in consumer.subscriptions:
         attached = FaustSubscription(app, sub, sub.options.resolve(settings), runtime.invoker(sub),
                                      app.relay_metrics, open_batch=runtime.batch_opener(sub))

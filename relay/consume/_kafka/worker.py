@@ -84,7 +84,7 @@ class KafkaWorker:
                                "@consumer.subscribe(...)"])
         self.consumer, self.settings = consumer, settings
         self.relay_metrics = self.metrics = metrics or ConsumerMetrics.create()
-        self.relay_runtime = self.runtime = Runtime(consumer, settings)
+        self.relay_runtime = self.runtime = Runtime(consumer, settings, registry=self.metrics.registry)
         self.relay_databases = [settings.dsn] if consumer.needs_postgres else []  # checked before start
         port = _Port(self)
         self.subs = [KafkaSubscription(consumer.name, sub, sub.options.resolve(settings), self.runtime.invoker(sub),

@@ -1,0 +1,93 @@
+"""Prometheus metrics of a saga coordinator, read off the runs' timelines (on the worker's registry).
+
+- ``relay_saga_transitions_total{workflow,outcome}``: timeline entries by kind (dispatched,
+  succeeded, failed, timed out, compensation dispatched, compensated, compensation failed,
+  compensation skipped, approved, denied, run <state>, ...);
+- ``relay_saga_retries_total{workflow}``: commands sent again (attempt > 1), compensations too;
+- ``relay_saga_step_seconds{workflow,step}``: from a step's last dispatch to its success;
+- ``relay_saga_approval_wait_seconds{workflow}``: from an approval step's start to its decision;
+- ``relay_saga_runs{workflow,state}`` and ``relay_saga_oldest_run_seconds{workflow,state}``: from
+  ``saga_runs``, refreshed every few seconds (the oldest: since the run last changed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from relay.saga.state import RunState
+
+OUTCOMES = ("compensation dispatched", "compensation failed", "compensation skipped", "compensation started",
+            "compensated", "dispatched", "succeeded", "failed", "timed out", "timed_out", "approved", "denied",
+            "skipped", "stopped", "retries stopped", "cancelled", "retried", "started", "run")
+RUNS_BY_STATE = """
+SELECT workflow, status, count(*), coalesce(extract(epoch FROM now() - min(updated_at)), 0)
+FROM saga_runs GROUP BY workflow, status
+"""
+
+
+def outcome_kind(outcome: str) -> str:
+    """The bounded label of a timeline outcome ("approved by ann" -> "approved")."""
+    for kind in OUTCOMES:
+        if outcome.startswith(kind):
+            return outcome if kind == "run" else kind
+    return outcome.split(" ", 1)[0]
+
+
+class SagaMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        reg = registry or CollectorRegistry()
+        self.transitions = Counter("relay_saga_transitions_total", "saga timeline entries by kind",
+                                   ["workflow", "outcome"], registry=reg)
+        self.retries = Counter("relay_saga_retries_total", "saga commands sent again (attempt > 1)", ["workflow"],
+                               registry=reg)
+        self.step_seconds = Histogram("relay_saga_step_seconds", "a step's last dispatch to its success",
+                                      ["workflow", "step"], registry=reg,
+                                      buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+        self.approval_wait = Histogram("relay_saga_approval_wait_seconds", "an approval step's start to its decision",
+                                       ["workflow"], registry=reg,
+                                       buckets=(1, 10, 60, 300, 1800, 3600, 4 * 3600, 24 * 3600))
+        self.runs = Gauge("relay_saga_runs", "saga runs by state", ["workflow", "state"], registry=reg)
+        self.oldest = Gauge("relay_saga_oldest_run_seconds", "since the least recently changed run of a state changed",
+                            ["workflow", "state"], registry=reg)
+
+    def observe(self, before: RunState | None, after: RunState) -> None:
+        """Count what ``after`` added to the run's timeline."""
+        wf, start = after.workflow, len(before.timeline) if before is not None else 0
+        for entry in after.timeline[start:]:
+            kind = outcome_kind(str(entry["outcome"]))
+            self.transitions.labels(wf, kind).inc()
+            if kind in ("dispatched", "compensation dispatched") and (entry.get("attempt") or 1) > 1:
+                self.retries.labels(wf).inc()
+            elif kind == "succeeded" and entry.get("step"):
+                since = _last(after.timeline, entry["step"], ("dispatched",), before=entry)
+                if since is not None:
+                    self.step_seconds.labels(wf, _step_label(entry["step"])).observe(max(0.0, entry["at"] - since))
+            elif kind in ("approved", "denied") and entry.get("step"):
+                since = _last(after.timeline, entry["step"], ("approval started",), before=entry)
+                if since is not None:
+                    self.approval_wait.labels(wf).observe(max(0.0, entry["at"] - since))
+
+    def set_runs(self, rows: Iterable[tuple[str, str, int, float]]) -> None:
+        self.runs.clear()
+        self.oldest.clear()
+        for workflow, state, count, oldest_s in rows:
+            self.runs.labels(workflow, state).set(count)
+            self.oldest.labels(workflow, state).set(float(oldest_s))
+
+
+def _step_label(step: str) -> str:
+    return step.split("[", 1)[0]  # for_each children share their step's label (bounded cardinality)
+
+
+def _last(timeline: list[dict[str, Any]], step: str, outcomes: tuple[str, ...], *, before: Mapping[str, Any],
+          ) -> float | None:
+    found = None
+    for entry in timeline:
+        if entry is before:
+            break
+        if entry.get("step") == step and str(entry["outcome"]).startswith(outcomes):
+            found = float(entry["at"])
+    return found
