@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import psycopg
 import typer
@@ -54,7 +55,8 @@ def show(run_id: str, json_out: bool = JSON_OPTION) -> None:
         typer.echo(f"  {sid:<24} {st['status']:<20} attempt {st['attempt']}"
                    + (f"  error: {st['error']}" if st.get("error") else ""))
     for t in run["timeline"]:
-        typer.echo(f"    {t['at']:.3f} {t['step'] or '-':<20} {t['outcome']}"
+        at = datetime.fromtimestamp(t["at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        typer.echo(f"    {at} {t['step'] or '-':<20} {t['outcome']}"
                    + (f" (attempt {t['attempt']})" if t.get("attempt") else "")
                    + (f": {t['error']}" if t.get("error") else ""))
 

@@ -1,7 +1,8 @@
 """Prometheus metrics of a saga coordinator, read off the runs' timelines (on the worker's registry).
 
 - ``relay_saga_transitions_total{workflow,outcome}``: timeline entries by kind (dispatched,
-  succeeded, failed, timed out, compensation dispatched, compensated, compensation failed,
+  attempt failed, attempt timed out, succeeded, failed, timed_out (the step's end), compensation
+  dispatched, compensated, compensation failed,
   compensation skipped, approved, denied, run <state>, ...);
 - ``relay_saga_retries_total{workflow}``: commands sent again (attempt > 1), compensations too;
 - ``relay_saga_step_seconds{workflow,step}``: from a step's last dispatch to its success;
@@ -20,7 +21,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from relay.saga.state import RunState
 
 OUTCOMES = ("compensation dispatched", "compensation failed", "compensation skipped", "compensation started",
-            "compensated", "dispatched", "succeeded", "failed", "timed out", "timed_out", "approved", "denied",
+            "compensated", "attempt failed", "attempt timed out", "dispatched", "succeeded", "failed", "timed_out",
+            "approved", "denied",
             "skipped", "stopped", "retries stopped", "cancelled", "retried", "started", "run")
 RUNS_BY_STATE = """
 SELECT workflow, status, count(*), coalesce(extract(epoch FROM now() - min(updated_at)), 0)

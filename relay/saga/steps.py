@@ -208,7 +208,7 @@ class Decider(Undo):
         if ok:
             self.succeed(key, output)
             return
-        self.log(key, "timed out" if timed_out else "failed", attempt=st.attempt, error=error)
+        self.log(key, "attempt timed out" if timed_out else "attempt failed", attempt=st.attempt, error=error)
         st.uncertain = st.uncertain or timed_out
         more = spec.on_failure is OnFailure.RETRY or st.attempt - st.attempt_base < spec.retry.max_attempts
         # also while the run fails: a started step runs its course, then what completed is undone
