@@ -61,7 +61,7 @@ class SagaCoordinator:
         changed: dict[str, RunState] = {}
         out: list[OutboxEvent] = []
         timers: list[SetTimer] = []
-        dropped: set[str] = set()  # timers a run no longer waits for: deleted, not fired for nothing
+        dropped: set[str] = set()  # timers a run no longer waits for (all, once it ends): deleted, not fired
         now = time.time()
         for e in events:
             run_id = e.key

@@ -1,8 +1,8 @@
 """The saga engine: ``decide(workflow, state, event) -> (state, commands)``, pure and deterministic.
 
-No I/O, no clock (time comes with each event), no randomness: the coordinator persists the new
-state *before* it sends the commands, so a crash in between re-sends the same commands (their ids
-follow from run id, step and attempt) and participants drop the duplicate. Guarantees:
+No I/O, no clock (time comes with each event), no randomness: the coordinator stores the new
+state together with the commands it sends (one transaction), and command ids follow from run id,
+step and attempt, so a command sent again is dropped by its participant. Guarantees:
 
 - a reply, timer or approval that no longer matters (a duplicate, a late reply of an older
   attempt, a timer of a step that moved on) changes nothing and emits nothing;
@@ -42,8 +42,7 @@ from relay.saga.state import (
     Timer,
     TimerFired,
 )
-
-UNDO = "undo:"
+from relay.saga.undo import UNDO
 
 
 def decide(wf: Workflow, state: RunState | None, event: Event) -> tuple[RunState, list[Command]]:

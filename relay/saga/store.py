@@ -16,7 +16,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from relay.saga.model import Workflow, from_doc, to_doc
-from relay.saga.state import TERMINAL, RunState, SetTimer, from_json, to_json
+from relay.saga.state import RunState, SetTimer, from_json, to_json
 
 LOAD_RUNS = "SELECT state FROM saga_runs WHERE run_id = ANY(%s) FOR UPDATE"
 SAVE_RUNS = """
@@ -31,7 +31,6 @@ ADD_TIMERS = """
 INSERT INTO saga_timers (timer_id, run_id, workflow, fire_at)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) ON CONFLICT (timer_id) DO NOTHING
 """
-DROP_TIMERS = "DELETE FROM saga_timers WHERE run_id = ANY(%s)"
 DROP_TIMER_IDS = "DELETE FROM saga_timers WHERE timer_id = ANY(%s)"
 DUE_TIMERS = """
 DELETE FROM saga_timers WHERE timer_id IN (
@@ -50,14 +49,10 @@ async def load_runs(conn: Any, run_ids: Iterable[str]) -> dict[str, RunState]:
 
 
 async def save_runs(conn: Any, runs: Iterable[RunState]) -> None:
-    runs = list(runs)
     rows = [(s.run_id, s.workflow, s.definition_hash, s.status.value, s.business_key, Jsonb(to_json(s)),
              s.started_at, s.updated_at) for s in runs]
     if rows:
         await conn.execute(SAVE_RUNS, [list(col) for col in zip(*rows, strict=True)])
-        done = [s.run_id for s in runs if s.status in TERMINAL]
-        if done:
-            await conn.execute(DROP_TIMERS, (done,))
 
 
 async def add_timers(conn: Any, timers: Iterable[tuple[SetTimer, str]]) -> None:

@@ -15,14 +15,14 @@ from typing import Any
 from relay.saga import expr
 from relay.saga.core import RunCore
 from relay.saga.model import StepType
-from relay.saga.state import Dispatch, RunStatus, StepStatus
+from relay.saga.state import TERMINAL, Dispatch, RunStatus, StepStatus
 
 UNDO = "undo:"
 
 
 class Undo(RunCore):
     def fail(self, reason: str) -> None:
-        if self.state.status in (RunStatus.COMPENSATING, *self._terminal()):
+        if self.state.status is RunStatus.COMPENSATING or self.state.status in TERMINAL:
             return
         self.state.reason = reason
         self.state.status = RunStatus.COMPENSATING
@@ -143,7 +143,3 @@ class Undo(RunCore):
                     st.status, st.error, st.attempt_base = StepStatus.PENDING, None, st.attempt
             s.status, s.reason = RunStatus.RUNNING, None
             self.log(None, "retried by an operator: failed steps run again")
-
-    def _terminal(self) -> tuple[RunStatus, ...]:
-        return (RunStatus.COMPLETED, RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED, RunStatus.FAILED,
-                RunStatus.CANCELLED)

@@ -69,21 +69,14 @@ def make_participants(settings: Settings) -> Consumer:
         await effect("charge", cmd, tx)
         return {"charge_id": f"ch-{cmd.run_id[:8]}"}
 
-    @consumer.participant(f"{wf}.refund")
-    async def refund(cmd: Command, tx: Tx) -> None:
-        await effect("refund", cmd, tx)
+    def record_only(kind: str):  # a participant whose whole effect is its row
+        async def handle(cmd: Command, tx: Tx) -> None:
+            await effect(kind, cmd, tx)
+        handle.__name__ = kind
+        return handle
 
-    @consumer.participant(f"{wf}.reserve")
-    async def reserve(cmd: Command, tx: Tx) -> None:
-        await effect("reserve", cmd, tx)
-
-    @consumer.participant(f"{wf}.release")
-    async def release(cmd: Command, tx: Tx) -> None:
-        await effect("release", cmd, tx)
-
-    @consumer.participant(f"{wf}.notify")
-    async def notify(cmd: Command, tx: Tx) -> None:
-        await effect("notify", cmd, tx)
+    for kind in ("refund", "reserve", "release", "notify"):
+        consumer.participant(f"{wf}.{kind}")(record_only(kind))
 
     @consumer.participant(f"{wf}.ship")
     async def ship(cmd: Command, tx: Tx) -> None:
