@@ -13,6 +13,8 @@ from relay.saga.state import (
     Approval,
     Cancel,
     ChildDone,
+    CompensateChild,
+    CompensateRequest,
     Dispatch,
     Finished,
     Reply,
@@ -31,5 +33,5 @@ __all__ = [
     "decide", "build_workflow", "load_workflow", "Workflow", "Step", "StepType",
     "RunState", "RunStatus", "StepStatus",
     "Start", "Reply", "TimerFired", "Approval", "Cancel", "RetryRun", "ChildDone",
-    "Dispatch", "SetTimer", "RequestApproval", "StartChild", "Finished",
+    "CompensateRequest", "Dispatch", "SetTimer", "RequestApproval", "StartChild", "CompensateChild", "Finished",
 ]

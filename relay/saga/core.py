@@ -21,6 +21,10 @@ class RunCore:
     def spec(self, key: str) -> Step:
         return self.wf.steps[key.split("[", 1)[0]]
 
+    def child_run_id(self, key: str, attempt: int) -> str:
+        """The run a subworkflow step's attempt starts (``wire.parent_of`` reads it back)."""
+        return f"{self.state.run_id}/{key}/{attempt}"
+
     def is_member(self, key: str) -> bool:
         return key in self._members or "[" in key
 
@@ -50,5 +54,5 @@ class RunCore:
                 st.status = StepStatus.NOT_RUN  # was waiting to be sent again
         output = {k: s.output for k, s in self.state.steps.items() if s.status is StepStatus.SUCCEEDED and "[" not in k}
         self.commands.append(Finished(self.state.run_id, status, output if status is RunStatus.COMPLETED else None,
-                                      self.state.reason))
+                                      self.state.reason, answers=self.state.undo_request))
         self.log(None, f"run {status.value}", error=self.state.reason)

@@ -17,6 +17,8 @@ step and attempt, so a command sent again is dropped by its participant. Guarant
   succeed ends the run ``compensation_failed`` (the manual queue); ``RetryRun`` resumes it.
 - a step with ``on_failure: retry`` that fails fatally ends the run ``failed`` without
   compensating (an operator fixes the cause and retries it).
+- a subworkflow step whose child run completed is undone by asking the child to compensate
+  itself (:mod:`relay.saga.childundo`); its answer comes back as a ``ChildDone``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from relay.saga.state import (
     Cancel,
     ChildDone,
     Command,
+    CompensateRequest,
     Event,
     Reply,
     RetryRun,
@@ -44,6 +47,8 @@ from relay.saga.state import (
 )
 from relay.saga.undo import UNDO
 
+REOPENING = (RetryRun, CompensateRequest)  # the events an ended run still acts on
+
 
 def decide(wf: Workflow, state: RunState | None, event: Event) -> tuple[RunState, list[Command]]:
     """The run's next state and the commands to send once it is stored."""
@@ -56,7 +61,7 @@ def decide(wf: Workflow, state: RunState | None, event: Event) -> tuple[RunState
         if state is None:
             raise ValueError(f"{type(event).__name__} for a run that was never started")
         d = _steps.Decider(wf, copy.deepcopy(state), event.at)
-        if state.status not in TERMINAL or isinstance(event, RetryRun):
+        if state.status not in TERMINAL or isinstance(event, REOPENING):
             _apply(d, event)
     d.advance()
     d.state.updated_at = max(d.state.updated_at, event.at)
@@ -83,6 +88,8 @@ def _apply(d: _steps.Decider, event: Event) -> None:
         case Cancel():
             d.state.cancelled = True
             d.fail(event.reason)
+        case ChildDone() if event.request is not None:
+            d.child_undone(event)
         case ChildDone():
             key = d.state.inflight.pop(event.child_run_id, None)
             if key is not None:
@@ -91,6 +98,8 @@ def _apply(d: _steps.Decider, event: Event) -> None:
                            retriable=False)
         case RetryRun():
             d.retry_run()
+        case CompensateRequest():
+            d.undo_requested(event)
 
 
 def _reply(d: _steps.Decider, r: Reply) -> None:

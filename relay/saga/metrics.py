@@ -23,7 +23,8 @@ from relay.saga.state import RunState
 OUTCOMES = ("compensation dispatched", "compensation failed", "compensation skipped", "compensation started",
             "compensated", "attempt failed", "attempt timed out", "dispatched", "succeeded", "failed", "timed_out",
             "approved", "denied",
-            "skipped", "stopped", "retries stopped", "cancelled", "retried", "started", "run")
+            "skipped", "stopped", "retries stopped", "cancelled", "retried", "started", "undo requested",
+            "answered the parent again", "run")
 RUNS_BY_STATE = """
 SELECT workflow, status, count(*), coalesce(extract(epoch FROM now() - min(updated_at)), 0)
 FROM saga_runs GROUP BY workflow, status

@@ -89,6 +89,8 @@ class RunState:
     undo: list[str] | None = None                              # compensation stack (top last); None: not built
     cancelled: bool = False
     rollbacks: int = 0                                         # compensation rounds started (timer ids)
+    undo_request: str | None = None                            # a child run: the parent's undo request it answers
+    undo_request_attempt: int = 0                              # ... and its attempt (older ones are ignored)
     reason: str | None = None                                  # why the run failed or was cancelled
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
@@ -146,13 +148,29 @@ class RetryRun:
 
 @dataclass(frozen=True)
 class ChildDone:
+    """A child run's end. ``request``: the parent's undo request it answers (None: the child's own end)."""
+
     child_run_id: str
     status: RunStatus
     at: float
     output: Any = None
+    reason: str | None = None
+    request: str | None = None
 
 
-Event = Start | Reply | TimerFired | Approval | Cancel | RetryRun | ChildDone
+@dataclass(frozen=True)
+class CompensateRequest:
+    """To a child run: its parent undoes the step that ran it, so the child undoes what it completed.
+    ``request_id`` is the parent's undo command id; ``attempt`` grows with each request of that step."""
+
+    request_id: str
+    attempt: int
+    at: float
+    parent_run_id: str
+    parent_step: str
+
+
+Event = Start | Reply | TimerFired | Approval | Cancel | RetryRun | ChildDone | CompensateRequest
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -197,14 +215,31 @@ class StartChild:
 
 
 @dataclass(frozen=True)
+class CompensateChild:
+    """The undo of a completed subworkflow step: a request to its child run to compensate itself."""
+
+    command_id: str                # the parent's undo command id (one per attempt)
+    child_run_id: str
+    workflow: str                  # the child's workflow: the request goes to its saga topic
+    parent_run_id: str
+    parent_step: str
+    attempt: int
+
+
+@dataclass(frozen=True)
 class Finished:
+    """A run's end. ``answers``: the parent's undo request a child run answers with it; ``again``:
+    the same end told to the parent once more (a later request to a run that had ended)."""
+
     run_id: str
     status: RunStatus
     output: Any = None
     reason: str | None = None
+    answers: str | None = None
+    again: bool = False
 
 
-Command = Dispatch | SetTimer | RequestApproval | StartChild | Finished
+Command = Dispatch | SetTimer | RequestApproval | StartChild | CompensateChild | Finished
 
 
 def to_json(state: RunState) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The engine's state transitions: scheduling ready steps, outcomes, retries and the run's end.
 
 Used by :func:`relay.saga.engine.decide` only; one :class:`Decider` per event, working on a copy
-of the run's state and collecting the commands. Compensation lives in :mod:`relay.saga.undo`.
+of the run's state and collecting the commands. Compensation lives in :mod:`relay.saga.undo`, the
+undo of a completed child run in :mod:`relay.saga.childundo`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from relay.saga import expr
+from relay.saga.childundo import ChildUndo
 from relay.saga.model import OnFailure, Step, StepType, Strategy
 from relay.saga.state import (
     FAILURES,
@@ -22,12 +24,11 @@ from relay.saga.state import (
     StepState,
     StepStatus,
 )
-from relay.saga.undo import Undo
 
 ACTIVE = (StepStatus.RUNNING, StepStatus.WAITING)
 
 
-class Decider(Undo):
+class Decider(ChildUndo):
     """One event's worth of transitions on a copy of the run's state (see the module docstring)."""
 
     # -- start ----------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ class Decider(Undo):
                 self._await_approval(key, spec)
             case StepType.SUBWORKFLOW:
                 st.status, st.attempt = StepStatus.RUNNING, st.attempt + 1
-                child = f"{self.state.run_id}/{key}/{st.attempt}"
+                child = self.child_run_id(key, st.attempt)
                 st.command_id = child
                 self.state.inflight[child] = key
                 self.commands.append(StartChild(child, spec.workflow or "", self._render(key, spec.input),

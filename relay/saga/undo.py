@@ -3,9 +3,11 @@
 A mixin of :class:`relay.saga.steps.Decider`. When the run fails nothing new starts, steps in
 backoff or waiting stop, and commands already out are awaited (a late success is compensated
 too). Then the stack is built from the completion order: steps that succeeded, or timed out
-(they may have acted), and declare a compensation. One compensation runs at a time, with its own
-retries, inside the rollback window; a step that declares ``no_rollback_reason`` instead is
-recorded as skipped with its reason (the evidence trail says why nothing was undone).
+(they may have acted), and declare a compensation, and subworkflow steps whose child run completed
+(their undo is a :class:`CompensateChild` request: the child run compensates itself, see
+:mod:`relay.saga.childundo`). One compensation runs at a time, with its own retries, inside the
+rollback window; a step that declares ``no_rollback_reason`` instead is recorded as skipped with its
+reason (the evidence trail says why nothing was undone).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 
 from relay.saga import expr
 from relay.saga.core import RunCore
-from relay.saga.model import StepType
-from relay.saga.state import TERMINAL, Dispatch, RunStatus, StepStatus
+from relay.saga.model import RetryPolicy, StepType
+from relay.saga.state import TERMINAL, CompensateChild, Dispatch, RunStatus, StepStatus
 
 UNDO = "undo:"
 
@@ -24,6 +26,10 @@ class Undo(RunCore):
     def fail(self, reason: str) -> None:
         if self.state.status is RunStatus.COMPENSATING or self.state.status in TERMINAL:
             return
+        self.begin_compensation(reason)
+
+    def begin_compensation(self, reason: str) -> None:
+        """The run compensates (also a completed child run its parent asked to undo itself)."""
         self.state.reason = reason
         self.state.status = RunStatus.COMPENSATING
         self.state.undo = None
@@ -62,8 +68,8 @@ class Undo(RunCore):
                     continue
                 if spec.type is StepType.FOR_EACH and "[" not in key:
                     continue  # its children are compensated, each on its own
-                if spec.compensation is not None:
-                    s.undo.append(key)
+                if spec.compensation is not None or spec.type is StepType.SUBWORKFLOW:
+                    s.undo.append(key)  # a subworkflow step: its child run undoes itself
                 elif spec.side_effect:
                     self.log(key, "compensation skipped", error=spec.no_rollback_reason)
         while s.undo:
@@ -77,28 +83,37 @@ class Undo(RunCore):
             st.status = StepStatus.COMPENSATING
             self.dispatch_undo(top, st.undo_attempt + 1)
             return
-        final = RunStatus.CANCELLED if s.cancelled else (
-            RunStatus.COMPENSATED if any(st.status is StepStatus.COMPENSATED for st in s.steps.values())
-            else RunStatus.FAILED)
+        # a child run its parent asked to undo is compensated once nothing it did remains, even if
+        # nothing needed undoing: "failed" would tell the parent something is left
+        undone = s.undo_request is not None or any(st.status is StepStatus.COMPENSATED for st in s.steps.values())
+        final = RunStatus.CANCELLED if s.cancelled else RunStatus.COMPENSATED if undone else RunStatus.FAILED
         self.end(final, s.reason)
 
     def undo_command_id(self, key: str, attempt: int) -> str:
         return f"{self.state.run_id}/{key}/undo/{attempt}"
 
+    def undo_policy(self, key: str) -> RetryPolicy:
+        """How an undo is retried: the compensation's policy; the step's own for a child run's undo."""
+        spec = self.spec(key)
+        return spec.compensation.retry if spec.compensation is not None else spec.retry
+
     def dispatch_undo(self, key: str, attempt: int) -> None:
-        spec, st = self.spec(key), self.state.steps[key]
-        comp = spec.compensation
-        assert comp is not None
-        try:
-            payload: Any = expr.render(comp.input, self.data(None if "[" not in key else st.output))
-        except expr.TemplateError as exc:
-            self.compensation_failed(key, f"compensation input: {exc}")
-            return
+        spec, st, run = self.spec(key), self.state.steps[key], self.state.run_id
         cmd = self.undo_command_id(key, attempt)
+        comp = spec.compensation
+        command: Dispatch | CompensateChild
+        if comp is None:  # a subworkflow step (compensate() stacks no other step without one)
+            command = CompensateChild(cmd, self.child_run_id(key, st.attempt), spec.workflow or "", run, key, attempt)
+        else:
+            try:
+                payload: Any = expr.render(comp.input, self.data(None if "[" not in key else st.output))
+            except expr.TemplateError as exc:
+                self.compensation_failed(key, f"compensation input: {exc}")
+                return
+            command = Dispatch(cmd, run, key, attempt, comp.topic, payload, f"{run}/{key}/undo", compensation=True)
         st.undo_attempt = attempt
         self.state.inflight[cmd] = UNDO + key
-        self.commands.append(Dispatch(cmd, self.state.run_id, key, attempt, comp.topic, payload,
-                                      f"{self.state.run_id}/{key}/undo", compensation=True))
+        self.commands.append(command)
         self.log(key, "compensation dispatched", attempt=attempt, command_id=cmd)
         if spec.timeout_s:
             self.timer(f"{cmd}/timeout", self.now + spec.timeout_s, "undo_timeout", key, attempt)
@@ -110,11 +125,10 @@ class Undo(RunCore):
             self.log(key, "compensated", attempt=st.undo_attempt)
             return
         self.log(key, "compensation failed", attempt=st.undo_attempt, error=error)
-        comp = self.spec(key).compensation
-        assert comp is not None
-        if retriable and st.undo_attempt - st.undo_base < comp.retry.max_attempts:
+        policy = self.undo_policy(key)
+        if retriable and st.undo_attempt - st.undo_base < policy.max_attempts:
             self.timer(f"{self.state.run_id}/{key}/undo/{st.undo_attempt}/backoff",
-                       self.now + comp.retry.backoff_s(st.undo_attempt), "undo_backoff", key, st.undo_attempt + 1)
+                       self.now + policy.backoff_s(st.undo_attempt), "undo_backoff", key, st.undo_attempt + 1)
             return
         self.compensation_failed(key, f"compensation of {key!r} failed: {error}")
 
@@ -124,7 +138,7 @@ class Undo(RunCore):
             self.state.steps[key].error = reason
         self.end(RunStatus.COMPENSATION_FAILED, reason)
 
-    def retry_run(self) -> None:
+    def retry_run(self, by: str = "an operator") -> None:
         """An operator's retry: a compensation_failed run resumes compensating (the failed
         compensation first, new attempts); a failed run retries its failed steps."""
         s = self.state
@@ -135,7 +149,7 @@ class Undo(RunCore):
                     st.undo_base = st.undo_attempt
             s.inflight = {k: v for k, v in s.inflight.items() if not v.startswith(UNDO)}
             s.status, s.rollbacks = RunStatus.COMPENSATING, s.rollbacks + 1
-            self.log(None, "retried by an operator: compensation resumes")
+            self.log(None, f"retried by {by}: compensation resumes")
             self.timer(f"{s.run_id}/rollback/{s.rollbacks}", self.now + self.wf.rollback_window_s, "rollback", None)
         elif s.status is RunStatus.FAILED:
             for st in s.steps.values():

@@ -1,8 +1,9 @@
 """How saga events and commands travel: outbox events on ``outbox.event.saga.<workflow>`` by run id.
 
 Everything addressed to a run (its start, participants' replies, approvals, cancel, retry, timer
-firings, a child run's end) is an outbox event of aggregatetype ``saga.<workflow>`` with the run
-id as aggregateid, so it lands on the run's partition and one coordinator sees it in order.
+firings, a child run's end, a parent's request to undo a completed child) is an outbox event of
+aggregatetype ``saga.<workflow>`` with the run id as aggregateid, so it lands on the run's
+partition and one coordinator sees it in order.
 Commands name that aggregatetype as ``reply_to``.
 Commands to participants are outbox events too, of the step's topic as aggregatetype, with an
 event id derived from the command id: a command sent again (after a crash) has the same id, and
@@ -26,6 +27,8 @@ from relay.saga.state import (
     Approval,
     Cancel,
     ChildDone,
+    CompensateChild,
+    CompensateRequest,
     Dispatch,
     Event,
     Finished,
@@ -50,6 +53,7 @@ class SagaEvent(StrEnum):
     RETRY = "SagaRetry"
     TIMER = "SagaTimer"
     CHILD_DONE = "SagaChildDone"
+    COMPENSATE = "SagaCompensate"  # to a child run: its parent undoes the step that ran it
 
 
 class SagaCommand(StrEnum):
@@ -132,7 +136,11 @@ def decode(event_type: str, payload: Any, at: float, run_id: str) -> Event:
             status = p.text("status")
             if status not in RunStatus.__members__.values():
                 raise _bad("payload.status", status, f"one of {[s.value for s in RunStatus]}")
-            return ChildDone(p.text("child_run_id"), RunStatus(status), at, output=payload.get("output"))
+            return ChildDone(p.text("child_run_id"), RunStatus(status), at, output=payload.get("output"),
+                             reason=p.opt_text("reason"), request=p.opt_text("request"))
+        case SagaEvent.COMPENSATE:
+            return CompensateRequest(p.text("request_id"), p.count("attempt"), at, p.text("parent_run_id"),
+                                     p.text("parent_step"))
     raise AssertionError(kind)  # pragma: no cover - every SagaEvent is matched above
 
 
@@ -156,6 +164,12 @@ class _Fields:
         v = self.payload.get(name, default)
         if not isinstance(v, bool):
             raise _bad(f"payload.{name}", v, f"true or false in {self.kind.value}")
+        return v
+
+    def count(self, name: str) -> int:
+        v = self.payload.get(name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise _bad(f"payload.{name}", v, f"an integer >= 1 in {self.kind.value}")
         return v
 
     def mapping(self, name: str) -> dict[str, Any]:
@@ -194,6 +208,13 @@ def encode(command: Any, env: Envelope) -> list[OutboxEvent]:
             return [OutboxEvent(saga_aggregate(command.workflow), command.child_run_id, SagaEvent.START.value,
                                 payload, _headers(command.child_run_id, env),
                                 command_event_id(f"{command.child_run_id}/start"))]
+        case CompensateChild():
+            child = command.child_run_id
+            payload = {"request_id": command.command_id, "attempt": command.attempt,
+                       "parent_run_id": command.parent_run_id, "parent_step": command.parent_step,
+                       "parent_workflow": env.workflow}
+            return [OutboxEvent(saga_aggregate(command.workflow), child, SagaEvent.COMPENSATE.value, payload,
+                                _headers(child, env), command_event_id(command.command_id))]
         case Finished():
             return _finished(command, env)
     return []
@@ -204,11 +225,14 @@ def _finished(command: Finished, env: Envelope) -> list[OutboxEvent]:
     headers = _headers(run, env)
     payload = {"run_id": run, "workflow": env.workflow, "status": command.status.value, "output": command.output,
                "reason": command.reason}
-    # random ids: a retried run may end twice with one status, and nothing dedups these by id
-    out = [OutboxEvent(FINISHED_AGGREGATE, run, SagaCommand.FINISHED.value, payload, headers)]
+    # random ids: a retried run may end twice with one status, and nothing dedups these by id;
+    # an end told again to the parent (``again``) is not a new end: only the parent hears it
+    out = [] if command.again else [OutboxEvent(FINISHED_AGGREGATE, run, SagaCommand.FINISHED.value, payload,
+                                                headers)]
     parent = parent_of(run)
     if parent is not None and env.parent_workflow:
-        done = {"child_run_id": run, "status": command.status.value, "output": command.output}
+        done = {"child_run_id": run, "status": command.status.value, "output": command.output,
+                "reason": command.reason, "request": command.answers}
         out.append(OutboxEvent(saga_aggregate(env.parent_workflow), parent[0], SagaEvent.CHILD_DONE.value, done,
                                headers))
     return out

@@ -88,9 +88,7 @@ def test_an_early_approval_is_not_lost():
 
 
 def _drain(sim):
-    while sim.queue:
-        sim.feed(sim.queue.pop(0))
-    return sim.state
+    return sim.drain()
 
 
 def test_failure_compensates_completed_steps_in_reverse_order():

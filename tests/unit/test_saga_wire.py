@@ -25,6 +25,9 @@ def test_decoding_names_field_value_and_expectation():
         wire.decode("SagaExplode", {}, 0, "r")
     with pytest.raises(DecodeError, match=r"field 'payload.status' = 'done'; expected one of"):
         wire.decode("SagaChildDone", {"child_run_id": "p/s/1", "status": "done"}, 0, "p")
+    with pytest.raises(DecodeError, match=r"'payload.attempt' = True; expected an integer >= 1 in SagaCompensate"):
+        wire.decode("SagaCompensate", {"request_id": "p/s/undo/1", "attempt": True, "parent_run_id": "p",
+                                       "parent_step": "s"}, 0, "p/s/1")
     with pytest.raises(DecodeError, match=r"field 'payload.workflow' = None"):
         wire.workflow_of({"input": {}})
 
