@@ -176,10 +176,24 @@ class Settings(BaseSettings):
                                                   "default so that a dead worker's partitions move on within "
                                                   "seconds; must lie within the broker's "
                                                   "group.min/max.session.timeout.ms")
+    consumer_instance_id: str | None = Field(
+        None, min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$",
+        description="consumer_engine=kafka: static group membership (Kafka's group.instance.id), unique per worker "
+                    "of a group and stable across its restarts (e.g. a StatefulSet pod's name). A restarted worker "
+                    "gets its partitions back at once, with no rebalance and no wait for the dead member's "
+                    "session to time out; a worker gone for good hands its partitions on after the session "
+                    "timeout, also when stopped cleanly (static members do not leave the group)")
     consumer_engine: Literal["kafka", "faust"] = Field("kafka", description="what runs a worker's pipelines: "
                                                        "kafka (confluent-kafka, batched fetches) or faust "
                                                        "(faust-streaming agents); same topics, group, tables and "
                                                        "guarantees, so a group can switch (docs/engines.md)")
+
+    @model_validator(mode="after")
+    def _instance_id_needs_the_kafka_engine(self) -> "Settings":
+        if self.consumer_instance_id is not None and self.consumer_engine != "kafka":
+            raise ValueError(f"consumer_instance_id ({self.consumer_instance_id!r}) is static group membership of "
+                             "the kafka engine; expected RELAY_CONSUMER_ENGINE=kafka, or no instance id")
+        return self
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> "Settings":

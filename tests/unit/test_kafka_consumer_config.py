@@ -24,3 +24,17 @@ def test_fetch_wait_is_the_setting():
 
 def test_reads_only_committed_records():
     assert _worker({})._consumer_config()["isolation.level"] == "read_committed"
+
+
+def test_static_membership_only_when_an_instance_id_is_set():
+    assert "group.instance.id" not in _worker({})._consumer_config()
+    assert _worker({"RELAY_CONSUMER_INSTANCE_ID": "orders-0"})._consumer_config()["group.instance.id"] == "orders-0"
+
+
+def test_an_instance_id_with_the_faust_engine_is_refused_naming_both():
+    import pytest
+
+    from relay.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="consumer_instance_id.*kafka"):
+        load_settings({"RELAY_CONSUMER_INSTANCE_ID": "orders-0", "RELAY_CONSUMER_ENGINE": "faust"})

@@ -169,7 +169,8 @@ class KafkaWorker:
                 "fetch.max.bytes": max(50 << 20, s.max_record_bytes),
                 "fetch.wait.max.ms": s.consumer_fetch_wait_ms,
                 "session.timeout.ms": s.consumer_session_timeout_ms,
-                "heartbeat.interval.ms": max(1000, s.consumer_session_timeout_ms // 4)}
+                "heartbeat.interval.ms": max(1000, s.consumer_session_timeout_ms // 4),
+                **({"group.instance.id": s.consumer_instance_id} if s.consumer_instance_id else {})}
 
     async def _shutdown(self, helpers: list[asyncio.Task[None]]) -> None:
         loop = asyncio.get_running_loop()
