@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install jars up down status demo lint test unit integration faults bench clean
+.PHONY: install jars up down status demo demo-saga lint test unit integration faults bench clean
 
 install: $(STAMP)
 
@@ -38,6 +38,13 @@ demo: install
 	$(BIN)/relay topics apply
 	$(BIN)/relay connectors apply
 	$(BIN)/relay demo
+
+# the saga demo (docs/sagas.md): 1,000 order sagas, 20 % compensated, and incident triage
+demo-saga: install
+	$(BIN)/relay stack up
+	$(BIN)/relay outbox migrate
+	$(BIN)/relay connectors apply
+	$(BIN)/relay demo --saga
 
 # lint, then unit tests (no I/O) and integration tests against the real stack, which a session-scoped
 # fixture starts once (or reuses if already up) and stops at the end if it started it.

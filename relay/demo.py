@@ -139,18 +139,25 @@ def _scrape(settings: Settings, metric: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(metric + "{"))
 
 
-def _prepare(settings: Settings, say: Say) -> None:
-    from relay.examples import orders
-
+def prepare_pipeline(settings: Settings, say: Say, topics: list[str],
+                     schema: Callable[[psycopg.Connection[Any]], None]) -> None:
+    """The outbox schema, CDC access, the demo's own tables (``schema``), its topics and the
+    connector: all idempotent; returns once the connector runs."""
     with connect_postgres(settings.dsn, autocommit=False) as conn:
         migrate(conn, max_event_bytes=settings.max_event_bytes)
         ensure_cdc_access(conn, publication=settings.publication, cdc_role=settings.pg_cdc_user)
-        orders.ensure_schema(conn)
-    apply_topics(settings, [orders.TOPIC, dlq_topic(orders.TOPIC)])
+        schema(conn)
+    apply_topics(settings, topics)
     client = ConnectClient(settings.connect_rest_url)
     result = client.apply(settings.connector_name, render_outbox_connector(settings))
     client.wait_running(settings.connector_name)
     say(f"connector {settings.connector_name}: {'applied' if result.changed else 'unchanged'}, RUNNING")
+
+
+def _prepare(settings: Settings, say: Say) -> None:
+    from relay.examples import orders
+
+    prepare_pipeline(settings, say, [orders.TOPIC, dlq_topic(orders.TOPIC)], orders.ensure_schema)
 
 
 def _start_worker(settings: Settings) -> ManagedProcess:
@@ -161,8 +168,9 @@ def _start_worker(settings: Settings) -> ManagedProcess:
     return proc
 
 
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str, proc: ManagedProcess | None = None,
-          poll_s: float = 0.1) -> float:
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, proc: ManagedProcess | None = None,
+               poll_s: float = 0.1) -> float:
+    """Seconds until ``condition()``; RelayError if ``proc`` exits or ``timeout_s`` passes first."""
     t0 = time.monotonic()
     while not condition():
         if proc is not None and proc.pid() is None:
@@ -187,17 +195,17 @@ def run_demo(settings: Settings, *, orders: int, writers: int, duplicates: int, 
             def handled(run: str) -> int:
                 # by run id (indexed): a scan of every earlier run's effects would load the machine
                 # being measured, more with each run
-                return _one(conn.execute(
+                return one_row(conn.execute(
                     "SELECT count(DISTINCT event_id) FROM demo_order_effects WHERE run_id = %s", (run,)))[0]
 
             svc.place_order(conn, run_id=f"probe-{run_id}", order_id=f"probe-{run_id}", amount_cents=0)
-            summary.pipeline_ready_s = _wait(lambda: handled(f"probe-{run_id}") >= 1, timeout_s,
+            summary.pipeline_ready_s = wait_until(lambda: handled(f"probe-{run_id}") >= 1, timeout_s,
                                              "the probe event to be handled", worker)
             progress(f"pipeline live: probe event handled after {summary.pipeline_ready_s:.1f} s")
             if warmup:  # a cold JVM (Connect, Kafka) and cold caches cost the first seconds ~25 %
                 t0 = time.monotonic()
                 _commit_orders(settings, f"warmup-{run_id}", warmup, writers)
-                _wait(lambda: handled(f"warmup-{run_id}") == 2 * warmup, timeout_s, "the warm-up orders", worker,
+                wait_until(lambda: handled(f"warmup-{run_id}") == 2 * warmup, timeout_s, "the warm-up orders", worker,
                       poll_s=0.25)
                 summary.warmup_orders, summary.warmup_s = warmup, time.monotonic() - t0
                 progress(f"warm-up: {warmup} orders placed and handled in {summary.warmup_s:.1f} s")
@@ -208,14 +216,14 @@ def run_demo(settings: Settings, *, orders: int, writers: int, duplicates: int, 
             summary.writers, summary.placed_s = writers, placed.elapsed
             progress(f"placed {len(placed)} orders from {writers} connections in {placed.elapsed:.2f} s")
             ids = [*placed, *(svc.confirmation_id(eid) for eid in placed)]
-            _wait(lambda: handled(run_id) == len(ids), timeout_s, "every event to be handled", worker, poll_s=0.25)
+            wait_until(lambda: handled(run_id) == len(ids), timeout_s, "every event to be handled", worker, poll_s=0.25)
             summary.end_to_end_s = _last_handled(conn, run_id) - placed.started_at  # not the poll's timing
             summary.committed, summary.commit_s = _committed(conn, ids, placed.started_at)
 
             summary.duplicates_injected = _inject_duplicates(settings, conn,
                                                              random.sample(ids, min(duplicates, len(ids))))
             if duplicates:
-                _wait(lambda: _scrape(settings, "relay_inbox_duplicates_total") >= summary.duplicates_injected,
+                wait_until(lambda: _scrape(settings, "relay_inbox_duplicates_total") >= summary.duplicates_injected,
                       30, "the re-sent duplicates to be skipped", worker)
             summary.duplicates_skipped = int(_scrape(settings, "relay_inbox_duplicates_total"))
             time.sleep(0.5)  # let the observer drain what has just been handled
@@ -236,14 +244,14 @@ class _Ids(list):
 
 def _last_handled(conn: psycopg.Connection, run_id: str) -> float:
     """Epoch seconds of the run's last first-handling (the handler's clock_timestamp())."""
-    return float(_one(conn.execute("SELECT extract(epoch FROM max(handled_at)) FROM demo_order_effects"
+    return float(one_row(conn.execute("SELECT extract(epoch FROM max(handled_at)) FROM demo_order_effects"
                                    " WHERE run_id = %s", (run_id,)))[0])
 
 
 def _committed(conn: psycopg.Connection, ids: list[str], started_at: float) -> tuple[int, float]:
     """How many of ``ids`` are in the outbox, and the seconds from ``started_at`` to the last commit."""
-    n, last = _one(conn.execute("SELECT count(*), extract(epoch FROM max(created_at)) FROM outbox WHERE id = ANY(%s)",
-                                (ids,)))
+    n, last = one_row(conn.execute(
+        "SELECT count(*), extract(epoch FROM max(created_at)) FROM outbox WHERE id = ANY(%s)", (ids,)))
     return n, max(float(last or started_at) - started_at, 1e-3)
 
 
@@ -285,7 +293,7 @@ def _inject_duplicates(settings: Settings, conn: psycopg.Connection, ids: list[s
     return len(rows)
 
 
-def _one(cur: psycopg.Cursor[Any]) -> Any:
+def one_row(cur: psycopg.Cursor[Any]) -> Any:
     """The row of a query that always returns exactly one (an aggregate without GROUP BY)."""
     row = cur.fetchone()
     assert row is not None, "an aggregate query returns one row"
@@ -293,14 +301,14 @@ def _one(cur: psycopg.Cursor[Any]) -> Any:
 
 
 def _verdict(conn: psycopg.Connection, s: DemoSummary, observer: TopicObserver, run_id: str, ids: set[str]) -> None:
-    s.consumed, s.handler_runs = _one(conn.execute(
+    s.consumed, s.handler_runs = one_row(conn.execute(
         "SELECT count(DISTINCT event_id), count(*) FROM demo_order_effects WHERE run_id = %s", (run_id,)))
     # per order: the first handling of each event must follow commit order (seq 1 then 2)
-    s.order_violations = _one(conn.execute(
+    s.order_violations = one_row(conn.execute(
         "SELECT count(*) FROM (SELECT order_id, array_agg(seq ORDER BY first_at) AS seqs FROM ("
         "  SELECT order_id, seq, min(handled_at) AS first_at FROM demo_order_effects WHERE run_id = %s"
         "  GROUP BY order_id, seq) f GROUP BY order_id) o WHERE seqs <> ARRAY[1, 2]", (run_id,)))[0]
-    p50, p99, mx = _one(conn.execute(
+    p50, p99, mx = one_row(conn.execute(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),"
         " max(ms) FROM (SELECT extract(epoch FROM min(e.handled_at) - o.created_at) * 1000 AS ms"
         " FROM demo_order_effects e JOIN outbox o ON o.id = e.event_id WHERE e.run_id = %s"

@@ -83,12 +83,18 @@ def _control(run_id: str, kind: wire.SagaEvent, payload: dict) -> None:
     say(f"{kind.value} sent to run {run_id}")
 
 
+def _approval(run_id: str, step: str, approved: bool, by: str, reason: str) -> None:
+    with _conn() as conn, conn.transaction():
+        ops.decide_approval(conn, run_id, step, approved=approved, by=by, reason=reason)
+    say(f"{'approval' if approved else 'denial'} of {step} sent to run {run_id}")
+
+
 @app.command()
 @handles_errors
 def approve(run_id: str, step: str, by: str = typer.Option(..., "--by"), reason: str = typer.Option("", "--reason"),
             ) -> None:
     """Approve a run's approval step (also before the run reached it: the decision is kept)."""
-    _control(run_id, wire.SagaEvent.APPROVAL, {"step": step, "approved": True, "by": by, "reason": reason})
+    _approval(run_id, step, True, by, reason)
 
 
 @app.command()
@@ -96,7 +102,7 @@ def approve(run_id: str, step: str, by: str = typer.Option(..., "--by"), reason:
 def deny(run_id: str, step: str, by: str = typer.Option(..., "--by"), reason: str = typer.Option("", "--reason"),
          ) -> None:
     """Deny a run's approval step: the step fails, and the run with it unless it has on_error."""
-    _control(run_id, wire.SagaEvent.APPROVAL, {"step": step, "approved": False, "by": by, "reason": reason})
+    _approval(run_id, step, False, by, reason)
 
 
 @app.command()

@@ -75,10 +75,24 @@ def definitions(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
             for w, h, at, live, total in conn.execute(DEFINITIONS).fetchall()]
 
 
-def control(conn: psycopg.Connection[Any], run_id: str, kind: wire.SagaEvent, payload: dict[str, Any]) -> str:
-    """Write an operator's control event for a run (in ``conn``'s transaction); returns its id."""
-    row = conn.execute("SELECT workflow FROM saga_runs WHERE run_id = %s", (run_id,)).fetchone()
-    if row is None:
-        raise RelayError(f"no saga run {run_id!r} (relay saga list shows the runs)")
-    return str(write(conn, aggregatetype=wire.saga_aggregate(row[0]), aggregateid=run_id, type=kind.value,
+def control(conn: psycopg.Connection[Any], run_id: str, kind: wire.SagaEvent, payload: dict[str, Any], *,
+            workflow: str | None = None) -> str:
+    """Write an operator's control event for a run (in ``conn``'s transaction); returns its id.
+
+    With ``workflow`` the run need not be stored yet: an approval written in the transaction that
+    starts the run (or before its coordinator got to it) follows the start on the run's key and
+    is kept until the run reaches the step."""
+    if workflow is None:
+        row = conn.execute("SELECT workflow FROM saga_runs WHERE run_id = %s", (run_id,)).fetchone()
+        if row is None:
+            raise RelayError(f"no saga run {run_id!r} (relay saga list shows the runs)")
+        workflow = str(row[0])
+    return str(write(conn, aggregatetype=wire.saga_aggregate(workflow), aggregateid=run_id, type=kind.value,
                      payload=payload, schemas=None))
+
+
+def decide_approval(conn: psycopg.Connection[Any], run_id: str, step: str, *, approved: bool, by: str,
+                    reason: str = "", workflow: str | None = None) -> str:
+    """Approve or deny a run's approval step (the first decision stands); see :func:`control`."""
+    return control(conn, run_id, wire.SagaEvent.APPROVAL,
+                   {"step": step, "approved": approved, "by": by, "reason": reason}, workflow=workflow)

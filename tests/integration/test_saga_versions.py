@@ -28,7 +28,7 @@ def _wait(dsn: str, wf: str, count: int, states: tuple[str, ...], timeout_s: flo
 
 def test_runs_in_flight_finish_on_their_version(stack, settings, unique):
     wf = f"ver{unique}"
-    v1, v2 = order_workflow(wf, 1).hash, order_workflow(wf, 2).hash
+    v1, v2 = order_workflow(wf, version=1).hash, order_workflow(wf, version=2).hash
     coord, parts = order_saga_workers(settings, wf, unique, SAGA_VERSION="1")
     try:
         coord.start()  # no participants yet: the runs wait at their first step, on version 1
@@ -46,7 +46,7 @@ def test_runs_in_flight_finish_on_their_version(stack, settings, unique):
         runs = _wait(settings.dsn, wf, 2 * EACH, ("completed",))
         with psycopg.connect(settings.dsn) as conn:
             notified = {r[0] for r in conn.execute(
-                "SELECT run_id FROM saga_effects WHERE workflow = %s AND kind = 'notify'", (wf,)).fetchall()}
+                "SELECT run_id FROM demo_saga_effects WHERE workflow = %s AND kind = 'notify'", (wf,)).fetchall()}
     finally:
         coord.stop()
         parts.stop()

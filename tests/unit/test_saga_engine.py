@@ -2,47 +2,12 @@
 
 from __future__ import annotations
 
+from relay.examples import incident_triage
 from relay.saga import RunStatus, StepStatus, build_workflow, load_workflow
 from relay.saga.state import Approval, Cancel, Reply, RetryRun
 from tests.unit.saga_sim import Sim
 
-INCIDENT = """
-id: incident_triage_parallel
-name: Incident Triage With Governance
-steps:
-  classify:
-    type: worker
-    topic: job.sre.classify
-    input:
-      incident_id: "${input.incident_id}"
-      summary: "${input.summary}"
-  fanout_diagnostics:
-    type: parallel
-    depends_on: [classify]
-    steps: [logs_scan, metric_scan]
-    strategy: all
-  logs_scan:
-    type: worker
-    topic: job.sre.logs
-    retry:
-      max_retries: 2
-      initial_backoff_sec: 1
-      max_backoff_sec: 8
-      multiplier: 2
-  metric_scan:
-    type: worker
-    topic: job.sre.metrics
-  approval_gate:
-    type: approval
-    depends_on: [fanout_diagnostics]
-    input:
-      approval_reason: "Apply production rollback"
-      next_effect: "Traffic shifts to last known good build"
-  rollback:
-    type: worker
-    depends_on: [approval_gate]
-    topic: job.sre.rollback
-"""
+INCIDENT = incident_triage.YAML  # as the orchestration article writes it
 
 
 def order_saga(**ship):

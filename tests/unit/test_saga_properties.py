@@ -10,7 +10,9 @@ from hypothesis import given, settings, strategies as st
 from relay.saga import RunStatus, StepStatus, build_workflow
 from tests.unit.saga_sim import Sim
 
-WF = build_workflow({"id": "props", "steps": {
+# a long rollback window (as below): the noisy driver can hold a reply back behind many undo
+# timeouts, long enough for the default 30 s window to end the run compensation_failed
+WF = build_workflow({"id": "props", "rollback_window_sec": 600, "steps": {
     "charge": {"type": "worker", "topic": "pay", "side_effect": True, "timeout_sec": 5,
                "compensation": {"topic": "refund", "input": {"c": "${steps.charge.output.id}"}}},
     "scan": {"type": "parallel", "depends_on": ["charge"], "steps": ["a", "b"], "max_parallel": 1},
