@@ -52,7 +52,8 @@ def incident_plan(i: int) -> str:
     return "early" if i % 2 == 0 else ("deny" if i % 4 == 1 else "late")
 
 
-def _prepare(settings: Settings, say: Say) -> None:
+def prepare_saga_pipeline(settings: Settings, say: Say) -> None:
+    """The outbox schema, the effects table, the workflows' topics and the connector (idempotent)."""
     aggregates = [wire.saga_aggregate(orders.ORDER_SAGA), wire.saga_aggregate(incident_triage.WORKFLOW_ID),
                   *orders.step_topics(), *incident_triage.TOPICS, wire.FINISHED_AGGREGATE, wire.APPROVALS_AGGREGATE]
     prepare_pipeline(settings, say, [event_topic(a) for a in aggregates], orders.ensure_schema)
@@ -169,7 +170,7 @@ def _start_incidents(settings: Settings, tag: str, n: int) -> dict[str, str]:
     return plans
 
 
-def _unfinished(conn: psycopg.Connection[Any], runs: list[str]) -> int:
+def unfinished(conn: psycopg.Connection[Any], runs: list[str]) -> int:
     row = conn.execute("SELECT count(*) FROM saga_runs WHERE run_id = ANY(%s) AND status = ANY(%s)",
                        (runs, TERMINAL_STATES)).fetchone()
     return len(runs) - (row[0] if row else 0)
@@ -182,7 +183,7 @@ def run_saga_demo(settings: Settings, *, orders_n: int, failing_fraction: float,
     tag = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = SagaDemoSummary(run_id=tag, orders=orders_n, incidents=incidents, writers=writers,
                               kill_every_s=kill_every_s)
-    _prepare(settings, progress)
+    prepare_saga_pipeline(settings, progress)
     workers = SagaWorkers(settings)
     workers.start_all()
     progress(f"coordinator and participants started (logs {settings.stack_dir / 'logs'}/worker-saga-*.log)")
@@ -192,7 +193,7 @@ def run_saga_demo(settings: Settings, *, orders_n: int, failing_fraction: float,
             with conn.transaction():
                 probe = start(conn, orders.ORDER_SAGA, input={"amount": 0, "fail": False},
                               idempotency_key=f"probe-{tag}", business_key=f"probe-{tag}")
-            summary.pipeline_ready_s = wait_until(lambda: _unfinished(conn, [probe]) == 0, PROBE_TIMEOUT_S,
+            summary.pipeline_ready_s = wait_until(lambda: unfinished(conn, [probe]) == 0, PROBE_TIMEOUT_S,
                                                   "the probe saga to end", workers.procs["coordinator"], poll_s=0.2)
             progress(f"pipeline live: probe saga ended after {summary.pipeline_ready_s:.1f} s")
             if kill_every_s > 0:
@@ -208,7 +209,7 @@ def run_saga_demo(settings: Settings, *, orders_n: int, failing_fraction: float,
                      f"{writers} connections in {summary.start_s:.2f} s, and {len(plans)} incident triages")
             every = [*runs, *plans]
             try:
-                wait_until(lambda: _unfinished(conn, every) == 0, timeout_s, "every saga run to end", poll_s=0.5)
+                wait_until(lambda: unfinished(conn, every) == 0, timeout_s, "every saga run to end", poll_s=0.5)
             except Exception as exc:  # noqa: BLE001 - the verdict counts what is stuck
                 progress(str(exc))
             if chaos is not None:

@@ -18,7 +18,9 @@ Scenarios (names for ``--scenario``):
             end-to-end rate: p50/p99/p99.9 (relay.bench.pipeline)
 - scaling:  1, 2, 4 partitions and workers of one group; events/s and events per CPU-second of
             the workers and the broker; what saturates
-Not yet: sagas (8; the saga issue adds it).
+- sagas:    completed 3-step order sagas/s at the maximum, step latency p50/p99 at 50 % of it,
+            next to commit -> handler at 50 % from the latency scenario of the same run (it runs
+            that scenario's 50 % load once if it has not run) (relay.bench.sagas)
 """
 
 from __future__ import annotations
@@ -35,7 +37,15 @@ from typing import Callable
 
 import psycopg
 
-from relay.bench import consumer as consumer_bench, pg_inbox as pg_bench, pipeline, raw, relays, routers
+from relay.bench import (
+    consumer as consumer_bench,
+    pg_inbox as pg_bench,
+    pipeline,
+    raw,
+    relays,
+    routers,
+    sagas as saga_bench,
+)
 from relay.bench.report import Figure, ScenarioRun, median
 from relay.config import Settings
 from relay.outbox.schema import migrate
@@ -277,6 +287,10 @@ def latency(b: Bench) -> ScenarioRun:
         series[f"latency commit->handler at {pct} (ms)"] = middle["_latencies"]
         series[f"throughput at {pct}"] = middle["_throughput"]
         rows += [{k: v for k, v in r.items() if not k.startswith("_")} | {"load": load} for r in reps]
+    half = by_load.get(0.5)
+    if half:
+        b.baselines["handler_p50_at_50"] = pipeline.median_of(half, "handler_p50_ms")
+        b.baselines["handler_p99_at_50"] = pipeline.median_of(half, "handler_p99_ms")
     return ScenarioRun("latency", "end to end: commit -> Debezium -> Kafka -> Faust handler", figures, rows,
                        lost=sum(r["lost"] for r in rows), duplicates=top.get("duplicates", 0), series=series,
                        bottleneck=f"CPU: {sum(busy.values()):.2f} of {os.cpu_count()} cores busy at the maximum ("
@@ -312,7 +326,30 @@ def scaling(b: Bench) -> ScenarioRun:
                                    f"worker CPU on one core each ({top:.2f} of {cores} cores busy at the most)"))
 
 
+def sagas(b: Bench) -> ScenarioRun:
+    tops, at = saga_bench.saga_runs(b.settings, seconds=b.duration, reps=b.reps, say=b.say)
+    if "handler_p99_at_50" not in b.baselines:  # the same run's outbox -> handler latency at 50 %
+        _top, by_load = pipeline.latency_runs(b.settings, Path(tempfile.mkdtemp(prefix="relay-bench-latency-")),
+                                              loads=(0.5,), seconds=b.duration, reps=1, writers=WRITERS, say=b.say)
+        b.baselines["handler_p50_at_50"] = pipeline.median_of(by_load[0.5], "handler_p50_ms")
+        b.baselines["handler_p99_at_50"] = pipeline.median_of(by_load[0.5], "handler_p99_ms")
+    top = median([r["sagas_per_s"] for r in tops])
+    p50, p99 = median([r["step_p50_ms"] for r in at]), median([r["step_p99_ms"] for r in at])
+    h50, h99 = b.baselines["handler_p50_at_50"], b.baselines["handler_p99_at_50"]
+    figures = [
+        Figure("sagas", "completed 3-step sagas/s at the maximum", top, "sagas/s", at_least=250,
+               note=f"{saga_bench.STEPS} steps + start + end = 8 outbox events per saga"),
+        Figure("sagas", "at 50 %: achieved starts/s", median([r["start_rate"] for r in at]), "sagas/s", "max", top),
+        Figure("sagas", "at 50 %: step p50", p50, "ms", "commit -> handler p50 at 50 %", h50, at_most=100),
+        Figure("sagas", "at 50 %: step p99", p99, "ms", "commit -> handler p99 at 50 %", h99, at_most=500)]
+    rows = [{**r, "load": "max"} for r in tops] + [{**r, "load": 0.5} for r in at]
+    return ScenarioRun("sagas", "order sagas (charge -> reserve -> ship) through the real pipeline", figures, rows,
+                       lost=sum(r["runs"] - r["completed"] for r in rows),
+                       bottleneck="a step is two trips through the pipeline (command and reply), each a commit -> "
+                                  "handler latency; see the closing figures for what saturates")
+
+
 SCENARIOS: dict[str, Callable[[Bench], ScenarioRun]] = {
     "postgres": postgres, "cdc": cdc, "poller": poller, "routers": router_vs_plain, "kafka": kafka,
     "consumer": consumer, "pg_inbox": pg_inbox,
-    "latency": latency, "scaling": scaling}
+    "latency": latency, "scaling": scaling, "sagas": sagas}

@@ -1,0 +1,123 @@
+"""Scenario 8, sagas: the demo's order saga (charge -> reserve -> ship, none failing) through the
+real pipeline, a coordinator and a participants worker (relay.demo_saga.SagaWorkers).
+
+- the maximum: ``runs`` sagas started at full speed; completed sagas/s = runs / (the last run's
+  end - the first start), every run must complete;
+- the latency: sagas started open-loop at a fraction of that maximum for ``seconds``; per step,
+  the time from the coordinator deciding to send its command to the coordinator deciding on its
+  reply (both on the run's timeline, one clock): a command's trip through the outbox, Debezium,
+  Kafka, the participant's inbox transaction, its reply's trip back, and the coordinator's batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+import psycopg
+
+from relay.config import Settings
+from relay.demo import wait_until
+from relay.demo_saga import SagaWorkers, prepare_saga_pipeline, unfinished
+from relay.demo_saga_verdict import step_latencies_ms
+from relay.examples import order_saga
+from relay.saga.start import start
+
+WRITERS = 4
+STEPS = 3
+
+
+def start_runs(dsn: str, tag: str, *, writers: int, runs: int | None = None, rate: float | None = None,
+               seconds: float | None = None) -> list[str]:
+    """Start order sagas (none failing) from ``writers`` connections, one per transaction:
+    ``runs`` at full speed, or for ``seconds`` at ``rate`` per second (open loop)."""
+    out: list[list[str]] = [[] for _ in range(writers)]
+    t0 = time.monotonic() + 0.05
+
+    def run(w: int) -> None:
+        interval = writers / rate if rate else 0.0
+        with psycopg.connect(dsn) as conn:
+            i = 0
+            while runs is None or i < runs // writers:
+                due = t0 + (i + w / writers) * interval
+                if seconds is not None and due - t0 >= seconds:
+                    return
+                if interval and (wait := due - time.monotonic()) > 0:
+                    time.sleep(wait)
+                with conn.transaction():
+                    out[w].append(start(conn, order_saga.ORDER_SAGA, input={"amount": i, "fail": False},
+                                        idempotency_key=f"{tag}-{w}-{i}"))
+                i += 1
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r for chunk in out for r in chunk]
+
+
+def _ended(dsn: str, runs: list[str], timeout_s: float) -> dict[str, Any]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            wait_until(lambda: unfinished(conn, runs) == 0, timeout_s, "the benchmark's saga runs to end", poll_s=0.25)
+        except Exception:  # noqa: BLE001 - what did not end is counted below
+            pass
+        rows = conn.execute("SELECT status, state, extract(epoch FROM updated_at) FROM saga_runs"
+                            " WHERE run_id = ANY(%s)", (runs,)).fetchall()
+    completed = [state for status, state, _ in rows if status == "completed"]
+    last = max((float(at) for _, _, at in rows), default=0.0)
+    return {"completed": len(completed), "states": completed, "last_end": last}
+
+
+def max_rate(settings: Settings, runs: int, timeout_s: float) -> dict[str, Any]:
+    t0 = time.time()
+    ids = start_runs(settings.dsn, f"benchsaga-max-{uuid.uuid4().hex[:6]}", writers=WRITERS, runs=runs)
+    started_s = time.time() - t0
+    ended = _ended(settings.dsn, ids, timeout_s)
+    span = max(ended["last_end"] - t0, 1e-3)
+    return {"runs": len(ids), "completed": ended["completed"], "sagas_per_s": ended["completed"] / span,
+            "start_rate": len(ids) / max(started_s, 1e-3), "seconds": round(span, 2)}
+
+
+def paced(settings: Settings, rate: float, seconds: float, timeout_s: float) -> dict[str, Any]:
+    t0 = time.time()
+    ids = start_runs(settings.dsn, f"benchsaga-lat-{uuid.uuid4().hex[:6]}", writers=WRITERS, rate=rate,
+                     seconds=seconds)
+    achieved = len(ids) / max(time.time() - t0, 1e-3)
+    ended = _ended(settings.dsn, ids, timeout_s)
+    lat = sorted(step_latencies_ms(ended["states"]))
+
+    def rank(q: float) -> float:
+        return lat[min(len(lat) - 1, max(0, int(q * len(lat) + 0.5) - 1))] if lat else float("nan")
+
+    return {"runs": len(ids), "completed": ended["completed"], "start_rate": achieved, "step_p50_ms": rank(0.5),
+            "step_p99_ms": rank(0.99), "steps": len(lat)}
+
+
+def saga_runs(settings: Settings, *, seconds: float, reps: int, say: Callable[[str], None],
+              load: float = 0.5) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(max-rate rows, rows at ``load`` of the median maximum), the workers started and stopped here."""
+    prepare_saga_pipeline(settings, say)
+    workers = SagaWorkers(settings)
+    workers.start_all()
+    try:
+        max_rate(settings, 300, 120)  # warm-up: JIT, caches, the workers' first assignments
+        runs = int(max(1000, 120 * seconds))
+        tops = []
+        for rep in range(1, reps + 1):
+            tops.append(max_rate(settings, runs, 300))
+            say(f"[sagas] max repetition {rep}/{reps}: {tops[-1]['sagas_per_s']:,.0f} sagas/s "
+                f"({tops[-1]['completed']}/{tops[-1]['runs']} completed in {tops[-1]['seconds']} s)")
+        top = sorted(r["sagas_per_s"] for r in tops)[len(tops) // 2]
+        at = []
+        for rep in range(1, reps + 1):
+            at.append(paced(settings, load * top, seconds, 300))
+            say(f"[sagas] {load:.0%} of max ({load * top:,.0f}/s) repetition {rep}/{reps}: step p50 "
+                f"{at[-1]['step_p50_ms']:.0f} ms, p99 {at[-1]['step_p99_ms']:.0f} ms "
+                f"({at[-1]['completed']}/{at[-1]['runs']} completed)")
+        return tops, at
+    finally:
+        workers.stop_all()
