@@ -193,3 +193,16 @@ def test_state_survives_a_json_round_trip_mid_run():
     sim.state = again
     sim.feed(Approval("approval_gate", True, sim.now, by="lead"))
     assert _drain(sim).status is RunStatus.COMPLETED
+
+
+def test_the_stored_form_of_a_run_is_its_dataclass_form():
+    import dataclasses
+    import json
+
+    from relay.saga.state import from_json, to_json
+
+    wf = load_workflow(INCIDENT)
+    sim = Sim(wf, approvals={"approval_gate": True})
+    state = sim.run({"incident_id": "INC-1", "summary": "s"})
+    assert json.loads(json.dumps(to_json(state))) == json.loads(json.dumps(dataclasses.asdict(state)))
+    assert from_json(json.loads(json.dumps(to_json(state)))) == state
