@@ -12,6 +12,7 @@ running ``relay topics apply`` lets larger events through every hop.
 
 from __future__ import annotations
 
+import time
 from typing import Mapping
 
 from confluent_kafka import KafkaError, KafkaException
@@ -67,6 +68,7 @@ def existing_outbox_topics(settings: Settings, timeout_s: float = 10) -> list[st
 
 
 MAX_MESSAGE_BYTES = "max.message.bytes"
+DESCRIBE_RETRY_S = 0.2
 
 
 def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s: float = 30,
@@ -103,19 +105,30 @@ def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s:
 
 
 def topic_limits(client: AdminClient, topics: list[str], timeout_s: float = 10) -> dict[str, int]:
-    """Each topic's effective ``max.message.bytes`` (topic override or broker default)."""
-    if not topics:
-        return {}
-    futures = client.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics],
-                                      request_timeout=timeout_s)
-    limits = {}
-    for resource, future in futures.items():
-        try:
-            entries = future.result()
-        except KafkaException as exc:
-            raise RelayError(f"describing topic {resource.name} failed: {exc.args[0].str()}",
-                             retriable=exc.args[0].retriable()) from None
-        limits[resource.name] = int(entries[MAX_MESSAGE_BYTES].value)
+    """Each topic's effective ``max.message.bytes`` (topic override or broker default).
+
+    A topic that another worker has just created (ours got TOPIC_ALREADY_EXISTS) can be unknown
+    to the broker answering for a moment: asked again until ``timeout_s``. Two workers of one
+    consumer starting together made the second exit here."""
+    limits: dict[str, int] = {}
+    pending, deadline = list(topics), time.monotonic() + timeout_s
+    while pending:
+        futures = client.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in pending],
+                                          request_timeout=timeout_s)
+        pending = []
+        for resource, future in futures.items():
+            try:
+                entries = future.result()
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and time.monotonic() < deadline:
+                    pending.append(resource.name)
+                    continue
+                raise RelayError(f"describing topic {resource.name} failed: {err.str()}",
+                                 retriable=err.retriable()) from None
+            limits[resource.name] = int(entries[MAX_MESSAGE_BYTES].value)
+        if pending:
+            time.sleep(DESCRIBE_RETRY_S)
     return limits
 
 
