@@ -85,6 +85,8 @@ def _apply(d: _steps.Decider, event: Event) -> None:
                 _timer(d, timer)
         case Approval():
             d.approval(event)
+        case Cancel() if d.state.status is RunStatus.COMPENSATING:  # it fails already: it ends compensated
+            d.log(None, "cancel ignored: the run is already compensating", error=event.reason)
         case Cancel():
             d.state.cancelled = True
             d.fail(event.reason)

@@ -206,3 +206,20 @@ def test_the_stored_form_of_a_run_is_its_dataclass_form():
     state = sim.run({"incident_id": "INC-1", "summary": "s"})
     assert json.loads(json.dumps(to_json(state))) == json.loads(json.dumps(dataclasses.asdict(state)))
     assert from_json(json.loads(json.dumps(to_json(state)))) == state
+
+
+def test_a_cancel_while_compensating_leaves_the_run_to_end_compensated():
+    from relay.saga import decide
+    from relay.saga.state import Start
+
+    wf = order_saga()
+    state, _ = decide(wf, None, Start("r1", {"amount": 1}, 0.0))
+    for n, (cid, ok) in enumerate([("r1/charge/1", True), ("r1/reserve/1", True), ("r1/ship/1", False)], 1):
+        state, _ = decide(wf, state, Reply(cid, ok, float(n), output={"id": "c"}, error="no courier", retriable=False))
+    assert state.status is RunStatus.COMPENSATING  # the release is out
+    state, sent = decide(wf, state, Cancel(4.0))
+    assert state.status is RunStatus.COMPENSATING and not sent
+    state, _ = decide(wf, state, Reply("r1/reserve/undo/1", True, 5.0))
+    state, _ = decide(wf, state, Reply("r1/charge/undo/1", True, 6.0))
+    assert state.status is RunStatus.COMPENSATED, "the run failed; a late cancel does not rename its end"
+    assert any(e["outcome"].startswith("cancel ignored") for e in state.timeline)
