@@ -121,6 +121,11 @@ class Tx:
         self.attempt, self.state, self.consumer, self.event_id = attempt, state, consumer, event_id
 
     @property
+    def pipelined(self) -> bool:
+        """True inside a batch: statements queued with :meth:`send` go out without a round trip."""
+        return self._pipeline is not None
+
+    @property
     def conn(self) -> Conn:
         if self._conn is None:
             raise RelayError(f"the Tx of {self.consumer!r} for event {self.event_id} was used after its handler "

@@ -84,8 +84,8 @@ def add_participants(consumer: Consumer) -> Consumer:
 
     @consumer.participant("job.sre.rollback")
     async def rollback(cmd: Command, tx: Tx) -> dict[str, Any]:
-        await tx.execute("INSERT INTO demo_saga_effects (workflow, kind, run_id, idempotency_key)"
-                         " VALUES (%s, %s, %s, %s)", (WORKFLOW_ID, "rollback", cmd.run_id, cmd.idempotency_key))
+        await tx.send("INSERT INTO demo_saga_effects (workflow, kind, run_id, idempotency_key)"
+                      " VALUES (%s, %s, %s, %s)", (WORKFLOW_ID, "rollback", cmd.run_id, cmd.idempotency_key))
         return {"rolled_back_to": "2026.11.29-2"}
 
     return consumer

@@ -68,8 +68,8 @@ def order_workflow(wf: str = ORDER_SAGA, *, version: int = 1) -> Workflow:
 
 
 async def record(tx: Tx, wf: str, kind: str, cmd: Command) -> None:
-    await tx.execute("INSERT INTO demo_saga_effects (workflow, kind, run_id, idempotency_key) VALUES (%s, %s, %s, %s)",
-                     (wf, kind, cmd.run_id, cmd.idempotency_key))
+    await tx.send("INSERT INTO demo_saga_effects (workflow, kind, run_id, idempotency_key) VALUES (%s, %s, %s, %s)",
+                  (wf, kind, cmd.run_id, cmd.idempotency_key))  # queued: no round trip in a batch
 
 
 def add_order_participants(consumer: Consumer, wf: str = ORDER_SAGA) -> Consumer:

@@ -15,7 +15,8 @@ infrastructure failure and takes the consumer's retry ladder like any handler's.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ class Command:
 
 
 ParticipantHandler = Callable[[Command, Tx], Awaitable[Any]]
+SAVEPOINT = "relay_participant"
 
 
 def parse(event: Event) -> Command:
@@ -51,12 +53,34 @@ def parse(event: Event) -> Command:
                    str(p["idempotency_key"]), p.get("input"), event.type == wire.SagaCommand.COMPENSATION)
 
 
+@asynccontextmanager
+async def _undo_point(tx: Tx) -> AsyncIterator[None]:
+    """A savepoint around the handler: a StepFailed undoes its writes, the reply still commits.
+
+    In a batch (pipeline mode) SAVEPOINT and RELEASE are queued like the handler's ``tx.send``
+    statements, without a round trip each: psycopg's ``transaction()`` syncs the pipeline on
+    entry and exit, which was an eighth of a busy participant's CPU. Any other exception rolls
+    the whole batch back, so only a StepFailed needs the ROLLBACK TO."""
+    if not tx.pipelined:
+        async with tx.conn.transaction():
+            yield
+        return
+    await tx.send(f"SAVEPOINT {SAVEPOINT}")
+    try:
+        yield
+    except StepFailed:
+        await tx.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+        await tx.send(f"RELEASE SAVEPOINT {SAVEPOINT}")
+        raise
+    await tx.send(f"RELEASE SAVEPOINT {SAVEPOINT}")
+
+
 def wrap(handler: ParticipantHandler) -> Callable[[Event, Tx], Awaitable[None]]:
     """The consumer handler that runs ``handler`` and writes its reply."""
     async def on_command(event: Event, tx: Tx) -> None:
         command = parse(event)
         try:
-            async with tx.conn.transaction():  # a savepoint: a StepFailed undoes the handler's writes
+            async with _undo_point(tx):
                 output = await handler(command, tx)
         except StepFailed as failed:
             answer = wire.reply(event.payload, ok=False, error=failed.reason, retriable=failed.retriable)
