@@ -23,8 +23,6 @@ step and attempt, so a command sent again is dropped by its participant. Guarant
 
 from __future__ import annotations
 
-import copy
-
 from relay.saga import steps as _steps
 from relay.saga.model import Workflow
 from relay.saga.state import (
@@ -44,6 +42,7 @@ from relay.saga.state import (
     StepStatus,
     Timer,
     TimerFired,
+    clone,
 )
 from relay.saga.undo import UNDO
 
@@ -60,7 +59,7 @@ def decide(wf: Workflow, state: RunState | None, event: Event) -> tuple[RunState
     else:
         if state is None:
             raise ValueError(f"{type(event).__name__} for a run that was never started")
-        d = _steps.Decider(wf, copy.deepcopy(state), event.at)
+        d = _steps.Decider(wf, clone(state), event.at)
         if state.status not in TERMINAL or isinstance(event, REOPENING):
             _apply(d, event)
     d.advance()

@@ -7,6 +7,7 @@ coordinator can keep it in a compacted changelog keyed by run id and the pure en
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -240,6 +241,26 @@ class Finished:
 
 
 Command = Dispatch | SetTimer | RequestApproval | StartChild | CompensateChild | Finished
+
+
+def clone(state: RunState) -> RunState:
+    """A copy :func:`relay.saga.engine.decide` may change without touching ``state``: every
+    container the engine changes in place is copied (steps, their children lists, in-flight
+    commands, timers, approvals, the completion order, the undo stack, the timeline); what it
+    only ever replaces or appends (outputs, timeline entries, approval decisions, the input) is
+    shared. A deep copy of the run per event was a tenth of a busy coordinator's CPU."""
+    new = copy.copy(state)
+    new.steps = {k: _clone_step(st) for k, st in state.steps.items()}
+    new.inflight, new.timers, new.approvals = dict(state.inflight), dict(state.timers), dict(state.approvals)
+    new.done_order, new.timeline = list(state.done_order), list(state.timeline)
+    new.undo = None if state.undo is None else list(state.undo)
+    return new
+
+
+def _clone_step(st: StepState) -> StepState:
+    new = copy.copy(st)
+    new.children = list(st.children)
+    return new
 
 
 def to_json(state: RunState) -> dict[str, Any]:

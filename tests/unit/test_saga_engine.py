@@ -223,3 +223,23 @@ def test_a_cancel_while_compensating_leaves_the_run_to_end_compensated():
     state, _ = decide(wf, state, Reply("r1/charge/undo/1", True, 6.0))
     assert state.status is RunStatus.COMPENSATED, "the run failed; a late cancel does not rename its end"
     assert any(e["outcome"].startswith("cancel ignored") for e in state.timeline)
+
+
+def test_decide_leaves_the_state_it_was_given_as_it_was():
+    """The coordinator reads the old state after deciding (metrics count what the timeline gained)."""
+    import copy
+    import json
+
+    from relay.saga import decide
+    from relay.saga.state import Start, to_json
+
+    wf = load_workflow(INCIDENT)
+    state, _ = decide(wf, None, Start("r1", {"incident_id": "I", "summary": "s"}, 0.0))
+    events = [Reply("r1/classify/1", True, 1.0, output={"x": 1}), Approval("approval_gate", True, 1.5, by="ann"),
+              Reply("r1/logs_scan/1", True, 2.0), Reply("r1/metric_scan/1", True, 2.5), Cancel(3.0)]
+    for event in events:
+        before = json.dumps(to_json(state), sort_keys=True)
+        kept = copy.deepcopy(state)
+        state_after, _ = decide(wf, state, event)
+        assert json.dumps(to_json(state), sort_keys=True) == before and state == kept
+        state = state_after
