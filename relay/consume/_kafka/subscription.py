@@ -1,7 +1,13 @@
 """One subscription on the confluent-kafka engine: its changelog tables (inbox, parking), its
 pipeline, one set of lanes per topic it reads (the source and each retry stage, as the Faust
 adapter has one agent per topic) and a feed per assigned partition. What a record becomes is
-decided by relay.consume.pipeline; here is only the plumbing around it."""
+decided by relay.consume.pipeline; here is only the plumbing around it.
+
+A Postgres-inbox subscription keeps its inbox table in memory only: ``processed_events`` is its
+inbox (the claim commits with the effect), and the table only spares a copy this process
+already handled a round trip to the database. A changelog for it cost a record per event and,
+worse, a restore of every id of the dedup window at each assignment: a saga coordinator that
+had handled a few thousand runs took 5-13 s to start, and one SIGKILLed every 3 s never did."""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from typing import Callable
 
 from relay.consume._kafka.feed import Feed, Rec
 from relay.consume._kafka.tables import ChangelogTable, Produce, bind, changelog_topic
-from relay.consume.consumer import Resolved, Subscription
+from relay.consume.consumer import InboxKind, Resolved, Subscription
 from relay.consume.group_commit import settle_all
 from relay.consume.lanes import Lanes
 from relay.consume.pipeline import Invoke, OpenBatch, Pipeline, Port
@@ -20,6 +26,11 @@ from relay.handling.parking import ParkedKey, Parking
 from relay.handling.retry import RetryPolicy
 from relay.metrics import ConsumerMetrics
 
+
+def _kept_here(topic: str, partition: int, key: bytes, value: bytes | None) -> None:
+    """The produce of a table without a changelog (a Postgres-inbox subscription's inbox)."""
+
+
 FEED_HIGH = 2000  # buffered records per partition that pause its fetching (resumed at FEED_HIGH // 4)
 
 
@@ -27,7 +38,9 @@ class KafkaSubscription:
     def __init__(self, app_id: str, sub: Subscription, opts: Resolved, invoke: Invoke, metrics: ConsumerMetrics,
                  port: Port, produce: Produce, *, open_batch: OpenBatch | None = None) -> None:
         self.sub, self.opts, self.open_batch, self.metrics = sub, opts, open_batch, metrics
-        self.inbox_table = ChangelogTable(changelog_topic(app_id, f"inbox-{sub.name}"), produce, timestamps=True)
+        self.logged_inbox = sub.inbox is not InboxKind.POSTGRES
+        self.inbox_table = ChangelogTable(changelog_topic(app_id, f"inbox-{sub.name}"),
+                                          produce if self.logged_inbox else _kept_here, timestamps=True)
         self.parked_table = ChangelogTable(changelog_topic(app_id, f"parked-{sub.name}"), produce,
                                            encode=asdict, decode=lambda raw: ParkedKey(**raw))
         self.inbox = Inbox(self.inbox_table, window_s=opts.dedup_window_s)
@@ -47,13 +60,14 @@ class KafkaSubscription:
     def changelogs(self) -> dict[str, dict[str, str]]:
         """Its changelog topics with their creation configs (Faust's, so engines can switch)."""
         window_ms = int(self.opts.dedup_window_s * 1000)
-        return {self.inbox_table.topic: {"cleanup.policy": "compact,delete", "retention.ms": str(window_ms),
-                                         # retention drops whole segments: roll them often enough
-                                         "segment.ms": str(max(60_000, window_ms // 7))},
-                self.parked_table.topic: {"cleanup.policy": "compact"}}
+        inbox = {self.inbox_table.topic: {"cleanup.policy": "compact,delete", "retention.ms": str(window_ms),
+                                          # retention drops whole segments: roll them often enough
+                                          "segment.ms": str(max(60_000, window_ms // 7))}}
+        return {**(inbox if self.logged_inbox else {}), self.parked_table.topic: {"cleanup.policy": "compact"}}
 
     def tables(self) -> list[ChangelogTable]:
-        return [self.inbox_table, self.parked_table]
+        """The tables restored from their changelogs at assignment."""
+        return [self.inbox_table, self.parked_table] if self.logged_inbox else [self.parked_table]
 
     def start(self, on_room: Callable[[str, int], None]) -> None:
         # a lane takes every queued record at once: without a transaction around them (table
@@ -85,7 +99,7 @@ class KafkaSubscription:
     def forget(self, partitions: set[int]) -> None:
         """Partitions gone: their table contents are another worker's now."""
         self.inbox.forget(partitions)
-        for table in self.tables():
+        for table in {id(t): t for t in (*self.tables(), self.inbox_table)}.values():
             table.drop(partitions)
 
     async def drop(self, tps: list[tuple[str, int]]) -> None:
