@@ -91,7 +91,7 @@ class SagaCoordinator:
         await store.add_timers(tx.conn, [(t, runs[t.run_id].workflow) for t in timers if t.timer_id in live])
         await store.drop_timers(tx.conn, dropped - live)
         if out:
-            await tx.outbox.write_many(out)
+            await tx.outbox.write_many(out, schemas=None)  # our envelope, no user schema
 
     async def _definition(self, tx: Tx, state: RunState | None, e: Event) -> Workflow:
         if state is None:

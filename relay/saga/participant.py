@@ -86,6 +86,6 @@ def wrap(handler: ParticipantHandler) -> Callable[[Event, Tx], Awaitable[None]]:
             answer = wire.reply(event.payload, ok=False, error=failed.reason, retriable=failed.retriable)
         else:
             answer = wire.reply(event.payload, ok=True, output=output)
-        await tx.outbox.write_many([answer])
+        await tx.outbox.write_many([answer], schemas=None)  # our envelope, no user schema
     on_command.__name__ = getattr(handler, "__name__", "participant")
     return on_command
