@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import psycopg
 from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
@@ -50,30 +50,27 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": rank(0.5), "p99": rank(0.99), "p999": rank(0.999), "max": v[-1], "n": len(v)}
 
 
-def commit(dsn: str, aggregatetype: str, *, writers: int, events: int | None = None, rate: float | None = None,
-           seconds: float | None = None, payload_bytes: int = 1000) -> tuple[list[str], float]:
-    """Commit single-event transactions (business row stand-in + outbox row) from ``writers``
-    connections: ``events`` at full speed, or for ``seconds`` at ``rate`` events/s (open loop, each
-    writer on its own schedule). Returns (event ids, achieved events/s)."""
-    pad = "x" * max(0, payload_bytes - 60)
-    ids: list[list[str]] = [[] for _ in range(writers)]
+def paced(dsn: str, body: Callable[[psycopg.Connection[Any], int, int], str], *, writers: int,
+          count: int | None = None, rate: float | None = None, seconds: float | None = None,
+          ) -> tuple[list[str], float]:
+    """Run ``body(conn, writer, i)`` in its own transaction from ``writers`` connections:
+    ``count`` times at full speed, or for ``seconds`` at ``rate`` per second (open loop, each
+    writer on its own schedule). Returns (what the bodies returned, achieved calls/s)."""
+    out: list[list[str]] = [[] for _ in range(writers)]
     t0 = time.monotonic() + 0.05
 
     def run(w: int) -> None:
         interval = writers / rate if rate else 0.0
         with psycopg.connect(dsn) as conn:
             i = 0
-            while True:
-                if events is not None and i >= events // writers:
-                    return
+            while count is None or i < count // writers:
                 due = t0 + (i + w / writers) * interval
                 if seconds is not None and due - t0 >= seconds:
                     return
                 if interval and (wait := due - time.monotonic()) > 0:
                     time.sleep(wait)
                 with conn.transaction():
-                    ids[w].append(str(write(conn, aggregatetype=aggregatetype, aggregateid=f"w{w}-{i % 50}",
-                                            type="Bench", payload={"i": i, "pad": pad})))
+                    out[w].append(body(conn, w, i))
                 i += 1
 
     threads = [threading.Thread(target=run, args=(w,)) for w in range(writers)]
@@ -81,8 +78,21 @@ def commit(dsn: str, aggregatetype: str, *, writers: int, events: int | None = N
         t.start()
     for t in threads:
         t.join()
-    flat = [e for chunk in ids for e in chunk]
+    flat = [e for chunk in out for e in chunk]
     return flat, len(flat) / max(time.monotonic() - t0, 1e-9)
+
+
+def commit(dsn: str, aggregatetype: str, *, writers: int, events: int | None = None, rate: float | None = None,
+           seconds: float | None = None, payload_bytes: int = 1000) -> tuple[list[str], float]:
+    """Commit single-event transactions (business row stand-in + outbox row): see :func:`paced`.
+    Returns (event ids, achieved events/s)."""
+    pad = "x" * max(0, payload_bytes - 60)
+
+    def one(conn: psycopg.Connection[Any], w: int, i: int) -> str:
+        return str(write(conn, aggregatetype=aggregatetype, aggregateid=f"w{w}-{i % 50}", type="Bench",
+                         payload={"i": i, "pad": pad}))
+
+    return paced(dsn, one, writers=writers, count=events, rate=rate, seconds=seconds)
 
 
 def created_at(dsn: str, ids: list[str]) -> dict[str, float]:

@@ -11,13 +11,13 @@ real pipeline, a coordinator and a participants worker (relay.demo_saga.SagaWork
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from typing import Any, Callable
 
 import psycopg
 
+from relay.bench import pipeline
 from relay.config import Settings
 from relay.demo import wait_until
 from relay.demo_saga import SagaWorkers, prepare_saga_pipeline, unfinished
@@ -31,32 +31,11 @@ STEPS = 3
 
 def start_runs(dsn: str, tag: str, *, writers: int, runs: int | None = None, rate: float | None = None,
                seconds: float | None = None) -> list[str]:
-    """Start order sagas (none failing) from ``writers`` connections, one per transaction:
-    ``runs`` at full speed, or for ``seconds`` at ``rate`` per second (open loop)."""
-    out: list[list[str]] = [[] for _ in range(writers)]
-    t0 = time.monotonic() + 0.05
+    """Start order sagas (none failing), one per transaction: see :func:`relay.bench.pipeline.paced`."""
+    def one(conn: psycopg.Connection[Any], w: int, i: int) -> str:
+        return start(conn, order_saga.ORDER_SAGA, input={"amount": i, "fail": False}, idempotency_key=f"{tag}-{w}-{i}")
 
-    def run(w: int) -> None:
-        interval = writers / rate if rate else 0.0
-        with psycopg.connect(dsn) as conn:
-            i = 0
-            while runs is None or i < runs // writers:
-                due = t0 + (i + w / writers) * interval
-                if seconds is not None and due - t0 >= seconds:
-                    return
-                if interval and (wait := due - time.monotonic()) > 0:
-                    time.sleep(wait)
-                with conn.transaction():
-                    out[w].append(start(conn, order_saga.ORDER_SAGA, input={"amount": i, "fail": False},
-                                        idempotency_key=f"{tag}-{w}-{i}"))
-                i += 1
-
-    threads = [threading.Thread(target=run, args=(w,)) for w in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return [r for chunk in out for r in chunk]
+    return pipeline.paced(dsn, one, writers=writers, count=runs, rate=rate, seconds=seconds)[0]
 
 
 def _ended(dsn: str, runs: list[str], timeout_s: float) -> dict[str, Any]:
