@@ -29,17 +29,16 @@ import psycopg
 
 from relay.config import Settings
 from relay.demo import Say, prepare_pipeline, wait_until
+from relay.demo_saga_verdict import SagaDemoSummary, unfinished, verdict
 from relay.examples import incident_triage, order_saga as orders
 from relay.headers import event_topic
 from relay.saga import ops, wire
 from relay.saga.start import start
-from relay.saga.state import TERMINAL
 from relay.stack.process import ManagedProcess
 
 APP = "relay.examples.order_saga"
 PROBE_TIMEOUT_S = 120.0
 LATE_DECIDER_POLL_S = 0.2
-TERMINAL_STATES = [s.value for s in TERMINAL]
 
 
 def failing(i: int, fraction: float) -> bool:
@@ -170,16 +169,8 @@ def _start_incidents(settings: Settings, tag: str, n: int) -> dict[str, str]:
     return plans
 
 
-def unfinished(conn: psycopg.Connection[Any], runs: list[str]) -> int:
-    row = conn.execute("SELECT count(*) FROM saga_runs WHERE run_id = ANY(%s) AND status = ANY(%s)",
-                       (runs, TERMINAL_STATES)).fetchone()
-    return len(runs) - (row[0] if row else 0)
-
-
 def run_saga_demo(settings: Settings, *, orders_n: int, failing_fraction: float, incidents: int, writers: int,
                   kill_every_s: float, timeout_s: float, progress: Say) -> Any:
-    from relay.demo_saga_verdict import SagaDemoSummary, verdict
-
     tag = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = SagaDemoSummary(run_id=tag, orders=orders_n, incidents=incidents, writers=writers,
                               kill_every_s=kill_every_s)

@@ -10,6 +10,9 @@ from typing import Any
 
 import psycopg
 
+from relay.saga.state import TERMINAL
+
+TERMINAL_STATES = [s.value for s in TERMINAL]
 ORDER_OK = ["charge", "reserve", "ship"]
 ORDER_UNDONE = ["charge", "reserve", "release", "refund"]  # the undo is last done, first undone
 
@@ -88,6 +91,13 @@ class SagaDemoSummary:
         lines.append("RESULT: " + ("OK - every run ended where it should, every effect exactly once"
                                    if self.ok else "FAILED - see the counts above"))
         return "\n".join(lines)
+
+
+def unfinished(conn: psycopg.Connection[Any], runs: list[str]) -> int:
+    """How many of ``runs`` have not ended (or are not stored at all)."""
+    row = conn.execute("SELECT count(*) FROM saga_runs WHERE run_id = ANY(%s) AND status = ANY(%s)",
+                       (runs, TERMINAL_STATES)).fetchone()
+    return len(runs) - (row[0] if row else 0)
 
 
 def _states(conn: psycopg.Connection[Any], runs: list[str]) -> dict[str, dict[str, Any]]:
@@ -169,10 +179,7 @@ def verdict(conn: psycopg.Connection[Any], s: SagaDemoSummary, runs: dict[str, b
             started_at: float) -> None:
     """Fill ``s`` in; ``started_at``: epoch seconds of the first order start."""
     everything = [*runs, *plans]
-    row = conn.execute("SELECT count(*) FILTER (WHERE status NOT IN ('completed', 'compensated', 'failed',"
-                       " 'cancelled', 'compensation_failed')) FROM saga_runs WHERE run_id = ANY(%s)",
-                       (everything,)).fetchone()
-    s.stuck = (row[0] if row else 0) + len(everything) - len(_states(conn, everything))
+    s.stuck = unfinished(conn, everything)
     _orders(s, conn, runs)
     _incidents(s, conn, plans)
     row = conn.execute("SELECT extract(epoch FROM max(updated_at)) FROM saga_runs WHERE run_id = ANY(%s)",

@@ -20,8 +20,8 @@ import psycopg
 from relay.bench import pipeline
 from relay.config import Settings
 from relay.demo import wait_until
-from relay.demo_saga import SagaWorkers, prepare_saga_pipeline, unfinished
-from relay.demo_saga_verdict import step_latencies_ms
+from relay.demo_saga import SagaWorkers, prepare_saga_pipeline
+from relay.demo_saga_verdict import step_latencies_ms, unfinished
 from relay.examples import order_saga
 from relay.saga.start import start
 
@@ -67,13 +67,9 @@ def paced(settings: Settings, rate: float, seconds: float, timeout_s: float) -> 
                      seconds=seconds)
     achieved = len(ids) / max(time.time() - t0, 1e-3)
     ended = _ended(settings.dsn, ids, timeout_s)
-    lat = sorted(step_latencies_ms(ended["states"]))
-
-    def rank(q: float) -> float:
-        return lat[min(len(lat) - 1, max(0, int(q * len(lat) + 0.5) - 1))] if lat else float("nan")
-
-    return {"runs": len(ids), "completed": ended["completed"], "start_rate": achieved, "step_p50_ms": rank(0.5),
-            "step_p99_ms": rank(0.99), "steps": len(lat)}
+    lat = pipeline.percentiles(step_latencies_ms(ended["states"]))
+    return {"runs": len(ids), "completed": ended["completed"], "start_rate": achieved, "step_p50_ms": lat["p50"],
+            "step_p99_ms": lat["p99"], "steps": lat["n"]}
 
 
 def saga_runs(settings: Settings, *, seconds: float, reps: int, say: Callable[[str], None],

@@ -99,7 +99,7 @@ class KafkaSubscription:
     def forget(self, partitions: set[int]) -> None:
         """Partitions gone: their table contents are another worker's now."""
         self.inbox.forget(partitions)
-        for table in {id(t): t for t in (*self.tables(), self.inbox_table)}.values():
+        for table in (self.inbox_table, self.parked_table):  # also an inbox kept here only
             table.drop(partitions)
 
     async def drop(self, tps: list[tuple[str, int]]) -> None:
