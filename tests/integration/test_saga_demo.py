@@ -1,4 +1,4 @@
-"""`relay demo --saga` on the real stack, with the coordinator SIGKILLed every 3 s and the
+"""`relay demo --saga` on the real stack, with the coordinator SIGKILLed every 1.5 s and the
 participants once: every order saga ends where it should (completed, or compensated with one
 refund and one release), no effect happens twice, the retries behind durable backoff timers
 happen after the kills, and incident approvals sent before the run reached its gate are kept."""
@@ -15,7 +15,7 @@ ORDERS, INCIDENTS = 1000, 8  # the acceptance scale
 
 def test_saga_demo_through_coordinator_kills(stack, settings):
     out = subprocess.run([sys.executable, "-m", "relay", "demo", "--saga", "--orders", str(ORDERS), "--incidents",
-                          str(INCIDENTS), "--kill-every", "3", "--json"], capture_output=True, text=True, timeout=420)
+                          str(INCIDENTS), "--kill-every", "1.5", "--json"], capture_output=True, text=True, timeout=420)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     s = json.loads(out.stdout)
     failing = ORDERS // 5
