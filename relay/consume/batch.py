@@ -48,6 +48,7 @@ class Batch:
     pipeline: Any = None  # the connection's psycopg pipeline (Postgres batches)
     calls_handler: bool = False  # a batch handler's batch: one call with ``collected`` when it ends
     call_s: float | None = None  # how long that call took (the handler's latency, observed once)
+    outbox: list[Any] = field(default_factory=list)  # rows of TxOutbox.write_later: one INSERT before COMMIT
 
     async def call(self, handler_call: Awaitable[object]) -> None:
         """Await the batch handler's call, noting how long it took (``call_s``)."""

@@ -55,7 +55,15 @@ from relay.deps import CONNECT_TIMEOUT_S
 from relay.errors import ConfigError, DatabaseError, RelayError
 from relay.handling.event import Event
 from relay.handling.pg_inbox import CLAIM_ALL, UNCLAIM, _translate, aclaim
-from relay.outbox.writer import DEFAULT_SCHEMAS, OutboxEvent, WriteResult, awrite, awrite_many
+from relay.outbox.writer import (
+    DEFAULT_SCHEMAS,
+    OutboxEvent,
+    WriteResult,
+    awrite,
+    awrite_many,
+    awrite_prepared,
+    prepare_many,
+)
 
 Conn = psycopg.AsyncConnection[TupleRow]
 Pool = AsyncConnectionPool[Conn]
@@ -97,6 +105,26 @@ class TxOutbox:
         try:
             return await awrite_many(self._tx.conn, events, delete_after=delete_after, schemas=schemas,
                                      max_event_bytes=max_event_bytes)
+        except DatabaseError as exc:
+            self._tx._failed(exc)
+            raise
+
+
+    async def write_later(self, events: Iterable[OutboxEvent], *, schemas: Any = DEFAULT_SCHEMAS,
+                          max_event_bytes: int | None = None) -> list[uuid.UUID]:
+        """Insert several events (no idempotency keys) in the transaction, validated now: in a
+        batch they are queued and go out with the batch's other queued events as one multi-row
+        INSERT just before its COMMIT (after the batch's immediate writes; among themselves in
+        call order), outside one at once. Their ids. A database refusal then fails the batch as
+        a failed COMMIT does: its events are handled again in halves, the bad one alone."""
+        conn = self._tx.conn
+        rows = prepare_many(events, schemas=schemas, max_event_bytes=max_event_bytes)
+        batch = CURRENT.get()
+        if batch is not None and batch.conn is conn:
+            batch.outbox.extend(rows)
+            return [row.id for row in rows]
+        try:
+            return [r.id for r in await awrite_prepared(conn, rows)]
         except DatabaseError as exc:
             self._tx._failed(exc)
             raise
@@ -285,6 +313,8 @@ def batch_opener(pool: Pool, consumer: str, end: Callable[[Batch], Awaitable[Non
             yield batch
             if end is not None and batch.collected:
                 await end(batch)
+            if batch.outbox:  # TxOutbox.write_later's rows: one multi-row INSERT for the batch
+                await awrite_prepared(conn, batch.outbox)
             unused = [i for i, fresh in (batch.claims or {}).items() if fresh and i not in batch.used]
             if unused:
                 await conn.execute(UNCLAIM, (consumer, unused))

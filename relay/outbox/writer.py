@@ -45,8 +45,14 @@ from relay.headers import AGGREGATE_TYPE_RE
 _COLUMNS = "id, aggregatetype, aggregateid, type, payload, headers, idempotency_key, request_hash, payload_schema"
 
 
+_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+# rows per multi-row INSERT (9 parameters each: far below Postgres' 65,535)
+ROWS_PER_INSERT = 500
+
+
 @dataclass(frozen=True)
 class _Sql:
+    table: str
     insert: str
     insert_idempotent: str
     first: str
@@ -54,10 +60,19 @@ class _Sql:
 
     @classmethod
     def for_table(cls, table: str) -> "_Sql":
-        insert = f"INSERT INTO {table} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        return cls(insert, insert + " ON CONFLICT (aggregatetype, idempotency_key) DO NOTHING RETURNING id",
+        insert = f"INSERT INTO {table} ({_COLUMNS}) VALUES {_ROW}"
+        return cls(table, insert, insert + " ON CONFLICT (aggregatetype, idempotency_key) DO NOTHING RETURNING id",
                    f"SELECT id, request_hash FROM {table} WHERE aggregatetype = %s AND idempotency_key = %s",
-                   f"DELETE FROM {table} WHERE id = %s")
+                   f"DELETE FROM {table} WHERE id = ANY(%s)")
+
+    def insert_rows(self, n: int) -> str:
+        """One INSERT of ``n`` rows, inserted (and numbered by ``seq``) in the order given."""
+        return _insert_rows(self.table, n)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_rows(table: str, n: int) -> str:
+    return f"INSERT INTO {table} ({_COLUMNS}) VALUES " + ", ".join([_ROW] * n)
 
 
 # JSON payloads go to `outbox` (jsonb); aggregate types declared avro go to `outbox_avro` (bytea)
@@ -89,6 +104,9 @@ class _Row:
     key: str | None = field(default=None)
     request_hash: str | None = field(default=None)
     sql: _Sql = field(default=_TABLES["json"])
+
+
+Prepared = _Row  # a validated event, ready to insert (prepare_many)
 
 
 def _require_text(field_name: str, value: Any) -> str:
@@ -211,7 +229,7 @@ def _identity(text: str) -> str:
 
 
 # A step is (sql, params, mode); the driver sends back the fetched row (FETCH) or None.
-ONE, FETCH, MANY = "one", "fetch", "many"  # run once; run once and fetch a row; executemany(params)
+ONE, FETCH = "one", "fetch"  # run once; run once and fetch a row
 _Step = tuple[str, Any, str]
 _Conversation = Generator[_Step, tuple[Any, ...] | None, list[WriteResult]]
 
@@ -235,12 +253,14 @@ def _steps(rows: list[_Row], delete_after: bool) -> _Conversation:
         if row.key is None:
             run = _plain_run(rows, i)
             i += len(run)
-            if len(run) == 1:
-                yield q.insert, row.params, ONE
-            else:  # consecutive plain inserts: one executemany (pipelined), same rows in the same order
-                yield q.insert, [r.params for r in run], MANY
+            # consecutive plain inserts: one multi-row INSERT per ROWS_PER_INSERT, in order. Not an
+            # executemany: the table's triggers (topic guard, the statement-level notify) then ran
+            # once per row as a statement of its own, ~60 us of server time per row
+            for at in range(0, len(run), ROWS_PER_INSERT):
+                part = run[at:at + ROWS_PER_INSERT]
+                yield q.insert_rows(len(part)), [v for r in part for v in r.params], ONE
             if delete_after:
-                yield q.delete, [(r.id,) for r in run], MANY
+                yield q.delete, ([r.id for r in run],), ONE
             results.extend(WriteResult(r.id) for r in run)
             continue
         i += 1
@@ -276,11 +296,6 @@ def _drive(conn: psycopg.Connection, steps: _Conversation) -> list[WriteResult]:
         step = next(steps)
         while True:
             sql, params, mode = step
-            if mode == MANY:
-                with conn.cursor() as many:
-                    many.executemany(sql, params)
-                step = steps.send(None)
-                continue
             cur = conn.execute(sql, params)
             step = steps.send(cur.fetchone() if mode == FETCH else None)
     except StopIteration as done:
@@ -295,11 +310,6 @@ async def _adrive(conn: psycopg.AsyncConnection, steps: _Conversation) -> list[W
         step = next(steps)
         while True:
             sql, params, mode = step
-            if mode == MANY:
-                async with conn.cursor() as many:
-                    await many.executemany(sql, params)
-                step = steps.send(None)
-                continue
             cur = await conn.execute(sql, params)
             step = steps.send(await cur.fetchone() if mode == FETCH else None)
     except StopIteration as done:
@@ -335,8 +345,26 @@ def _rows(events: Iterable[OutboxEvent], delete_after: bool, schemas: Any,
 def write_many(conn: psycopg.Connection, events: Iterable[OutboxEvent], *, delete_after: bool = False,
                schemas: Any = DEFAULT_SCHEMAS, max_event_bytes: int | None = None) -> list[WriteResult]:
     """Insert several events in the caller's transaction, in order; one result per event.
-    Consecutive events without an idempotency key go out as one ``executemany`` (pipelined)."""
+    Consecutive events without an idempotency key go out as one multi-row INSERT (up to
+    ``ROWS_PER_INSERT`` rows each), in order."""
     return _drive(conn, _steps(_rows(events, delete_after, schemas, max_event_bytes), delete_after))
+
+
+def prepare_many(events: Iterable[OutboxEvent], *, schemas: Any = DEFAULT_SCHEMAS,
+                 max_event_bytes: int | None = None) -> list[Prepared]:
+    """Validate events now (raising :class:`InvalidEvent` as :func:`write_many` would) and
+    write them later with :func:`awrite_prepared`; no idempotency keys (their results would come
+    too late to tell a duplicate)."""
+    rows = _rows(events, False, schemas, max_event_bytes)
+    for row in rows:
+        if row.key is not None:
+            raise InvalidEvent("idempotency_key", row.key, "None for an event written later (use write_many)")
+    return rows
+
+
+async def awrite_prepared(conn: psycopg.AsyncConnection, rows: list[Prepared]) -> list[WriteResult]:
+    """Insert rows from :func:`prepare_many` in ``conn``'s transaction, in order (multi-row INSERTs)."""
+    return await _adrive(conn, _steps(rows, False))
 
 
 async def awrite_many(conn: psycopg.AsyncConnection, events: Iterable[OutboxEvent], *,

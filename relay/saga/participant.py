@@ -86,6 +86,7 @@ def wrap(handler: ParticipantHandler) -> Callable[[Event, Tx], Awaitable[None]]:
             answer = wire.reply(event.payload, ok=False, error=failed.reason, retriable=failed.retriable)
         else:
             answer = wire.reply(event.payload, ok=True, output=output)
-        await tx.outbox.write_many([answer], schemas=None)  # our envelope, no user schema
+        # our envelope, no user schema; in a batch the replies go out as one INSERT before COMMIT
+        await tx.outbox.write_later([answer], schemas=None)
     on_command.__name__ = getattr(handler, "__name__", "participant")
     return on_command

@@ -77,6 +77,23 @@ def run(settings, size, body, **pool_args):
     return asyncio.run(main())
 
 
+async def one_batch(pool, consumer, handler, events, *, batch_handler=False, skip=None):
+    """``events`` handled as one batch (one transaction, ids claimed up front), as the pipeline
+    does; each invoke's result. ``skip``: an event claimed but never handled."""
+    from relay.consume.batch import CURRENT
+    from relay.consume.pg import batch_handler_end, batch_opener
+
+    invoke = postgres_invoker(pool, consumer, handler, {}, batch_handler=batch_handler)
+    opener = batch_opener(pool, consumer, batch_handler_end(consumer, handler, {}) if batch_handler else None)
+    async with opener() as batch:
+        await batch.prepare([e.id for e in events])
+        token = CURRENT.set(batch)
+        try:
+            return [await invoke(e, 1) for e in events if skip is None or e.id != skip.id]
+        finally:
+            CURRENT.reset(token)
+
+
 def test_migration_0007_is_applied_and_matches_ensure_schema(conn, throwaway_schema):
     assert 7 in applied_versions(conn)
     sql = next(m.sql for m in migrations() if m.version == 7)
@@ -258,8 +275,6 @@ def test_missing_table_is_a_config_error_naming_the_fix(settings, throwaway_sche
 
 def test_a_batch_claims_up_front_execute_waits_send_is_pipelined_and_unused_claims_go(settings, conn, effects,
                                                                                       unique):
-    from relay.consume.batch import CURRENT
-    from relay.consume.pg import batch_opener
 
     consumer = f"b{unique}"
     handled, skipped, bad = event(), event(), event()
@@ -272,20 +287,10 @@ def test_a_batch_claims_up_front_execute_waits_send_is_pipelined_and_unused_clai
         if e.id == bad.id:
             await tx.send("INSERT INTO no_such_table_anywhere VALUES (1)")  # shows only at COMMIT
 
-    async def one_batch(pool, events):
-        invoke = postgres_invoker(pool, consumer, handler, {})
-        async with batch_opener(pool, consumer)() as batch:
-            await batch.prepare([e.id for e in events])
-            token = CURRENT.set(batch)
-            try:
-                return [await invoke(e, 1) for e in events if e.id != skipped.id]  # `skipped` is never handled
-            finally:
-                CURRENT.reset(token)
-
     async def body(pool):
-        fresh = await one_batch(pool, [handled, skipped])
+        fresh = await one_batch(pool, consumer, handler, [handled, skipped], skip=skipped)
         with pytest.raises(psycopg.Error):  # the sent statement's error, at COMMIT: nothing of the batch stays
-            await one_batch(pool, [bad])
+            await one_batch(pool, consumer, handler, [bad])
         return fresh
 
     assert run(settings, 2, body) == [True]
@@ -297,8 +302,6 @@ def test_a_batch_claims_up_front_execute_waits_send_is_pipelined_and_unused_clai
 
 def test_a_batch_handler_commits_claims_and_effects_once_and_a_failure_commits_nothing(settings, conn, effects,
                                                                                        unique):
-    from relay.consume.batch import CURRENT
-    from relay.consume.pg import batch_handler_end, batch_opener
 
     consumer = f"bh{unique}"
     events, calls = [event() for _ in range(3)], []
@@ -311,22 +314,11 @@ def test_a_batch_handler_commits_claims_and_effects_once_and_a_failure_commits_n
         if tx.attempt == 1 and any(e.id == bad.id for e in batch_events):
             raise ValueError("a bad event in the list")
 
-    async def one_batch(pool, batch_events):
-        invoke = postgres_invoker(pool, consumer, handler, {}, batch_handler=True)
-        opener = batch_opener(pool, consumer, batch_handler_end(consumer, handler, {}))
-        async with opener() as batch:
-            await batch.prepare([e.id for e in batch_events])
-            token = CURRENT.set(batch)
-            try:
-                return [await invoke(e, 1) for e in batch_events]
-            finally:
-                CURRENT.reset(token)
-
     async def body(pool):
-        first = await one_batch(pool, events)
-        again = await one_batch(pool, [events[0], events[0]])  # handled before; and a copy in one batch
+        first = await one_batch(pool, consumer, handler, events, batch_handler=True)
+        again = await one_batch(pool, consumer, handler, [events[0], events[0]], batch_handler=True)  # a copy
         with pytest.raises(ValueError):
-            await one_batch(pool, [events[1], bad])
+            await one_batch(pool, consumer, handler, [events[1], bad], batch_handler=True)
         alone = await postgres_invoker(pool, consumer, handler, {}, batch_handler=True)(bad, 2)  # its retry
         return first, again, alone
 
@@ -335,3 +327,38 @@ def test_a_batch_handler_commits_claims_and_effects_once_and_a_failure_commits_n
     for e in events:
         assert effect_rows(conn, effects, e.id) == 1 and claimed(conn, consumer, e.id) == 1
     assert effect_rows(conn, effects, bad.id) == 1 and claimed(conn, consumer, bad.id) == 1  # only the retry's
+
+
+def test_write_later_goes_out_once_per_batch_before_commit_after_the_immediate_writes(settings, conn, unique):
+    """TxOutbox.write_later: in a batch, the queued rows are one INSERT before COMMIT, after the
+    batch's immediate writes, in call order; they vanish with a rolled-back batch; outside a
+    batch they are written at once; an idempotency key is refused before any SQL."""
+    from relay.errors import InvalidEvent
+    from relay.outbox.writer import OutboxEvent
+
+    consumer, key = f"wl{unique}", f"wl-{unique}"
+    events, doomed, alone = [event() for _ in range(3)], event(), event()
+
+    async def handler(e, tx):
+        await tx.outbox.write_later([OutboxEvent(AGGREGATE, key, "Later", {"n": e.id})], schemas=None)
+        await tx.outbox.write(aggregatetype=AGGREGATE, aggregateid=key, type="Now", payload={"n": e.id}, schemas=None)
+        if e.id == doomed.id:
+            raise ValueError("rolled back with its batch")
+
+    async def body(pool):
+        done = await one_batch(pool, consumer, handler, events)
+        with pytest.raises(ValueError):
+            await one_batch(pool, consumer, handler, [doomed])
+        single = await postgres_invoker(pool, consumer, handler, {})(alone, 1)
+
+        async def keyed(e, tx):
+            await tx.outbox.write_later([OutboxEvent(AGGREGATE, key, "Later", {}, idempotency_key="k")])
+        with pytest.raises(InvalidEvent, match="idempotency_key"):
+            await postgres_invoker(pool, consumer, keyed, {})(event(), 1)
+        return done, single
+
+    assert run(settings, 2, body) == ([True, True, True], True)
+    rows = conn.execute("SELECT type, payload->>'n' FROM outbox WHERE aggregatetype = %s AND aggregateid = %s "
+                        "ORDER BY seq", (AGGREGATE, key)).fetchall()
+    ids = [e.id for e in events]
+    assert rows == [("Now", i) for i in ids] + [("Later", i) for i in ids] + [("Later", alone.id), ("Now", alone.id)]

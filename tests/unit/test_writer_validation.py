@@ -71,29 +71,37 @@ def test_event_over_the_size_limit_is_refused_before_sql_naming_size_and_limit()
     assert ok.id is not None
 
 
-def test_consecutive_plain_inserts_go_out_as_one_executemany_in_order():
+def test_consecutive_plain_inserts_go_out_as_one_multi_row_insert_in_order():
     """The writer's conversation (sans I/O): runs of key-less rows for one outbox table are one
-    MANY step (aggregate types may differ); a row with an idempotency key ends the run."""
-    from relay.outbox.writer import FETCH, MANY, ONE, _rows, _steps
+    multi-row INSERT (aggregate types may differ; chunks of ROWS_PER_INSERT); a row with an
+    idempotency key ends the run."""
+    from relay.outbox import writer
+    from relay.outbox.writer import FETCH, ONE, _rows, _steps
 
     def ev(agg: str, key: str | None = None) -> OutboxEvent:
         return OutboxEvent(agg, "a-1", "T", {"n": 1}, idempotency_key=key)
 
+    def talk(steps):  # (mode, rows in the statement) per step, and the results
+        seen, reply = [], None
+        try:
+            while True:
+                sql, params, mode = steps.send(reply)
+                seen.append((mode, sql.count("(%s, %s")))
+                reply = ("inserted",) if mode == FETCH else None
+        except StopIteration as done:
+            return seen, done.value
+
     rows = _rows([ev("x"), ev("x"), ev("x", key="k"), ev("x"), ev("y"), ev("y"), ev("y", key="k"),
                   ev("y")], False, None)
-    steps = _steps(rows, delete_after=False)
-    seen, reply = [], None
-    try:
-        while True:
-            sql, params, mode = steps.send(reply)
-            seen.append((mode, len(params) if mode == MANY else 1))
-            reply = ("inserted",) if mode == FETCH else None
-    except StopIteration as done:
-        results = done.value
-    assert seen == [(MANY, 2), (FETCH, 1), (MANY, 3), (FETCH, 1), (ONE, 1)]
+    seen, results = talk(_steps(rows, delete_after=False))
+    assert seen == [(ONE, 2), (FETCH, 1), (ONE, 3), (FETCH, 1), (ONE, 1)]
     assert [r.id for r in results] == [r.id for r in rows], "one result per event, in order"
+
+    many = _rows([ev("x")] * (writer.ROWS_PER_INSERT + 3), False, None)
+    seen, _ = talk(_steps(many, delete_after=False))
+    assert seen == [(ONE, writer.ROWS_PER_INSERT), (ONE, 3)]
 
     deleting = _steps(_rows([ev("x"), ev("x")], True, None), delete_after=True)
     first = next(deleting)
     second = deleting.send(None)
-    assert (first[2], second[2]) == (MANY, MANY) and "DELETE" in second[0] and len(second[1]) == 2
+    assert (first[2], second[2]) == (ONE, ONE) and "DELETE" in second[0] and len(second[1][0]) == 2
