@@ -104,12 +104,13 @@ class Settings(BaseSettings):
         "trust_offset", description="trust_offset: a slot that is ahead of the stored offset (dropped and "
                                     "recreated) fails the task instead of skipping the events in between")
     poll_interval_ms: int = Field(
-        2, ge=1, description="Debezium's poll.interval.ms, waited twice between a commit and Kafka: the WAL reader "
+        5, ge=1, description="Debezium's poll.interval.ms, waited twice between a commit and Kafka: the WAL reader "
                              "sleeps this long when the slot had nothing, and the task's poll returns after this "
                              "long unless max_batch_size records are queued (Debezium 3.5). Each poll that returns "
                              "records is one exactly-once Kafka transaction. At half the maximum rate, commit -> Kafka "
-                             "p50 was ~45 ms with 50 ms and ~10 ms with 2 ms; the price is an idle Connect worker "
-                             "busy ~0.15 core instead of ~0.04. Debezium's 500 ms default costs ~0.6 s")
+                             "p50 was ~45 ms with 50 ms and ~10 ms with 2 ms. 5 ms, not 2: polling every 2 ms kept "
+                             "an idle Connect worker ~0.3 core busy on a 2-core machine and cost ~0.07 core more "
+                             "than 5 ms under the saga benchmark. Debezium's 500 ms default costs ~0.6 s")
     heartbeat_interval_ms: int = Field(5000, ge=0, description="0 disables heartbeats (idle slots then pin WAL)")
     heartbeat_action_query: str = Field(
         "SELECT pg_logical_emit_message(true, 'heartbeat', now()::varchar)",

@@ -44,7 +44,7 @@ def test_connect_references_pass_through():
 def test_latency_settings_reach_the_connector():
     """Issue 15: Debezium's poll interval bounds commit -> Kafka latency; it is rendered from settings."""
     cfg = render_outbox_connector(load_settings({}))
-    assert cfg["poll.interval.ms"] == "2"
+    assert cfg["poll.interval.ms"] == "5"
     # one exactly-once transaction per poll: records are visible as soon as their batch commits
     assert cfg["exactly.once.support"] == "required"
     assert cfg["transaction.boundary"] == "poll"
