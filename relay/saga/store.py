@@ -16,7 +16,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from relay.saga.model import Workflow, from_doc, to_doc
-from relay.saga.state import RunState, SetTimer, from_json, to_json
+from relay.saga.state import RunState, SetTimer, from_json, to_stored
 
 LOAD_RUNS = "SELECT state FROM saga_runs WHERE run_id = ANY(%s) FOR UPDATE"
 # one JSON document for the batch: a jsonb[] parameter made psycopg escape every state into an
@@ -53,7 +53,7 @@ async def load_runs(conn: Any, run_ids: Iterable[str]) -> dict[str, RunState]:
 
 async def save_runs(conn: Any, runs: Iterable[RunState]) -> None:
     rows = [{"run_id": s.run_id, "workflow": s.workflow, "hash": s.definition_hash, "status": s.status.value,
-             "business_key": s.business_key, "state": to_json(s), "started": s.started_at, "updated": s.updated_at}
+             "business_key": s.business_key, "state": to_stored(s), "started": s.started_at, "updated": s.updated_at}
             for s in runs]
     if rows:
         await conn.execute(SAVE_RUNS, (json.dumps(rows),))

@@ -7,6 +7,7 @@ runs send each other (a child's start, a parent's undo request, a child's end) g
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from relay.saga.state import (
     Start,
     StartChild,
     TimerFired,
+    from_json,
+    to_stored,
 )
 
 # a participant: the command -> ("ok", output) | ("fail", error, retriable) | ("silent",)
@@ -72,7 +75,10 @@ class Sim:
     def feed(self, event: Event, run: str | None = None) -> None:
         run = run or self.root
         wf = self.wf if run == self.root else self.workflows[self.workflow_ids[run]]
-        self.runs[run], commands = decide(wf, self.runs.get(run), event)
+        state = self.runs.get(run)
+        if state is not None and self.rng is not None:  # noisy: stored and loaded again, as the coordinator does
+            state = from_json(json.loads(json.dumps(to_stored(state))))
+        self.runs[run], commands = decide(wf, state, event)
         for c in commands:
             self._handle(run, c)
 

@@ -184,12 +184,13 @@ def test_max_parallel_bounds_commands_in_flight():
 def test_state_survives_a_json_round_trip_mid_run():
     import json
 
-    from relay.saga.state import from_json, to_json
+    from relay.saga.state import from_json, to_json, to_stored
     sim = Sim(load_workflow(INCIDENT))  # stops at the approval gate
     state = sim.run({"incident_id": "I", "summary": "s"})
     assert state.status is RunStatus.AWAITING_APPROVAL
     again = from_json(json.loads(json.dumps(to_json(state))))
     assert again == state
+    assert from_json(json.loads(json.dumps(to_stored(state)))) == state, "the stored form, defaults left out"
     sim.state = again
     sim.feed(Approval("approval_gate", True, sim.now, by="lead"))
     assert _drain(sim).status is RunStatus.COMPLETED
@@ -199,13 +200,16 @@ def test_the_stored_form_of_a_run_is_its_dataclass_form():
     import dataclasses
     import json
 
-    from relay.saga.state import from_json, to_json
+    from relay.saga.state import from_json, to_json, to_stored
 
     wf = load_workflow(INCIDENT)
     sim = Sim(wf, approvals={"approval_gate": True})
     state = sim.run({"incident_id": "INC-1", "summary": "s"})
     assert json.loads(json.dumps(to_json(state))) == json.loads(json.dumps(dataclasses.asdict(state)))
     assert from_json(json.loads(json.dumps(to_json(state)))) == state
+    stored = json.loads(json.dumps(to_stored(state)))
+    assert from_json(stored) == state and len(json.dumps(stored)) < len(json.dumps(to_json(state)))
+    assert all(None not in e.values() for e in stored["timeline"]), "timeline keys that are None are left out"
 
 
 def test_a_cancel_while_compensating_leaves_the_run_to_end_compensated():
