@@ -31,7 +31,7 @@ from relay.handling.event import Event
 from relay.outbox.writer import OutboxEvent, awrite_many
 from relay.saga import store, wire
 from relay.saga.engine import decide
-from relay.saga.metrics import RUNS_BY_STATE, SagaMetrics
+from relay.saga.metrics import RUNS_BY_STATE, RUNS_BY_STATE_PARAMS, SagaMetrics
 from relay.saga.model import Workflow
 from relay.saga.state import RunState, SetTimer
 
@@ -132,8 +132,8 @@ class SagaCoordinator:
                 if self.metrics is not None and time.monotonic() - counted > RUNS_GAUGE_S:
                     counted = time.monotonic()
                     async with ctx.pool.connection() as conn:
-                        cur = await conn.execute(RUNS_BY_STATE)
-                        self.metrics.set_runs(await cur.fetchall())
+                        cur = await conn.execute(RUNS_BY_STATE, RUNS_BY_STATE_PARAMS)
+                        self.metrics.set_runs(await cur.fetchall(), self.workflows)
             except Exception:  # noqa: BLE001 - a database hiccup: timers fire on a later round
                 log.warning("saga timers: a round failed; trying again", exc_info=True)
                 fired = 0

@@ -50,6 +50,9 @@ def test_approval_wait_is_measured_from_the_step_start():
 def test_runs_by_state_gauges():
     reg = CollectorRegistry()
     m = SagaMetrics(reg)
-    m.set_runs([("order", "running", 3, 12.5), ("order", "compensation_failed", 1, 3600.0)])
+    m.set_runs([("order", "running", 3, 12.5), ("order", "compensation_failed", 1, 3600.0)], ["order", "triage"])
     assert value(reg, "relay_saga_runs", workflow="order", state="running") == 3
     assert value(reg, "relay_saga_oldest_run_seconds", workflow="order", state="compensation_failed") == 3600.0
+    # a gauged state without runs is 0, not absent (an alert on compensation_failed > 0 keeps its series)
+    assert value(reg, "relay_saga_runs", workflow="triage", state="compensation_failed") == 0
+    assert reg.get_sample_value("relay_saga_runs", {"workflow": "order", "state": "completed"}) is None, "a counter"
