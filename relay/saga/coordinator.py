@@ -11,6 +11,8 @@ events) are written; all of it commits together, so a command is never sent for 
 not stored, nor a state stored without its commands. A crash before the commit re-delivers the
 events; after it, the inbox drops them. A run is pinned to the definition hash it started with:
 the coordinator stores every version it runs (``saga_definitions``) and loads old ones by hash.
+It keeps the states it stored (:class:`relay.saga.store.RunCache`) and reads a run's document
+only when its row was written since by anyone else; the row lock is taken either way.
 
 Timers live in ``saga_timers``; a background task turns due ones into ``SagaTimer`` events on the
 run's key (also for runs of a coordinator that died: they fire late, never not).
@@ -54,10 +56,12 @@ class SagaCoordinator:
         self.consumer.on_shutdown(self._stop)
         self._timers: asyncio.Task[None] | None = None
         self.metrics: SagaMetrics | None = None  # on the worker's registry, from startup
+        self.cache = store.RunCache()  # states it stored, used while their rows are unchanged
 
     # -- the batch handler --------------------------------------------------------------------
     async def handle(self, events: list[Event], tx: Tx) -> None:
-        runs = await store.load_runs(tx.conn, [e.key or "" for e in events])
+        locked = await self.cache.lock(tx.conn, [e.key or "" for e in events])
+        runs = locked.states
         changed: dict[str, RunState] = {}
         out: list[OutboxEvent] = []
         timers: list[SetTimer] = []
@@ -87,6 +91,7 @@ class SagaCoordinator:
                         new.workflow, correlation_id=new.business_key or run_id, causation_id=e.id,
                         traceparent=_header(e, wire.SagaHeader.TRACEPARENT), parent_workflow=new.parent_workflow)))
         await store.save_runs(tx.conn, changed.values())
+        self.cache.stored(locked, changed.values())
         live = {tid for r in changed.values() for tid in r.timers}  # timer ids name their run: unique
         await store.add_timers(tx.conn, [(t, runs[t.run_id].workflow) for t in timers if t.timer_id in live])
         await store.drop_timers(tx.conn, dropped - live)
