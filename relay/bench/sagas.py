@@ -27,6 +27,10 @@ from relay.saga.start import start
 
 WRITERS = 4
 STEPS = 3
+WARM_UP_RUNS = 1000
+# about the maximum measured here (2 cores), so that a repetition lasts about ``seconds``: a burst
+# also pays a fixed fill and drain (the first run's latency), which shorter bursts over-weight
+RATE_GUESS = 200
 
 
 def start_runs(dsn: str, tag: str, *, writers: int, runs: int | None = None, rate: float | None = None,
@@ -81,8 +85,10 @@ def saga_runs(settings: Settings, *, seconds: float, reps: int, say: Callable[[s
     workers = SagaWorkers(settings)
     workers.start_all()
     try:
-        max_rate(settings, 300, 120)  # warm-up: JIT, caches, the workers' first assignments
-        runs = int(max(1000, 120 * seconds))
+        # warm-up: the workers' first assignments and caches, and the JITs of a just-started Kafka
+        # and Connect (their compiler threads stay busy for about the first minute)
+        max_rate(settings, WARM_UP_RUNS, 120)
+        runs = int(max(1000, RATE_GUESS * seconds))
         tops = []
         for rep in range(1, reps + 1):
             tops.append(max_rate(settings, runs, 300))

@@ -3,6 +3,7 @@
 (That nothing reaches Postgres is proven against the real database in tests/integration.)
 """
 
+import json
 import math
 import uuid
 
@@ -81,12 +82,15 @@ def test_consecutive_plain_inserts_go_out_as_one_multi_row_insert_in_order():
     def ev(agg: str, key: str | None = None) -> OutboxEvent:
         return OutboxEvent(agg, "a-1", "T", {"n": 1}, idempotency_key=key)
 
+    def rows_in(sql, params):
+        return len(json.loads(params[0])) if "jsonb_to_recordset" in sql else sql.count("(%s, %s")
+
     def talk(steps):  # (mode, rows in the statement) per step, and the results
         seen, reply = [], None
         try:
             while True:
                 sql, params, mode = steps.send(reply)
-                seen.append((mode, sql.count("(%s, %s")))
+                seen.append((mode, rows_in(sql, params)))
                 reply = ("inserted",) if mode == FETCH else None
         except StopIteration as done:
             return seen, done.value
@@ -97,9 +101,15 @@ def test_consecutive_plain_inserts_go_out_as_one_multi_row_insert_in_order():
     assert seen == [(ONE, 2), (FETCH, 1), (ONE, 3), (FETCH, 1), (ONE, 1)]
     assert [r.id for r in results] == [r.id for r in rows], "one result per event, in order"
 
-    many = _rows([ev("x")] * (writer.ROWS_PER_INSERT + 3), False, None)
+    many = _rows([ev("x")] * (writer.ROWS_PER_DOCUMENT + 3), False, None)
     seen, _ = talk(_steps(many, delete_after=False))
-    assert seen == [(ONE, writer.ROWS_PER_INSERT), (ONE, 3)]
+    assert seen == [(ONE, writer.ROWS_PER_DOCUMENT), (ONE, 3)], "jsonb rows: JSON documents"
+    doc = json.loads(next(_steps(many[:1], delete_after=False))[1][0])
+    assert doc == [{"id": str(many[0].id), "aggregatetype": "x", "aggregateid": "a-1", "type": "T",
+                    "payload": {"n": 1}, "headers": None, "payload_schema": None}]
+    values = writer._Sql.for_table("t", jsonb=False)  # bytea (Avro) rows: multi-row VALUES
+    assert [rows_in(sql, p) for sql, p, _ in values.plain_inserts(many[:writer.ROWS_PER_INSERT + 3])] == [
+        writer.ROWS_PER_INSERT, 3]
 
     deleting = _steps(_rows([ev("x"), ev("x")], True, None), delete_after=True)
     first = next(deleting)
