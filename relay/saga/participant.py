@@ -10,19 +10,22 @@ transaction of the participant's own change and of the inbox claim of the comman
 effect, the claim and the reply commit together. A command sent again (same command id) has the
 same event id, so the inbox drops it. ``raise StepFailed(reason, retriable=...)`` answers with a
 failure (the handler's own writes are rolled back, the reply commits); any other exception is an
-infrastructure failure and takes the consumer's retry ladder like any handler's.
+infrastructure failure and takes the consumer's retry ladder like any handler's. A command that
+fails inside a batch makes the batch roll back and runs again alone (see ``_undo_point``), so a
+handler that raises StepFailed runs twice for that command; its database writes count once, and
+effects elsewhere are at least once, as for any handler.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from relay.consume.pg import Tx
 from relay.errors import DecodeError, StepFailed
 from relay.handling.event import Event
+from relay.outbox.writer import OutboxEvent
 from relay.saga import wire
 
 
@@ -38,7 +41,6 @@ class Command:
 
 
 ParticipantHandler = Callable[[Command, Tx], Awaitable[Any]]
-SAVEPOINT = "relay_participant"
 
 
 def parse(event: Event) -> Command:
@@ -53,39 +55,29 @@ def parse(event: Event) -> Command:
                    str(p["idempotency_key"]), p.get("input"), event.type == wire.SagaCommand.COMPENSATION)
 
 
-@asynccontextmanager
-async def _undo_point(tx: Tx) -> AsyncIterator[None]:
-    """A savepoint around the handler: a StepFailed undoes its writes, the reply still commits.
+async def _answer(handler: ParticipantHandler, command: Command, event: Event, tx: Tx) -> OutboxEvent:
+    """Run the handler; its reply. A StepFailed undoes the handler's writes and is answered.
 
-    In a batch (pipeline mode) SAVEPOINT and RELEASE are queued like the handler's ``tx.send``
-    statements, without a round trip each: psycopg's ``transaction()`` syncs the pipeline on
-    entry and exit, which was an eighth of a busy participant's CPU. Any other exception rolls
-    the whole batch back, so only a StepFailed needs the ROLLBACK TO."""
-    if not tx.pipelined:
-        async with tx.conn.transaction():
-            yield
-        return
-    await tx.send(f"SAVEPOINT {SAVEPOINT}")
+    Alone (its own transaction): a savepoint around the handler. In a batch: none; the StepFailed
+    escapes, the batch rolls back (the writes of every event in it), its other events are
+    handled again and this command runs again alone (relay.consume.batch's contract for any
+    failure), where the savepoint applies. A savepoint per command in a batch cost two
+    statements and a subtransaction each, for what is the exception: the command that fails."""
+    if tx.pipelined:
+        output = await handler(command, tx)
+        return wire.reply(event.payload, ok=True, output=output)
     try:
-        yield
-    except StepFailed:
-        await tx.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
-        await tx.send(f"RELEASE SAVEPOINT {SAVEPOINT}")
-        raise
-    await tx.send(f"RELEASE SAVEPOINT {SAVEPOINT}")
+        async with tx.conn.transaction():
+            output = await handler(command, tx)
+    except StepFailed as failed:
+        return wire.reply(event.payload, ok=False, error=failed.reason, retriable=failed.retriable)
+    return wire.reply(event.payload, ok=True, output=output)
 
 
 def wrap(handler: ParticipantHandler) -> Callable[[Event, Tx], Awaitable[None]]:
     """The consumer handler that runs ``handler`` and writes its reply."""
     async def on_command(event: Event, tx: Tx) -> None:
-        command = parse(event)
-        try:
-            async with _undo_point(tx):
-                output = await handler(command, tx)
-        except StepFailed as failed:
-            answer = wire.reply(event.payload, ok=False, error=failed.reason, retriable=failed.retriable)
-        else:
-            answer = wire.reply(event.payload, ok=True, output=output)
+        answer = await _answer(handler, parse(event), event, tx)
         # our envelope, no user schema; in a batch the replies go out as one INSERT before COMMIT
         await tx.outbox.write_later([answer], schemas=None)
     on_command.__name__ = getattr(handler, "__name__", "participant")
