@@ -27,7 +27,9 @@ from relay.saga.start import start
 
 WRITERS = 4
 STEPS = 3
-WARM_UP_RUNS = 1000
+# ~12 s at full speed: on a just-started stack the first 3,000-run repetition after a 1,000-run
+# warm-up was ~10 % slower than later ones (Kafka's and Connect's JIT compilers still at work)
+WARM_UP_RUNS = 3000
 # about the maximum measured here (2 cores), so that a repetition lasts about ``seconds``: a burst
 # also pays a fixed fill and drain (the first run's latency), which shorter bursts over-weight
 RATE_GUESS = 200
