@@ -35,8 +35,10 @@ class RunCore:
 
     def log(self, step: str | None, outcome: str, *, attempt: int | None = None, command_id: str | None = None,
             error: str | None = None) -> None:
-        self.state.timeline.append({"at": self.now, "step": step, "attempt": attempt, "command_id": command_id,
-                                    "outcome": outcome, "error": error, "definition": self.wf.hash[:12]})
+        entry = {"at": self.now, "step": step, "attempt": attempt, "command_id": command_id, "outcome": outcome,
+                 "error": error, "definition": self.wf.hash[:12]}
+        # a key whose value is None is left out (read entries with .get): stored as it is, each time
+        self.state.timeline.append({k: v for k, v in entry.items() if v is not None})
 
     def timer(self, timer_id: str, fire_at: float, kind: str, step: str | None, attempt: int = 0) -> None:
         self.state.timers[timer_id] = Timer(kind, step, attempt)

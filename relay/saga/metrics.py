@@ -67,17 +67,17 @@ class SagaMetrics:
     def observe(self, before: RunState | None, after: RunState) -> None:
         """Count what ``after`` added to the run's timeline."""
         wf, start = after.workflow, len(before.timeline) if before is not None else 0
-        for entry in after.timeline[start:]:
-            kind = outcome_kind(str(entry["outcome"]))
+        for entry in after.timeline[start:]:  # an entry leaves out its None values (RunCore.log)
+            kind, step = outcome_kind(str(entry["outcome"])), entry.get("step")
             self.transitions.labels(wf, kind).inc()
             if kind in ("dispatched", "compensation dispatched") and (entry.get("attempt") or 1) > 1:
                 self.retries.labels(wf).inc()
-            elif kind == "succeeded" and entry.get("step"):
-                since = _last(after.timeline, entry["step"], ("dispatched",), before=entry)
+            elif kind == "succeeded" and step:
+                since = _last(after.timeline, step, ("dispatched",), before=entry)
                 if since is not None:
-                    self.step_seconds.labels(wf, _step_label(entry["step"])).observe(max(0.0, entry["at"] - since))
-            elif kind in ("approved", "denied") and entry.get("step"):
-                since = _last(after.timeline, entry["step"], ("approval started",), before=entry)
+                    self.step_seconds.labels(wf, _step_label(step)).observe(max(0.0, entry["at"] - since))
+            elif kind in ("approved", "denied") and step:
+                since = _last(after.timeline, step, ("approval started",), before=entry)
                 if since is not None:
                     self.approval_wait.labels(wf).observe(max(0.0, entry["at"] - since))
 

@@ -18,7 +18,7 @@ import psycopg
 from relay.errors import RelayError
 from relay.outbox.writer import write
 from relay.saga import wire
-from relay.saga.state import RunStatus, from_json, to_json
+from relay.saga.state import TIMELINE_KEYS, RunStatus, from_json, to_json
 
 LIST = """
 SELECT run_id, workflow, status, business_key, started_at, updated_at, left(definition_hash, 12)
@@ -67,7 +67,9 @@ def show_run(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any]:
     if row is None:
         raise RelayError(f"no saga run {run_id!r} (relay saga list shows the runs)")
     state, definition_hash, version = row  # stored without its defaults (to_stored): shown whole
-    return {**to_json(from_json(state)), "definition_hash": definition_hash, "version": version}
+    run = to_json(from_json(state))
+    run["timeline"] = [{**TIMELINE_KEYS, **e} for e in run["timeline"]]
+    return {**run, "definition_hash": definition_hash, "version": version}
 
 
 def definitions(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
