@@ -123,14 +123,36 @@ class Reject(RelayError):
         super().__init__(reason, retriable=False)
 
 
-class SagaDefinitionError(RelayError):
-    """A saga definition is invalid. ``problems`` lists every one, each naming the step, the
-    field, the value and what was expected."""
+class ProblemsError(RelayError):
+    """A document (a saga definition, a policy) is invalid. ``problems`` lists every one, each
+    naming where, the field, the value and what was expected."""
+
+    what = "document"
+
+    def __init__(self, name: str, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid {self.what} {name!r} ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class SagaDefinitionError(ProblemsError):
+    """A saga definition is invalid (every problem names the step)."""
+
+    what = "saga definition"
 
     def __init__(self, workflow: str, problems: Iterable[str]) -> None:
-        self.workflow, self.problems = workflow, list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid saga definition {workflow!r} ({len(self.problems)} problem(s)):\n{lines}")
+        self.workflow = workflow
+        super().__init__(workflow, problems)
+
+
+class PolicyError(ProblemsError):
+    """A side-effect policy is invalid (every problem names the rule)."""
+
+    what = "policy"
+
+    def __init__(self, policy: str, problems: Iterable[str]) -> None:
+        self.policy = policy
+        super().__init__(policy, problems)
 
 
 class StepFailed(RelayError):

@@ -22,7 +22,7 @@ each naming the step, the field, the value and what was expected; unknown keys a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +59,21 @@ WORKFLOW_KEYS = {"id", "name", "steps", "deadline_sec", "rollback_window_sec", "
 RETRY_KEYS = {"max_retries", "initial_backoff_sec", "max_backoff_sec", "multiplier"}
 
 
-def load_workflow(source: str | Path) -> Workflow:
-    """A workflow from YAML text or a path to a YAML file."""
-    require("saga", by="relay.saga.load_workflow")
+def read_yaml(source: str | Path, *, by: str, error: Callable[[str, list[str]], Exception]) -> Any:
+    """The document in YAML text or a YAML file; ``error(name, [problem])`` when it is not YAML."""
+    require("saga", by=by)
     import yaml  # the [saga] extra; imported here so that importing relay.saga needs nothing
 
     text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
     try:
-        doc = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SagaDefinitionError(str(source)[:60], [f"not YAML: {exc}"]) from None
-    return build_workflow(doc)
+        raise error(str(source)[:60], [f"not YAML: {exc}"]) from None
+
+
+def load_workflow(source: str | Path) -> Workflow:
+    """A workflow from YAML text or a path to a YAML file."""
+    return build_workflow(read_yaml(source, by="relay.saga.load_workflow", error=SagaDefinitionError))
 
 
 def build_workflow(doc: Any) -> Workflow:

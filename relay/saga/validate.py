@@ -19,14 +19,18 @@ from relay.saga.model import Step, StepType
 
 
 class Problems:
-    def __init__(self) -> None:
+    """Every problem of a definition, each naming where, the field, the value and what was
+    expected. ``label``: what ``where`` names ("step": ``step 'charge': ...``; "": as given)."""
+
+    def __init__(self, label: str = "step") -> None:
         self.lines: list[str] = []
+        self.label = label
 
     def add(self, step: str | None, field: str, value: Any, expected: str) -> None:
         shown = repr(value)
         if len(shown) > 100:
             shown = shown[:97] + "..."
-        where = f"step {step!r}: " if step else ""
+        where = "" if not step else f"{self.label} {step!r}: " if self.label else f"{step}: "
         self.lines.append(f"{where}{field or 'step'} = {shown}; expected {expected}")
 
     def __bool__(self) -> bool:
