@@ -49,3 +49,14 @@ def handles_errors(fn: Callable) -> Callable:
             sys.exit(1)
 
     return wrapper
+
+
+def json_object(text: str, option: str = "--input") -> dict[str, Any]:
+    """An option's JSON object, or a RelayError naming the option, the value and what was expected."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RelayError(f"{option} = {text[:80]!r}: not JSON ({exc.msg}); expected a JSON object") from None
+    if not isinstance(data, dict):
+        raise RelayError(f"{option} = {text[:80]!r}; expected a JSON object")
+    return data

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 import psycopg
 import typer
 
-from relay.cli.common import JSON_OPTION, emit_json, handles_errors, say, settings
-from relay.errors import RelayError
+from relay.cli.common import JSON_OPTION, emit_json, handles_errors, json_object, say, settings
 from relay.saga import ops, wire
 from relay.saga.start import start as start_run
 
@@ -67,12 +65,7 @@ def start(workflow: str, input: str = typer.Option("{}", "--input", help="the ru
           key: str = typer.Option(..., "--key", help="idempotency key: the same key starts the same run"),
           business_key: str = typer.Option(None, "--business-key")) -> None:
     """Start a run (an outbox event, like relay.saga.start in a service's transaction)."""
-    try:
-        data = json.loads(input)
-    except json.JSONDecodeError as exc:
-        raise RelayError(f"--input {input!r}: not JSON ({exc.msg}); expected a JSON object") from None
-    if not isinstance(data, dict):
-        raise RelayError(f"--input {input!r}: expected a JSON object")
+    data = json_object(input)
     with _conn() as conn, conn.transaction():
         typer.echo(start_run(conn, workflow, input=data, idempotency_key=key, business_key=business_key))
 
