@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from relay.saga.model import EffectClass as EffectClass  # declared on steps; re-exported here
+
 
 class Decision(StrEnum):
     ALLOW = "allow"
@@ -21,19 +23,6 @@ class Decision(StrEnum):
 
 # the spelling of the compensation article's example policy
 DECISION_ALIASES = {"require_human": Decision.REQUIRE_APPROVAL}
-
-
-class EffectClass(StrEnum):
-    """What an action does to the world, from harmless to irreversible."""
-
-    NONE = "none"                                    # pure computation
-    READ = "read"                                    # reads, changes nothing
-    DRAFT = "draft"                                  # a non-final artifact (a draft notice)
-    INTERNAL_WRITE = "internal_write"                # our own state; compensable by us
-    EXTERNAL_NOTIFICATION = "external_notification"  # a message that cannot be unsent
-    EXTERNAL_TRANSACTION = "external_transaction"    # a payment, a booking: compensable by a new action
-    IRREVERSIBLE = "irreversible"                    # a deletion, a production rollback
-    META = "meta"                                    # acts on the workflow itself (cancel, approve)
 
 
 class Op(StrEnum):

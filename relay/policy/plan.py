@@ -45,6 +45,8 @@ def step_facts(wf: Workflow, step: Step, run_input: Mapping[str, Any], *, env: s
                ) -> dict[str, Any]:
     """The facts the gate sees before dispatching ``step`` (or its compensation)."""
     facts: dict[str, Any] = {"env": env, "workflow": wf.id, "step": step.id, "approval_present": False}
+    if step.effect is not None:  # undeclared: a missing fact (no effect_class condition holds)
+        facts["effect_class"] = step.effect.value
     if compensation:
         assert step.compensation is not None
         facts.update(direction="compensation", topic=step.compensation.topic, side_effect=True,

@@ -32,6 +32,7 @@ from relay.saga.model import (
     DEFAULT_FOR_EACH_CAP,
     DEFAULT_ROLLBACK_WINDOW_S,
     Compensation,
+    EffectClass,
     OnFailure,
     RetryPolicy,
     Step,
@@ -45,11 +46,11 @@ from relay.saga.validate import Problems, validate
 COMMON_KEYS = {"type", "depends_on", "input", "on_error", "description"}
 KEYS: dict[StepType, set[str]] = {
     StepType.WORKER: {"topic", "retry", "timeout_sec", "side_effect", "compensation", "no_rollback_reason",
-                      "on_failure"},
+                      "on_failure", "effect"},
     StepType.APPROVAL: {"expires_sec"},
     StepType.PARALLEL: {"steps", "strategy", "max_parallel"},
     StepType.FOR_EACH: {"topic", "items", "max_items", "max_parallel", "retry", "timeout_sec", "side_effect",
-                        "compensation", "no_rollback_reason", "on_failure"},
+                        "compensation", "no_rollback_reason", "on_failure", "effect"},
     StepType.DELAY: {"seconds"},
     StepType.CONDITION: {"expression"},
     StepType.SUBWORKFLOW: {"workflow"},
@@ -150,6 +151,7 @@ def _step(p: Problems, sid: str, raw: Any) -> Step | None:
         delay_s=_seconds(p, sid, "seconds", raw.get("seconds"), optional=True),
         expression=_opt_str(p, sid, "expression", raw.get("expression")),
         workflow=_opt_str(p, sid, "workflow", raw.get("workflow")),
+        effect=None if raw.get("effect") is None else _enum(p, sid, "effect", raw.get("effect"), EffectClass),
     )
 
 

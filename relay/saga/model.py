@@ -15,6 +15,19 @@ from enum import StrEnum
 from typing import Any
 
 
+class EffectClass(StrEnum):
+    """What an action does to the world, from harmless to irreversible."""
+
+    NONE = "none"                                    # pure computation
+    READ = "read"                                    # reads, changes nothing
+    DRAFT = "draft"                                  # a non-final artifact (a draft notice)
+    INTERNAL_WRITE = "internal_write"                # our own state; compensable by us
+    EXTERNAL_NOTIFICATION = "external_notification"  # a message that cannot be unsent
+    EXTERNAL_TRANSACTION = "external_transaction"    # a payment, a booking: compensable by a new action
+    IRREVERSIBLE = "irreversible"                    # a deletion, a production rollback
+    META = "meta"                                    # acts on the workflow itself (cancel, approve)
+
+
 class StepType(StrEnum):
     WORKER = "worker"          # a command to a topic; a reply is expected
     APPROVAL = "approval"      # waits until approved, denied or expired
@@ -88,6 +101,7 @@ class Step:
     delay_s: float | None = None              # delay
     expression: str | None = None             # condition
     workflow: str | None = None               # subworkflow
+    effect: EffectClass | None = None         # what its command does to the world (the policy gate's fact)
 
 
 @dataclass(frozen=True)
@@ -114,8 +128,17 @@ def definition_hash(workflow_id: str, steps: dict[str, Step], deadline_s: float 
                     rollback_window_s: float) -> str:
     """sha256 of the canonical JSON of everything that changes behaviour (not the display name)."""
     doc = {"id": workflow_id, "deadline_s": deadline_s, "rollback_window_s": rollback_window_s,
-           "steps": {k: asdict(v) for k, v in sorted(steps.items())}}
+           "steps": {k: _hashed(v) for k, v in sorted(steps.items())}}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _hashed(step: Step) -> dict[str, Any]:
+    """A step as its hash sees it: ``effect`` only when declared, so that every definition
+    written before steps had it keeps its hash (and its runs in flight their version)."""
+    d = asdict(step)
+    if d["effect"] is None:
+        del d["effect"]
+    return d
 
 
 def to_doc(wf: Workflow) -> dict[str, Any]:
@@ -136,6 +159,7 @@ def from_doc(doc: dict[str, Any]) -> Workflow:
             c = dict(d["compensation"])
             d["compensation"] = Compensation(topic=c["topic"], input=c["input"], retry=RetryPolicy(**c["retry"]))
         d["depends_on"], d["members"] = tuple(d["depends_on"]), tuple(d["members"])
+        d["effect"] = EffectClass(d["effect"]) if d.get("effect") else None
         steps[sid] = Step(**d)
     wf = Workflow(id=doc["id"], steps=steps, name=doc.get("name", doc["id"]), deadline_s=doc["deadline_s"],
                   rollback_window_s=doc["rollback_window_s"], hash=doc["hash"])

@@ -57,3 +57,30 @@ def test_cli_explain(tmp_path):
     bad = CliRunner().invoke(app, ["explain", str(path), "--workflow", "relay.examples.incident_triage:workflow",
                                    "--input", "[1]"])
     assert bad.exit_code == 1 and "--input = '[1]'; expected a JSON object" in bad.output
+
+
+def test_a_declared_effect_class_is_a_fact_and_leaves_older_definitions_their_hash():
+    import pytest
+
+    from relay.errors import SagaDefinitionError
+    from relay.saga import build_workflow
+
+    # the article's workflow as written (no effect declared) keeps the hash it had before steps had one
+    assert incident_triage.workflow().hash.startswith("be4ca5d29821")
+    doc = {"id": "wipe", "steps": {"delete": {"type": "worker", "topic": "infra.delete", "side_effect": True,
+                                              "no_rollback_reason": "gone is gone", "effect": "irreversible"}}}
+    wf = build_workflow(doc)
+    policy = build_policy({"version": "v1", "default": "allow", "rules": [
+        {"id": "two-people-for-irreversible", "when": {"effect_class": "irreversible"},
+         "decision": "require_approval"}]})
+    (action,) = plan(wf, policy, {}, env="production")
+    assert action.facts["effect_class"] == "irreversible" and action.verdict.rule_id == "two-people-for-irreversible"
+    assert build_workflow({**doc, "steps": {"delete": {**doc["steps"]["delete"], "effect": None}}}).hash != wf.hash
+    from relay.saga.model import from_doc, to_doc
+    assert from_doc(to_doc(wf)) == wf, "stored with its effect"
+    older = to_doc(incident_triage.workflow())
+    for step in older["steps"].values():
+        del step["effect"]  # stored before steps had one
+    assert from_doc(older) == incident_triage.workflow()
+    with pytest.raises(SagaDefinitionError, match="step 'delete': effect = 'dangerous'; expected one of"):
+        build_workflow({**doc, "steps": {"delete": {**doc["steps"]["delete"], "effect": "dangerous"}}})
