@@ -41,8 +41,8 @@ with :func:`check_inbox_table` / :func:`acheck_inbox_table` before it starts.
 from __future__ import annotations
 
 import uuid
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, cast
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, cast
 
 import psycopg
 from psycopg.abc import Params, QueryNoTemplate
@@ -90,25 +90,18 @@ class TxOutbox:
         schemas: Any = DEFAULT_SCHEMAS, max_event_bytes: int | None = None,
     ) -> uuid.UUID:
         """Insert one event; its id (the first event's id for a repeated idempotency key)."""
-        try:
+        with self._noting_failures():
             return await awrite(self._tx.conn, aggregatetype=aggregatetype, aggregateid=aggregateid, type=type,
                                 payload=payload, headers=headers, event_id=event_id,
                                 idempotency_key=idempotency_key, request_hash=request_hash,
                                 delete_after=delete_after, schemas=schemas, max_event_bytes=max_event_bytes)
-        except DatabaseError as exc:
-            self._tx._failed(exc)
-            raise
 
     async def write_many(self, events: Iterable[OutboxEvent], *, delete_after: bool = False,
                          schemas: Any = DEFAULT_SCHEMAS, max_event_bytes: int | None = None) -> list[WriteResult]:
         """Insert several events in order; one result per event."""
-        try:
+        with self._noting_failures():
             return await awrite_many(self._tx.conn, events, delete_after=delete_after, schemas=schemas,
                                      max_event_bytes=max_event_bytes)
-        except DatabaseError as exc:
-            self._tx._failed(exc)
-            raise
-
 
     async def write_later(self, events: Iterable[OutboxEvent], *, schemas: Any = DEFAULT_SCHEMAS,
                           max_event_bytes: int | None = None) -> list[uuid.UUID]:
@@ -123,8 +116,14 @@ class TxOutbox:
         if batch is not None and batch.conn is conn:
             batch.outbox.extend(rows)
             return [row.id for row in rows]
-        try:
+        with self._noting_failures():
             return [r.id for r in await awrite_prepared(conn, rows)]
+
+    @contextmanager
+    def _noting_failures(self) -> Iterator[None]:
+        """A DatabaseError from inside is noted on the Tx (its commit check names it), then raised."""
+        try:
+            yield
         except DatabaseError as exc:
             self._tx._failed(exc)
             raise

@@ -379,8 +379,9 @@ def _rows(events: Iterable[OutboxEvent], delete_after: bool, schemas: Any,
 def write_many(conn: psycopg.Connection, events: Iterable[OutboxEvent], *, delete_after: bool = False,
                schemas: Any = DEFAULT_SCHEMAS, max_event_bytes: int | None = None) -> list[WriteResult]:
     """Insert several events in the caller's transaction, in order; one result per event.
-    Consecutive events without an idempotency key go out as one multi-row INSERT (up to
-    ``ROWS_PER_INSERT`` rows each), in order."""
+    Consecutive events without an idempotency key go out as one INSERT, in order: a JSON
+    document of up to ``ROWS_PER_DOCUMENT`` rows (jsonb outbox), or up to ``ROWS_PER_INSERT``
+    rows of VALUES (Avro outbox)."""
     return _drive(conn, _steps(_rows(events, delete_after, schemas, max_event_bytes), delete_after))
 
 

@@ -118,7 +118,7 @@ def _rule(p: Problems, n: int, raw: Any) -> Rule | None:
         p.add(where, "throttle", None, "{rate_per_sec, burst, key} with decision throttle")
     if decision is not Decision.THROTTLE and raw.get("throttle") is not None:
         p.add(where, "throttle", raw.get("throttle"), "no throttle unless the decision is throttle")
-    if p.lines and not isinstance(rid, str):
+    if not isinstance(rid, str):  # reported above; nothing to name the rule by
         return None
     return Rule(str(rid), tuple(conditions), decision or DEFAULT_DECISION, throttle, str(raw.get("description") or ""))
 

@@ -80,21 +80,20 @@ class _Participant:
 
     async def __call__(self, event: Event, tx: Tx) -> None:
         command = parse(event)
-        if tx.pipelined and self.clock() >= self.careful_until:
-            try:
-                output = await self.handler(command, tx)
-            except StepFailed:
-                self.careful_until = self.clock() + CAREFUL_S
-                raise
-            answer = wire.reply(event.payload, ok=True, output=output)
-        else:
-            try:
+        careful = not tx.pipelined or self.clock() < self.careful_until
+        try:
+            if careful:
                 async with _undo_point(tx):
                     output = await self.handler(command, tx)
-            except StepFailed as failed:
-                answer = wire.reply(event.payload, ok=False, error=failed.reason, retriable=failed.retriable)
             else:
-                answer = wire.reply(event.payload, ok=True, output=output)
+                output = await self.handler(command, tx)
+        except StepFailed as failed:
+            if not careful:  # escapes: the batch rolls back, this command runs again alone
+                self.careful_until = self.clock() + CAREFUL_S
+                raise
+            answer = wire.reply(event.payload, ok=False, error=failed.reason, retriable=failed.retriable)
+        else:
+            answer = wire.reply(event.payload, ok=True, output=output)
         # our envelope, no user schema; in a batch the replies go out as one INSERT before COMMIT
         await tx.outbox.write_later([answer], schemas=None)
 
