@@ -12,9 +12,9 @@ import typer
 from relay.cli.common import JSON_OPTION, emit_json, handles_errors, json_object, say
 from relay.errors import RelayError
 from relay.policy import Policy, load_policy
-from relay.policy.plan import plan
 from relay.saga.load import load_workflow
 from relay.saga.model import Workflow
+from relay.saga.plan import plan
 
 app = typer.Typer(help="Side-effect policies: the gate's rules (first match wins).", no_args_is_help=True)
 

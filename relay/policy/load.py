@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from relay.documents import Problems, read_yaml
 from relay.errors import PolicyError
 from relay.policy.model import (
     DECISION_ALIASES,
@@ -42,8 +43,6 @@ from relay.policy.model import (
     Rule,
     Throttle,
 )
-from relay.saga.load import read_yaml
-from relay.saga.validate import Problems
 
 VERSIONS = ("v1",)
 POLICY_KEYS = {"version", "default", "rules", "description"}

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from relay.saga.model import EffectClass as EffectClass  # declared on steps; re-exported here
+
+class EffectClass(StrEnum):
+    """What an action does to the world, from harmless to irreversible."""
+
+    NONE = "none"                                    # pure computation
+    READ = "read"                                    # reads, changes nothing
+    DRAFT = "draft"                                  # a non-final artifact (a draft notice)
+    INTERNAL_WRITE = "internal_write"                # our own state; compensable by us
+    EXTERNAL_NOTIFICATION = "external_notification"  # a message that cannot be unsent
+    EXTERNAL_TRANSACTION = "external_transaction"    # a payment, a booking: compensable by a new action
+    IRREVERSIBLE = "irreversible"                    # a deletion, a production rollback
+    META = "meta"                                    # acts on the workflow itself (cancel, approve)
 
 
 class Decision(StrEnum):

@@ -22,17 +22,17 @@ each naming the step, the field, the value and what was expected; unknown keys a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from relay.documents import Problems, read_yaml
 from relay.errors import SagaDefinitionError
-from relay.extras import require
+from relay.policy.model import EffectClass
 from relay.saga.model import (
     DEFAULT_FOR_EACH_CAP,
     DEFAULT_ROLLBACK_WINDOW_S,
     Compensation,
-    EffectClass,
     OnFailure,
     RetryPolicy,
     Step,
@@ -41,7 +41,7 @@ from relay.saga.model import (
     Workflow,
     definition_hash,
 )
-from relay.saga.validate import Problems, validate
+from relay.saga.validate import validate
 
 COMMON_KEYS = {"type", "depends_on", "input", "on_error", "description"}
 KEYS: dict[StepType, set[str]] = {
@@ -60,16 +60,6 @@ WORKFLOW_KEYS = {"id", "name", "steps", "deadline_sec", "rollback_window_sec", "
 RETRY_KEYS = {"max_retries", "initial_backoff_sec", "max_backoff_sec", "multiplier"}
 
 
-def read_yaml(source: str | Path, *, by: str, error: Callable[[str, list[str]], Exception]) -> Any:
-    """The document in YAML text or a YAML file; ``error(name, [problem])`` when it is not YAML."""
-    require("saga", by=by)
-    import yaml  # the [saga] extra; imported here so that importing relay.saga needs nothing
-
-    text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise error(str(source)[:60], [f"not YAML: {exc}"]) from None
 
 
 def load_workflow(source: str | Path) -> Workflow:

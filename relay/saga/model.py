@@ -14,18 +14,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-
-class EffectClass(StrEnum):
-    """What an action does to the world, from harmless to irreversible."""
-
-    NONE = "none"                                    # pure computation
-    READ = "read"                                    # reads, changes nothing
-    DRAFT = "draft"                                  # a non-final artifact (a draft notice)
-    INTERNAL_WRITE = "internal_write"                # our own state; compensable by us
-    EXTERNAL_NOTIFICATION = "external_notification"  # a message that cannot be unsent
-    EXTERNAL_TRANSACTION = "external_transaction"    # a payment, a booking: compensable by a new action
-    IRREVERSIBLE = "irreversible"                    # a deletion, a production rollback
-    META = "meta"                                    # acts on the workflow itself (cancel, approve)
+from relay.policy.model import EffectClass
 
 
 class StepType(StrEnum):

@@ -14,27 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from relay.documents import Problems
 from relay.saga import expr
 from relay.saga.model import Step, StepType
-
-
-class Problems:
-    """Every problem of a definition, each naming where, the field, the value and what was
-    expected. ``label``: what ``where`` names ("step": ``step 'charge': ...``; "": as given)."""
-
-    def __init__(self, label: str = "step") -> None:
-        self.lines: list[str] = []
-        self.label = label
-
-    def add(self, step: str | None, field: str, value: Any, expected: str) -> None:
-        shown = repr(value)
-        if len(shown) > 100:
-            shown = shown[:97] + "..."
-        where = "" if not step else f"{self.label} {step!r}: " if self.label else f"{step}: "
-        self.lines.append(f"{where}{field or 'step'} = {shown}; expected {expected}")
-
-    def __bool__(self) -> bool:
-        return bool(self.lines)
 
 
 def validate(p: Problems, steps: dict[str, Step]) -> None:

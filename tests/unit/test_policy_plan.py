@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from relay.examples import incident_triage
 from relay.examples.order_saga import order_workflow
 from relay.policy import Decision, build_policy
-from relay.policy.plan import plan
+from relay.saga.plan import plan
 
 TRIAGE_POLICY = {"version": "v1", "default": "allow", "rules": [
     {"id": "approve-production-rollbacks", "when": {"env": "production", "topic": "job.sre.rollback"},
