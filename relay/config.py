@@ -157,6 +157,15 @@ class Settings(BaseSettings):
         "handles them in one transaction. Unset: 100 on the kafka engine, 1 (off) on the faust engine, which "
         "refuses more (one batch + SIGKILL run lost an event there, not explained yet)")
 
+    # --- saga coordinators: the policy gate ----------------------------------------------
+    saga_policy: Path | None = Field(None, description="a policy file (docs/policy.md) every saga coordinator "
+                                     "applies before each command it sends, forward and compensation; unset: no "
+                                     "gate. Checked at the worker's start: an invalid file stops it, every problem "
+                                     "listed")
+    policy_env: str = Field("production", min_length=1, description="the policy's env fact: the deployment the "
+                            "coordinator runs in. production by default, so that production rules hold unless "
+                            "a deployment says it is something else")
+
     def batch_size(self) -> int:
         """RELAY_CONSUMER_BATCH_SIZE, or the engine's default (see its description)."""
         if self.consumer_batch_size is not None:

@@ -155,6 +155,12 @@ class PolicyError(ProblemsError):
         super().__init__(policy, problems)
 
 
+class ApprovalRefused(RelayError):
+    """A decision on a policy gate's approval request would not count: another payload hash,
+    after expiry, already decided, an approver outside the scope, the initiator under four eyes,
+    or a second approval by the same person. Nothing was written. Never retriable as it is."""
+
+
 class StepFailed(RelayError):
     """Raised by a saga participant: this step failed. The run gets a failed reply with
     ``reason``; ``retriable=True`` lets the run retry the step (with its backoff), False fails it

@@ -52,6 +52,11 @@ def show(run_id: str, json_out: bool = JSON_OPTION) -> None:
     for sid, st in run["steps"].items():
         typer.echo(f"  {sid:<24} {st['status']:<20} attempt {st['attempt']}"
                    + (f"  error: {st['error']}" if st.get("error") else ""))
+    for target, g in run.get("gates", {}).items():
+        votes = ", ".join(f"{'+' if d['approved'] else '-'}{d['by']}" for d in g["decisions"])
+        typer.echo(f"  gate {target:<19} {g['state']:<20} payload {g['hash']}  rule {g.get('rule') or '(default)'}"
+                   f"  needs {g['needed']}" + (f" of {g['scope']}" if g["scope"] else "")
+                   + (f"  votes {votes}" if votes else ""))
     for t in run["timeline"]:
         at = datetime.fromtimestamp(t["at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         typer.echo(f"    {at} {t['step'] or '-':<20} {t['outcome']}"
@@ -63,11 +68,13 @@ def show(run_id: str, json_out: bool = JSON_OPTION) -> None:
 @handles_errors
 def start(workflow: str, input: str = typer.Option("{}", "--input", help="the run's input, a JSON object"),
           key: str = typer.Option(..., "--key", help="idempotency key: the same key starts the same run"),
-          business_key: str = typer.Option(None, "--business-key")) -> None:
+          business_key: str = typer.Option(None, "--business-key"),
+          initiator: str = typer.Option(None, "--initiator", help="who starts it (four-eyes approvals)")) -> None:
     """Start a run (an outbox event, like relay.saga.start in a service's transaction)."""
     data = json_object(input)
     with _conn() as conn, conn.transaction():
-        typer.echo(start_run(conn, workflow, input=data, idempotency_key=key, business_key=business_key))
+        typer.echo(start_run(conn, workflow, input=data, idempotency_key=key, business_key=business_key,
+                             initiator=initiator))
 
 
 def _control(run_id: str, kind: wire.SagaEvent, payload: dict) -> None:
@@ -76,26 +83,31 @@ def _control(run_id: str, kind: wire.SagaEvent, payload: dict) -> None:
     say(f"{kind.value} sent to run {run_id}")
 
 
-def _approval(run_id: str, step: str, approved: bool, by: str, reason: str) -> None:
+HASH_OPTION = typer.Option(None, "--hash", help="the payload hash you reviewed (a policy gate's request); "
+                           "default: the open request's, shown by relay saga show")
+
+
+def _approval(run_id: str, step: str, approved: bool, by: str, reason: str, payload_hash: str | None) -> None:
     with _conn() as conn, conn.transaction():
-        ops.decide_approval(conn, run_id, step, approved=approved, by=by, reason=reason)
+        ops.decide_approval(conn, run_id, step, approved=approved, by=by, reason=reason, payload_hash=payload_hash)
     say(f"{'approval' if approved else 'denial'} of {step} sent to run {run_id}")
 
 
 @app.command()
 @handles_errors
 def approve(run_id: str, step: str, by: str = typer.Option(..., "--by"), reason: str = typer.Option("", "--reason"),
-            ) -> None:
-    """Approve a run's approval step (also before the run reached it: the decision is kept)."""
-    _approval(run_id, step, True, by, reason)
+            payload_hash: str = HASH_OPTION) -> None:
+    """Approve a run's approval step (also before the run reached it: the decision is kept), or
+    the policy gate's request for a step; a decision that would not count is refused with why."""
+    _approval(run_id, step, True, by, reason, payload_hash)
 
 
 @app.command()
 @handles_errors
 def deny(run_id: str, step: str, by: str = typer.Option(..., "--by"), reason: str = typer.Option("", "--reason"),
-         ) -> None:
-    """Deny a run's approval step: the step fails, and the run with it unless it has on_error."""
-    _approval(run_id, step, False, by, reason)
+         payload_hash: str = HASH_OPTION) -> None:
+    """Deny a run's approval step or a gate's request: the step fails, and the run with it unless it has on_error."""
+    _approval(run_id, step, False, by, reason, payload_hash)
 
 
 @app.command()

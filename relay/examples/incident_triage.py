@@ -60,32 +60,33 @@ steps:
 """
 
 
-def workflow() -> Workflow:
-    return load_workflow(YAML)
+def workflow(wf: str = WORKFLOW_ID, prefix: str = "job.sre") -> Workflow:
+    """The article's workflow; another id and topic prefix give a copy (tests run their own)."""
+    return load_workflow(YAML.replace(WORKFLOW_ID, wf).replace("job.sre.", prefix + "."))
 
 
-def add_participants(consumer: Consumer) -> Consumer:
-    """Subscribe the SRE jobs (classify, logs, metrics, rollback) to ``consumer``."""
+def add_participants(consumer: Consumer, wf: str = WORKFLOW_ID, prefix: str = "job.sre") -> Consumer:
+    """Subscribe the SRE jobs (classify, logs, metrics, rollback) of ``prefix`` to ``consumer``."""
 
-    @consumer.participant("job.sre.classify")
+    @consumer.participant(f"{prefix}.classify")
     async def classify(cmd: Command, tx: Tx) -> dict[str, Any]:
         summary = str((cmd.input or {}).get("summary", ""))
         return {"severity": "sev1" if "down" in summary else "sev2", "service": "checkout"}
 
-    @consumer.participant("job.sre.logs")
+    @consumer.participant(f"{prefix}.logs")
     async def logs_scan(cmd: Command, tx: Tx) -> dict[str, Any]:
         if cmd.attempt == 1:
             raise StepFailed("log store busy", retriable=True)
         return {"errors_per_min": 412, "first_seen": "deploy 2026.11.29-3"}
 
-    @consumer.participant("job.sre.metrics")
+    @consumer.participant(f"{prefix}.metrics")
     async def metric_scan(cmd: Command, tx: Tx) -> dict[str, Any]:
         return {"p95_ms": 2140, "baseline_p95_ms": 510}
 
-    @consumer.participant("job.sre.rollback")
+    @consumer.participant(f"{prefix}.rollback")
     async def rollback(cmd: Command, tx: Tx) -> dict[str, Any]:
         await tx.send("INSERT INTO demo_saga_effects (workflow, kind, run_id, idempotency_key)"
-                      " VALUES (%s, %s, %s, %s)", (WORKFLOW_ID, "rollback", cmd.run_id, cmd.idempotency_key))
+                      " VALUES (%s, %s, %s, %s)", (wf, "rollback", cmd.run_id, cmd.idempotency_key))
         return {"rolled_back_to": "2026.11.29-2"}
 
     return consumer

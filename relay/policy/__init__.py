@@ -6,10 +6,10 @@
 Pure logic, no I/O: the coordinator's gate, approvals and evidence build on it.
 """
 
-from relay.policy.bucket import BucketState, Take, take
+from relay.policy.bucket import Slot, reserve
 from relay.policy.evaluate import evaluate
 from relay.policy.load import build_policy, load_policy
 from relay.policy.model import Decision, EffectClass, Policy, Rule, Throttle, Verdict
 
-__all__ = ["BucketState", "Decision", "EffectClass", "Policy", "Rule", "Take", "Throttle", "Verdict", "build_policy",
-           "evaluate", "load_policy", "take"]
+__all__ = ["Decision", "EffectClass", "Policy", "Rule", "Slot", "Throttle", "Verdict", "build_policy", "evaluate",
+           "load_policy", "reserve"]

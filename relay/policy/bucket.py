@@ -1,8 +1,13 @@
-"""The throttle decision's token bucket, as pure arithmetic over a stored (tokens, at) pair.
+"""The throttle decision's token bucket as reservations (GCRA), pure arithmetic.
 
-The gate keeps one bucket per key across runs (and coordinators) wherever it stores them; this
-module only says what a take does: refill at ``rate`` tokens a second up to ``burst``, then take
-one if there is one. A refused take says how long until the next token.
+A throttled action is never refused and retried: it reserves the bucket's next free slot and
+runs then. The bucket is one number, ``tat`` (the theoretical arrival time of the next action at
+the steady rate); with emission interval ``T = 1 / rate`` and tolerance ``(burst - 1) * T``, a
+reservation at ``now`` gets the slot ``max(now, tat - tolerance)`` and moves ``tat`` to
+``max(tat, now) + T``. So ``burst`` actions pass at once after a quiet spell, then one per ``T``;
+reservations queue up fairly, in the order taken. The coordinator does the same in one
+Postgres statement per reservation (``relay.saga.store.RESERVE``), shared across runs and
+coordinators; this module is the rule that statement is tested against.
 """
 
 from __future__ import annotations
@@ -11,23 +16,15 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class BucketState:
-    tokens: float
-    at: float  # when ``tokens`` was counted (seconds, any monotonic clock shared by the takers)
+class Slot:
+    at: float   # when the action may run (>= now)
+    tat: float  # the bucket afterwards
 
 
-@dataclass(frozen=True)
-class Take:
-    allowed: bool
-    state: BucketState
-    wait_s: float  # refused: until a token is there (0 when allowed)
-
-
-def take(state: BucketState | None, now: float, rate: float, burst: int) -> Take:
-    """One token from a bucket that was ``state`` (None: new, full) at ``now``."""
+def reserve(tat: float | None, now: float, rate: float, burst: int) -> Slot:
+    """The slot of one action in a bucket at ``tat`` (None: a new bucket, full) at ``now``."""
     if rate <= 0 or burst < 1:
         raise ValueError(f"rate = {rate!r}, burst = {burst!r}; expected rate > 0 and burst >= 1")
-    tokens = float(burst) if state is None else min(float(burst), state.tokens + max(0.0, now - state.at) * rate)
-    if tokens >= 1.0:
-        return Take(True, BucketState(tokens - 1.0, now), 0.0)
-    return Take(False, BucketState(tokens, now), (1.0 - tokens) / rate)
+    interval = 1.0 / rate
+    current = now if tat is None else tat
+    return Slot(max(now, current - (burst - 1) * interval), max(current, now) + interval)

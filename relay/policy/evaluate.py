@@ -62,5 +62,5 @@ def evaluate(policy: Policy, facts: Mapping[str, Any]) -> Verdict:
             if rule.decision is Decision.THROTTLE and rule.throttle is not None:
                 key = fact(facts, rule.throttle.key)
                 bucket = f"{rule.id}:{'' if key is _MISSING else key}"
-            return Verdict(rule.decision, rule.id, policy.hash, rule.throttle, bucket)
+            return Verdict(rule.decision, rule.id, policy.hash, rule.throttle, bucket, rule.approval)
     return Verdict(policy.default, None, policy.hash)

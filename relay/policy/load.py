@@ -13,6 +13,11 @@
         when: {topic: payments.refund}
         decision: throttle
         throttle: {rate_per_sec: 5, burst: 10, key: input.tenant}
+      - id: prod-rollbacks
+        when: {topic: job.sre.rollback, env: production}
+        decision: require_approval
+        approval: {scope: [alice, bob], four_eyes: true, approvers: 2, timeout_sec: 3600,
+                   on_expiry: escalate, escalate_to: [sre-lead]}
       - id: the rest
         when: {}
         decision: allow
@@ -33,11 +38,14 @@ from relay.documents import Problems, read_yaml
 from relay.errors import PolicyError
 from relay.policy.model import (
     DECISION_ALIASES,
+    DEFAULT_APPROVAL_TIMEOUT_S,
     DIRECTIONS,
     FACTS,
+    ApprovalTerms,
     Condition,
     Decision,
     EffectClass,
+    OnExpiry,
     Op,
     Policy,
     Rule,
@@ -46,8 +54,9 @@ from relay.policy.model import (
 
 VERSIONS = ("v1",)
 POLICY_KEYS = {"version", "default", "rules", "description"}
-RULE_KEYS = {"id", "when", "decision", "throttle", "description"}
+RULE_KEYS = {"id", "when", "decision", "throttle", "approval", "description"}
 THROTTLE_KEYS = {"rate_per_sec", "burst", "key"}
+APPROVAL_KEYS = {"scope", "four_eyes", "approvers", "timeout_sec", "on_expiry", "escalate_to"}
 DEFAULT_DECISION = Decision.DENY  # a policy lists what may happen; `default: allow` for a blocklist
 
 
@@ -117,9 +126,13 @@ def _rule(p: Problems, n: int, raw: Any) -> Rule | None:
         p.add(where, "throttle", None, "{rate_per_sec, burst, key} with decision throttle")
     if decision is not Decision.THROTTLE and raw.get("throttle") is not None:
         p.add(where, "throttle", raw.get("throttle"), "no throttle unless the decision is throttle")
+    approval = _approval(p, where, raw.get("approval"))
+    if decision is not Decision.REQUIRE_APPROVAL and raw.get("approval") is not None:
+        p.add(where, "approval", raw.get("approval"), "no approval terms unless the decision is require_approval")
     if not isinstance(rid, str):  # reported above; nothing to name the rule by
         return None
-    return Rule(str(rid), tuple(conditions), decision or DEFAULT_DECISION, throttle, str(raw.get("description") or ""))
+    return Rule(str(rid), tuple(conditions), decision or DEFAULT_DECISION, throttle, str(raw.get("description") or ""),
+                approval)
 
 
 def _decision(p: Problems, where: str | None, field: str, raw: Any) -> Decision | None:
@@ -188,3 +201,38 @@ def _throttle(p: Problems, where: str, raw: Any) -> Throttle | None:
         p.add(where, "throttle.key", key, f"one of {sorted(FACTS)} or input.<field> (one bucket per value)")
         ok = False
     return Throttle(float(rate), int(burst), str(key)) if ok else None  # type: ignore[arg-type]
+
+
+def _names(p: Problems, where: str, field: str, raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) and n for n in raw):
+        p.add(where, field, raw, "a list of names (who may decide)")
+        return ()
+    return tuple(raw)
+
+
+def _approval(p: Problems, where: str, raw: Any) -> ApprovalTerms | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        p.add(where, "approval", raw, f"a mapping of {sorted(APPROVAL_KEYS)}")
+        return None
+    before = len(p.lines)
+    for key in sorted(set(raw) - APPROVAL_KEYS):
+        p.add(where, f"approval.{key}", raw[key], f"one of {sorted(APPROVAL_KEYS)}")
+    scope = _names(p, where, "approval.scope", raw.get("scope", []))
+    escalate_to = _names(p, where, "approval.escalate_to", raw.get("escalate_to", []))
+    four_eyes, approvers = raw.get("four_eyes", False), raw.get("approvers")
+    timeout, on_expiry = raw.get("timeout_sec", DEFAULT_APPROVAL_TIMEOUT_S), raw.get("on_expiry", OnExpiry.DENY.value)
+    if not isinstance(four_eyes, bool):
+        p.add(where, "approval.four_eyes", four_eyes, "true or false")
+    if approvers is not None and (isinstance(approvers, bool) or not isinstance(approvers, int) or approvers < 1):
+        p.add(where, "approval.approvers", approvers, "an integer >= 1 (distinct approvers)")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        p.add(where, "approval.timeout_sec", timeout, "a number of seconds > 0")
+    if on_expiry not in {e.value for e in OnExpiry}:
+        p.add(where, "approval.on_expiry", on_expiry, f"one of {[e.value for e in OnExpiry]}")
+    elif on_expiry == OnExpiry.ESCALATE.value and not escalate_to:
+        p.add(where, "approval.escalate_to", raw.get("escalate_to"), "the names to ask when on_expiry is escalate")
+    if len(p.lines) > before:
+        return None
+    return ApprovalTerms(scope, four_eyes, approvers, float(timeout), OnExpiry(on_expiry), escalate_to)

@@ -81,6 +81,27 @@ class Throttle:
     key: str          # a fact name or input.<path>: one bucket per value
 
 
+class OnExpiry(StrEnum):
+    DENY = "deny"          # an approval request that expires denies the action
+    ESCALATE = "escalate"  # ... is asked again of ``escalate_to``, once; a second expiry denies
+
+
+DEFAULT_APPROVAL_TIMEOUT_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class ApprovalTerms:
+    """Who may approve a ``require_approval`` action and until when. ``approvers`` None: two
+    distinct people for an irreversible effect, one otherwise."""
+
+    scope: tuple[str, ...] = ()     # who may decide; empty: anyone
+    four_eyes: bool = False         # the run's initiator may not approve
+    approvers: int | None = None
+    timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
+    on_expiry: OnExpiry = OnExpiry.DENY
+    escalate_to: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Rule:
     id: str
@@ -88,6 +109,7 @@ class Rule:
     decision: Decision
     throttle: Throttle | None = None
     description: str = ""
+    approval: ApprovalTerms | None = None  # require_approval: the request's terms (None: the defaults)
 
 
 @dataclass(frozen=True)
@@ -105,3 +127,4 @@ class Verdict:
     policy_hash: str
     throttle: Throttle | None = None
     bucket: str | None = None  # THROTTLE: the bucket this action draws from (rule id + key value)
+    approval: ApprovalTerms | None = None  # REQUIRE_APPROVAL: the rule's terms (None: the defaults)

@@ -31,11 +31,13 @@ from relay.consume.pg import Tx
 from relay.errors import Reject
 from relay.handling.event import Event
 from relay.outbox.writer import OutboxEvent, awrite_many
+from relay.policy.load import load_policy
 from relay.saga import store, wire
 from relay.saga.engine import decide
+from relay.saga.gate import Gate
 from relay.saga.metrics import RUNS_BY_STATE, RUNS_BY_STATE_PARAMS, SagaMetrics
 from relay.saga.model import Workflow
-from relay.saga.state import RunState, SetTimer
+from relay.saga.state import Command, Dispatch, RunState, SetTimer, Throttled
 
 log = logging.getLogger("relay.saga")
 
@@ -43,11 +45,14 @@ BATCH = 200
 TIMER_POLL_S = 0.05
 TIMERS_PER_ROUND = 500
 RUNS_GAUGE_S = 5.0  # relay_saga_runs / relay_saga_oldest_run_seconds refresh
+THROTTLE_SLACK_S = 0.002  # a slot this close is taken as now
 
 
 class SagaCoordinator:
-    def __init__(self, workflows: Iterable[Workflow], *, name: str = "relay-saga", batch: int = BATCH) -> None:
+    def __init__(self, workflows: Iterable[Workflow], *, name: str = "relay-saga", batch: int = BATCH,
+                 gate: Gate | None = None) -> None:
         self.workflows = {wf.id: wf for wf in workflows}
+        self.gate = gate  # None: RELAY_SAGA_POLICY's, read at startup (unset: no gate)
         self.versions: dict[str, Workflow] = {wf.hash: wf for wf in self.workflows.values()}
         self.consumer = Consumer(name, postgres=True)
         for wf in self.workflows.values():  # one topic per workflow: outbox.event.saga.<workflow>
@@ -62,10 +67,7 @@ class SagaCoordinator:
     async def handle(self, events: list[Event], tx: Tx) -> None:
         locked = await self.cache.lock(tx.conn, [e.key or "" for e in events])
         runs = locked.states
-        changed: dict[str, RunState] = {}
-        out: list[OutboxEvent] = []
-        timers: list[SetTimer] = []
-        dropped: set[str] = set()  # timers a run no longer waits for (all, once it ends): deleted, not fired
+        batch = _Batch(runs)
         now = time.time()
         for e in events:
             run_id = e.key
@@ -75,28 +77,37 @@ class SagaCoordinator:
             wf = await self._definition(tx, state, e)
             event = wire.decode(e.type or "", e.payload, now, run_id)
             try:
-                new, commands = decide(wf, state, event)
+                new, commands = decide(wf, state, event, self.gate)
             except ValueError as exc:
                 raise Reject(f"saga event {e.id} ({e.type}) for run {run_id}: {exc}") from None
-            if state is not None:
-                dropped |= state.timers.keys() - new.timers.keys()
             if self.metrics is not None:
                 self.metrics.observe(state, new)
-            runs[run_id] = changed[run_id] = new
-            for c in commands:
-                if isinstance(c, SetTimer):
-                    timers.append(c)
-                else:
-                    out.extend(wire.encode(c, wire.Envelope(
-                        new.workflow, correlation_id=new.business_key or run_id, causation_id=e.id,
-                        traceparent=_header(e, wire.SagaHeader.TRACEPARENT), parent_workflow=new.parent_workflow)))
-        await store.save_runs(tx.conn, changed.values())
-        self.cache.stored(locked, changed.values())
-        live = {tid for r in changed.values() for tid in r.timers}  # timer ids name their run: unique
-        await store.add_timers(tx.conn, [(t, runs[t.run_id].workflow) for t in timers if t.timer_id in live])
-        await store.drop_timers(tx.conn, dropped - live)
+            batch.decided(wf, state, new, commands, wire.Envelope(
+                new.workflow, correlation_id=new.business_key or run_id, causation_id=e.id,
+                traceparent=_header(e, wire.SagaHeader.TRACEPARENT), parent_workflow=new.parent_workflow))
+        await self._reserve(tx, batch, now)
+        await store.save_runs(tx.conn, batch.changed.values())
+        self.cache.stored(locked, batch.changed.values())
+        live = {tid for r in batch.changed.values() for tid in r.timers}  # timer ids name their run: unique
+        await store.add_timers(tx.conn, [(t, runs[t.run_id].workflow) for t in batch.timers if t.timer_id in live])
+        await store.drop_timers(tx.conn, batch.dropped - live)
+        out = [ev for c, env in batch.sends if id(c) not in batch.unsent for ev in wire.encode(c, env)]
         if out:
             await tx.outbox.write_many(out, schemas=None)  # our envelope, no user schema
+
+    async def _reserve(self, tx: Tx, batch: "_Batch", now: float) -> None:
+        """Throttled commands take their bucket's next slot (buckets in a fixed order: no two
+        coordinators wait for each other); one whose slot is later is not sent now: its run hears
+        of it (Throttled) and sends it at the slot."""
+        throttled = [(c.bucket or "", c) for c, _env in batch.sends if isinstance(c, Dispatch) and c.throttle]
+        for bucket, c in sorted(throttled, key=lambda bc: bc[0]):
+            assert c.throttle is not None
+            db_now, slot = await store.reserve(tx.conn, bucket, c.throttle.rate_per_sec, c.throttle.burst)
+            if slot - db_now > THROTTLE_SLACK_S:  # the slot on the clock that fires timers: never early
+                batch.unsent.add(id(c))
+                wf = self.versions[batch.runs[c.run_id].definition_hash]
+                new, commands = decide(wf, batch.runs[c.run_id], Throttled(c.command_id, slot, now), self.gate)
+                batch.decided(wf, batch.runs[c.run_id], new, commands, None)
 
     async def _definition(self, tx: Tx, state: RunState | None, e: Event) -> Workflow:
         if state is None:
@@ -117,6 +128,10 @@ class SagaCoordinator:
 
     # -- lifecycle: definitions and the timer pump --------------------------------------------
     async def _start(self, ctx: Context) -> None:
+        if self.gate is None and ctx.settings.saga_policy is not None:  # a bad policy stops the start
+            self.gate = Gate(load_policy(ctx.settings.saga_policy), env=ctx.settings.policy_env)
+        if self.gate is not None:
+            log.info("saga gate: policy %s in %s", self.gate.policy.hash[:12], self.gate.env)
         async with ctx.pool.connection() as conn:
             async with conn.transaction():
                 for wf in self.workflows.values():
@@ -156,6 +171,30 @@ class SagaCoordinator:
                                                          {"timer_id": tid}) for tid, run, workflow in due],
                                       schemas=None)
         return len(due)
+
+
+class _Batch:
+    """What one batch decided: the runs it changed, their timers, and the commands to send."""
+
+    def __init__(self, runs: dict[str, RunState]) -> None:
+        self.runs = runs
+        self.changed: dict[str, RunState] = {}
+        self.timers: list[SetTimer] = []
+        self.dropped: set[str] = set()  # timers a run no longer waits for (all, once it ends): deleted, not fired
+        self.sends: list[tuple[Command, wire.Envelope]] = []
+        self.unsent: set[int] = set()   # ids of commands the gate's throttle held back
+
+    def decided(self, wf: Workflow, state: RunState | None, new: RunState, commands: list[Command],
+                env: wire.Envelope | None) -> None:
+        if state is not None:
+            self.dropped |= state.timers.keys() - new.timers.keys()
+        self.runs[new.run_id] = self.changed[new.run_id] = new
+        for c in commands:
+            if isinstance(c, SetTimer):
+                self.timers.append(c)
+            else:
+                assert env is not None, "a Throttled event sends nothing"
+                self.sends.append((c, env))
 
 
 def _header(e: Event, name: str) -> str | None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from relay.policy.model import Verdict
+from relay.saga.gate import Gate
 from relay.saga.model import Step, Workflow
 from relay.saga.state import Command, Finished, RunState, RunStatus, SetTimer, StepStatus, Timer
+
+UNDO = "undo:"  # in-flight targets and gate requests of a step's compensation: undo:<step key>
 
 
 class RunCore:
     """What every transition uses: the step specs, the run's data, the timeline, timers, the end."""
 
-    def __init__(self, wf: Workflow, state: RunState, now: float) -> None:
-        self.wf, self.state, self.now = wf, state, now
+    def __init__(self, wf: Workflow, state: RunState, now: float, gate: Gate | None = None) -> None:
+        self.wf, self.state, self.now, self.gate = wf, state, now, gate
         self.commands: list[Command] = []
         self._members = wf.members_of()
         self._handlers = {s.on_error: s.id for s in wf.steps.values() if s.on_error}
@@ -34,9 +38,12 @@ class RunCore:
         return {"input": self.state.input, "steps": steps, "item": item}
 
     def log(self, step: str | None, outcome: str, *, attempt: int | None = None, command_id: str | None = None,
-            error: str | None = None) -> None:
+            error: str | None = None, verdict: Verdict | None = None) -> None:
         entry = {"at": self.now, "step": step, "attempt": attempt, "command_id": command_id, "outcome": outcome,
                  "error": error, "definition": self.wf.hash[:12]}
+        if verdict is not None:  # the gate's: which rule of which policy (rule None: its default)
+            entry.update(decision=verdict.decision.value, rule=verdict.rule_id or "(default)",
+                         policy=verdict.policy_hash[:12])
         # a key whose value is None is left out (read entries with .get): stored as it is, each time
         self.state.timeline.append({k: v for k, v in entry.items() if v is not None})
 

@@ -24,6 +24,7 @@ step and attempt, so a command sent again is dropped by its participant. Guarant
 from __future__ import annotations
 
 from relay.saga import steps as _steps
+from relay.saga.gate import Gate
 from relay.saga.model import Workflow
 from relay.saga.state import (
     TERMINAL,
@@ -40,6 +41,7 @@ from relay.saga.state import (
     Start,
     StepState,
     StepStatus,
+    Throttled,
     Timer,
     TimerFired,
     clone,
@@ -49,17 +51,19 @@ from relay.saga.undo import UNDO
 REOPENING = (RetryRun, CompensateRequest)  # the events an ended run still acts on
 
 
-def decide(wf: Workflow, state: RunState | None, event: Event) -> tuple[RunState, list[Command]]:
-    """The run's next state and the commands to send once it is stored."""
+def decide(wf: Workflow, state: RunState | None, event: Event, gate: Gate | None = None,
+           ) -> tuple[RunState, list[Command]]:
+    """The run's next state and the commands to send once it is stored; with ``gate``, every
+    command passes the policy gate first (:mod:`relay.saga.gating`)."""
     if isinstance(event, Start):
         if state is not None:
             return state, []  # a duplicate start: the run exists
-        d = _steps.Decider(wf, _new_run(wf, event), event.at)
+        d = _steps.Decider(wf, _new_run(wf, event), event.at, gate)
         d.start(event)
     else:
         if state is None:
             raise ValueError(f"{type(event).__name__} for a run that was never started")
-        d = _steps.Decider(wf, clone(state), event.at)
+        d = _steps.Decider(wf, clone(state), event.at, gate)
         if state.status not in TERMINAL or isinstance(event, REOPENING):
             _apply(d, event)
     d.advance()
@@ -70,7 +74,7 @@ def decide(wf: Workflow, state: RunState | None, event: Event) -> tuple[RunState
 def _new_run(wf: Workflow, event: Start) -> RunState:
     return RunState(run_id=event.run_id, workflow=wf.id, definition_hash=wf.hash, input=dict(event.input),
                     started_at=event.at, updated_at=event.at, business_key=event.business_key,
-                    parent_workflow=event.parent_workflow,
+                    parent_workflow=event.parent_workflow, initiator=event.initiator,
                     steps={sid: StepState() for sid in wf.steps})
 
 
@@ -101,6 +105,8 @@ def _apply(d: _steps.Decider, event: Event) -> None:
             d.retry_run()
         case CompensateRequest():
             d.undo_requested(event)
+        case Throttled():
+            d.throttled(event)
 
 
 def _reply(d: _steps.Decider, r: Reply) -> None:
@@ -119,6 +125,8 @@ def _timer(d: _steps.Decider, t: Timer) -> None:
     match t.kind:
         case "deadline":
             d.fail("the run's deadline passed")
+        case "rollback" if d.open_gate_on_undo() is not None:
+            d.extend_rollback_window()
         case "rollback":
             if d.state.status is RunStatus.COMPENSATING:
                 d.compensation_failed(None, f"compensation did not finish within the rollback window "
@@ -136,6 +144,15 @@ def _timer(d: _steps.Decider, t: Timer) -> None:
                             retriable=True)
         case "undo_backoff" if st is not None and st.status is StepStatus.COMPENSATING:
             d.dispatch_undo(t.step or "", t.attempt)
+        case "throttle" if st is not None and st.status is StepStatus.RUNNING and st.command_id is None:
+            d.dispatch(t.step or "", t.attempt, reserved=True)
+        case "undo_throttle" if st is not None and st.status is StepStatus.COMPENSATING and \
+                (UNDO + (t.step or "")) not in d.state.inflight.values():
+            d.dispatch_undo(t.step or "", t.attempt, reserved=True)
+        case "gate_expiry" | "undo_gate_expiry":
+            target = (UNDO if t.kind == "undo_gate_expiry" else "") + (t.step or "")
+            if d.gate_expired(target, t.attempt):
+                d.gate_resume(target, False, "denied: the approval request expired")
         case "delay" if st is not None and st.status is StepStatus.WAITING:
             d.succeed(t.step or "", None)
         case "expiry" if st is not None and st.status is StepStatus.WAITING:

@@ -10,14 +10,18 @@ coordinator in order with everything else addressed to it, and are applied by th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from relay.errors import RelayError
+from relay.errors import ApprovalRefused, RelayError
+from relay.governance import approvals
 from relay.outbox.writer import write
 from relay.saga import wire
+from relay.saga.core import UNDO
+from relay.saga.gating import request_of
 from relay.saga.state import TIMELINE_KEYS, RunStatus, from_json, to_json
 
 LIST = """
@@ -94,7 +98,38 @@ def control(conn: psycopg.Connection[Any], run_id: str, kind: wire.SagaEvent, pa
 
 
 def decide_approval(conn: psycopg.Connection[Any], run_id: str, step: str, *, approved: bool, by: str,
-                    reason: str = "", workflow: str | None = None) -> str:
-    """Approve or deny a run's approval step (the first decision stands); see :func:`control`."""
-    return control(conn, run_id, wire.SagaEvent.APPROVAL,
-                   {"step": step, "approved": approved, "by": by, "reason": reason}, workflow=workflow)
+                    reason: str = "", workflow: str | None = None, payload_hash: str | None = None) -> str:
+    """Approve or deny a run's approval step (the first decision stands), or the policy gate's
+    request for a step's command (or its compensation); see :func:`control`.
+
+    A gate's request is bound to the hash of the payload it would send: ``payload_hash`` is what
+    the approver saw (default: the open request's, as ``relay saga show`` lists it). The decision
+    is checked here first, by the rules the coordinator applies again when it arrives, and a
+    decision that would not count raises :class:`ApprovalRefused` with the reason, writing nothing."""
+    payload: dict[str, Any] = {"step": step, "approved": approved, "by": by, "reason": reason}
+    request = open_request(conn, run_id, step) if workflow is None else None
+    if request is not None:
+        req, counted = request
+        payload["payload_hash"] = payload_hash or req.payload_hash
+        outcome = approvals.decide(req, counted, approvals.Decision(by, approved, payload["payload_hash"],
+                                                                    time.time(), reason))
+        if not outcome.counted:
+            raise ApprovalRefused(outcome.refusal or "refused")
+    elif payload_hash is not None:
+        payload["payload_hash"] = payload_hash
+    return control(conn, run_id, wire.SagaEvent.APPROVAL, payload, workflow=workflow)
+
+
+def open_request(conn: psycopg.Connection[Any], run_id: str, step: str,
+                 ) -> tuple[approvals.ApprovalRequest, list[approvals.Decision]] | None:
+    """The policy gate's pending request for ``step`` (its command, else its compensation) with
+    the decisions counted so far; None when the run has none open."""
+    row = conn.execute("SELECT state FROM saga_runs WHERE run_id = %s", (run_id,)).fetchone()
+    if row is None:
+        return None
+    state = from_json(row[0])
+    for target in (step, UNDO + step):
+        g = state.gates.get(target)
+        if g is not None and g["state"] == approvals.ApprovalState.PENDING.value:
+            return request_of(state, target)
+    return None

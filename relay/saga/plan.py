@@ -16,6 +16,7 @@ from typing import Any
 from relay.policy.evaluate import evaluate
 from relay.policy.model import Policy, Verdict
 from relay.saga.expr import TemplateError, render
+from relay.saga.gate import facts
 from relay.saga.model import Step, StepType, Workflow
 
 DISPATCHING = (StepType.WORKER, StepType.FOR_EACH)  # the step types that send commands
@@ -43,20 +44,10 @@ def _known_input(template: Mapping[str, Any], run_input: Mapping[str, Any]) -> d
 
 def step_facts(wf: Workflow, step: Step, run_input: Mapping[str, Any], *, env: str, compensation: bool = False
                ) -> dict[str, Any]:
-    """The facts the gate sees before dispatching ``step`` (or its compensation)."""
-    facts: dict[str, Any] = {"env": env, "workflow": wf.id, "step": step.id, "approval_present": False}
-    if step.effect is not None:  # undeclared: a missing fact (no effect_class condition holds)
-        facts["effect_class"] = step.effect.value
-    if compensation:
-        assert step.compensation is not None
-        facts.update(direction="compensation", topic=step.compensation.topic, side_effect=True,
-                     input=_known_input(step.compensation.input, run_input))
-        return facts  # compensation_declared / rollback_supported: not facts of an undo
-    facts.update(direction="forward", topic=step.topic or "", side_effect=step.side_effect,
-                 compensation_declared=step.compensation is not None,
-                 rollback_supported=step.compensation is not None or not step.side_effect,
-                 input=_known_input(step.input, run_input))
-    return facts
+    """The facts the gate sees before dispatching ``step`` (or its compensation), as far as the
+    run's input determines them."""
+    template = step.compensation.input if compensation and step.compensation is not None else step.input
+    return facts(wf, step, _known_input(template, run_input), env=env, compensation=compensation)
 
 
 def plan(wf: Workflow, policy: Policy, run_input: Mapping[str, Any], *, env: str) -> list[PlannedAction]:

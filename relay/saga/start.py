@@ -25,24 +25,26 @@ from relay.saga import wire
 
 
 def _event(workflow: str, input: Mapping[str, Any], idempotency_key: str, business_key: str | None,
-           ) -> dict[str, Any]:
+           initiator: str | None) -> dict[str, Any]:
+    payload = {"workflow": workflow, "input": dict(input), "business_key": business_key}
+    if initiator is not None:
+        payload["initiator"] = initiator
     return dict(aggregatetype=wire.saga_aggregate(workflow), aggregateid=wire.run_id_for(workflow, idempotency_key),
-                type=wire.SagaEvent.START.value,
-                payload={"workflow": workflow, "input": dict(input), "business_key": business_key},
-                idempotency_key=idempotency_key, schemas=None)
+                type=wire.SagaEvent.START.value, payload=payload, idempotency_key=idempotency_key, schemas=None)
 
 
 def start(conn: psycopg.Connection[Any], workflow: str, *, input: Mapping[str, Any], idempotency_key: str,
-          business_key: str | None = None) -> str:
-    """Write the run's start in ``conn``'s transaction; return the run id."""
-    event = _event(workflow, input, idempotency_key, business_key)
+          business_key: str | None = None, initiator: str | None = None) -> str:
+    """Write the run's start in ``conn``'s transaction; return the run id. ``initiator``: who
+    started it (a policy's four-eyes rule keeps them from approving its actions)."""
+    event = _event(workflow, input, idempotency_key, business_key, initiator)
     write(conn, **event)
     return str(event["aggregateid"])
 
 
 async def astart(conn: psycopg.AsyncConnection[Any], workflow: str, *, input: Mapping[str, Any],
-                 idempotency_key: str, business_key: str | None = None) -> str:
+                 idempotency_key: str, business_key: str | None = None, initiator: str | None = None) -> str:
     """Async twin of :func:`start`."""
-    event = _event(workflow, input, idempotency_key, business_key)
+    event = _event(workflow, input, idempotency_key, business_key, initiator)
     await awrite(conn, **event)
     return str(event["aggregateid"])

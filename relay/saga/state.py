@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from relay.policy.model import Throttle
+
 
 class RunStatus(StrEnum):
     PENDING = "pending"
@@ -65,8 +67,8 @@ class StepState:
 
 @dataclass
 class Timer:
-    kind: str                      # backoff | timeout | delay | expiry | deadline | rollback | undo_backoff
-    step: str | None
+    kind: str                      # backoff | timeout | delay | expiry | deadline | rollback | undo_backoff |
+    step: str | None               # throttle | undo_throttle | gate_expiry | undo_gate_expiry
     attempt: int
 
 
@@ -92,6 +94,8 @@ class RunState:
     undo_request: str | None = None                            # a child run: the parent's undo request it answers
     undo_request_attempt: int = 0                              # ... and its attempt (older ones are ignored)
     reason: str | None = None                                  # why the run failed or was cancelled
+    initiator: str | None = None                               # who started it (four eyes)
+    gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # gate approval requests by target
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -104,6 +108,7 @@ class Start:
     at: float
     business_key: str | None = None
     parent_workflow: str | None = None  # a child run: the workflow of the run it reports to
+    initiator: str | None = None        # who started it: with four eyes, not an approver
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,17 @@ class Approval:
     at: float
     by: str = ""
     reason: str = ""
+    payload_hash: str | None = None  # what the approver saw: a gate's request counts only its own
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """From the coordinator, never on the wire: a throttled command's slot in its bucket is at
+    ``not_before``, so it is sent then (its reservation held), not now."""
+
+    command_id: str
+    not_before: float
+    at: float
 
 
 @dataclass(frozen=True)
@@ -170,7 +186,7 @@ class CompensateRequest:
     parent_step: str
 
 
-Event = Start | Reply | TimerFired | Approval | Cancel | RetryRun | ChildDone | CompensateRequest
+Event = Start | Reply | TimerFired | Approval | Cancel | RetryRun | ChildDone | CompensateRequest | Throttled
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -188,6 +204,8 @@ class Dispatch:
     input: Any
     idempotency_key: str
     compensation: bool = False
+    throttle: Throttle | None = None  # a throttle verdict: the coordinator takes a slot of ``bucket`` first
+    bucket: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +221,7 @@ class RequestApproval:
     step: str
     input: Any
     expires_at: float | None
+    gate: dict[str, Any] | None = None  # the policy gate's request: hash, rule, policy, scope... (None: a step)
 
 
 @dataclass(frozen=True)
@@ -253,6 +272,7 @@ def clone(state: RunState) -> RunState:
     new.steps = {k: _clone_step(st) for k, st in state.steps.items()}
     new.inflight, new.timers, new.approvals = dict(state.inflight), dict(state.timers), dict(state.approvals)
     new.done_order, new.timeline = list(state.done_order), list(state.timeline)
+    new.gates = dict(state.gates)  # entries are replaced, never changed in place
     new.undo = None if state.undo is None else list(state.undo)
     return new
 

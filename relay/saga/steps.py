@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from relay.governance.approvals import ApprovalState
+from relay.policy.model import Verdict
 from relay.saga import expr
 from relay.saga.childundo import ChildUndo
+from relay.saga.core import UNDO
+from relay.saga.gating import Passage
 from relay.saga.model import OnFailure, Step, StepType, Strategy
 from relay.saga.state import (
     FAILURES,
@@ -171,6 +175,13 @@ class Decider(ChildUndo):
             self.timer(f"{self.state.run_id}/{key}/expiry", expires, "expiry", key)
 
     def approval(self, a: Approval) -> None:
+        target = self.open_gate(a.step)
+        if target is not None:  # the policy gate's request for this step's command (or its undo)
+            outcome = self.gate_vote(target, a)
+            if outcome is not None and outcome is not ApprovalState.PENDING:
+                self.gate_resume(target, outcome is ApprovalState.APPROVED,
+                                 f"denied by {a.by or '?'}" + (f": {a.reason}" if a.reason else ""))
+            return
         spec = self.wf.steps.get(a.step)
         if spec is None or spec.type is not StepType.APPROVAL or a.step in self.state.approvals:
             return  # not an approval step, or already decided: the first decision stands
@@ -186,19 +197,46 @@ class Decider(ChildUndo):
         else:
             self.settle_failure(key, StepStatus.DENIED, f"denied by {decision['by'] or '?'}: {decision['reason']}")
 
+    def gate_resume(self, target: str, approved: bool, why: str) -> None:
+        """A gate's request was decided (or expired): send what it held, or deny it."""
+        key = target.removeprefix(UNDO)
+        st, g = self.state.steps[key], self.state.gates[target]
+        if target != key:
+            if st.status is StepStatus.COMPENSATING and target not in self.state.inflight.values():
+                if approved:
+                    self.dispatch_undo(key, int(g["attempt"]))
+                else:
+                    self.compensation_failed(key, f"the compensation of {key!r} was {why}")
+        elif st.status is StepStatus.WAITING:
+            if approved:
+                self.dispatch(key, int(g["attempt"]))
+            else:
+                self.settle_failure(key, StepStatus.DENIED, why)
+
     # -- worker commands ----------------------------------------------------------------------
-    def dispatch(self, key: str, attempt: int) -> None:
+    def dispatch(self, key: str, attempt: int, *, reserved: bool = False) -> None:
+        """Send attempt ``attempt`` of ``key`` through the gate (``reserved``: its throttle slot is held)."""
         spec, st = self.spec(key), self.state.steps[key]
         item = st.output if "[" in key else None  # a for_each child keeps its item until it has a reply
         payload = self._render(key, spec.input, item)
         if st.status in FAILURES:
             return  # the input could not be rendered
+        screened = self.screen(key, spec.topic or "", payload, attempt)
+        if screened.passage is Passage.DENIED:
+            st.attempt = attempt
+            self.settle_failure(key, StepStatus.DENIED, screened.reason, verdict=screened.verdict)
+            return
+        if screened.passage is Passage.HELD:
+            st.status, st.command_id = StepStatus.WAITING, None
+            return
         run = self.state.run_id
         cmd = f"{run}/{key}/{attempt}"
         st.attempt, st.command_id, st.status = attempt, cmd, StepStatus.RUNNING
         self.state.inflight[cmd] = key
-        self.commands.append(Dispatch(cmd, run, key, attempt, spec.topic or "", payload, f"{run}/{key}"))
-        self.log(key, "dispatched", attempt=attempt, command_id=cmd)
+        throttle, bucket = screened.bucket(reserved)
+        self.commands.append(Dispatch(cmd, run, key, attempt, spec.topic or "", payload, f"{run}/{key}",
+                                      throttle=throttle, bucket=bucket))
+        self.log(key, "dispatched", attempt=attempt, command_id=cmd, verdict=screened.verdict)
         if spec.timeout_s:
             self.timer(f"{cmd}/timeout", self.now + spec.timeout_s, "timeout", key, attempt)
 
@@ -228,11 +266,11 @@ class Decider(ChildUndo):
         self.state.done_order.append(key)
         self.log(key, "succeeded", attempt=st.attempt or None)
 
-    def settle_failure(self, key: str, status: StepStatus, error: str | None) -> None:
+    def settle_failure(self, key: str, status: StepStatus, error: str | None, verdict: Verdict | None = None) -> None:
         st = self.state.steps[key]
         st.status, st.error, st.command_id = status, error, None
         self.drop_timers(key)
-        self.log(key, status.value, attempt=st.attempt or None, error=error)
+        self.log(key, status.value, attempt=st.attempt or None, error=error, verdict=verdict)
 
     # -- parallel and for_each ------------------------------------------------------------------
     def _items(self, key: str, spec: Step) -> list[Any] | None:
@@ -307,7 +345,7 @@ class Decider(ChildUndo):
         steps = self.state.steps.values()
         if any(s.status in ACTIVE for s in steps) or self.state.inflight:
             self.state.status = (RunStatus.AWAITING_APPROVAL if any(
-                s.status is StepStatus.WAITING and self.spec(k).type is StepType.APPROVAL
+                s.status is StepStatus.WAITING and (self.spec(k).type is StepType.APPROVAL or k in self.state.gates)
                 for k, s in self.state.steps.items()) else RunStatus.RUNNING)
             return
         for st in steps:

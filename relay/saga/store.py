@@ -47,6 +47,13 @@ REGISTER = """
 INSERT INTO saga_definitions (hash, workflow, definition) VALUES (%s, %s, %s) ON CONFLICT (hash) DO NOTHING
 """
 DEFINITION = "SELECT definition FROM saga_definitions WHERE hash = %s"
+# one GCRA reservation (relay.policy.bucket.reserve) on the database's clock, shared by coordinators
+RESERVE = """
+WITH c AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now)
+INSERT INTO saga_buckets AS b (bucket, tat) SELECT %(bucket)s, c.now + %(interval)s FROM c
+ON CONFLICT (bucket) DO UPDATE SET tat = greatest(b.tat, (SELECT now FROM c)) + %(interval)s, updated_at = now()
+RETURNING (SELECT now FROM c), tat
+"""
 
 
 @dataclass
@@ -140,3 +147,14 @@ async def definition(conn: Any, definition_hash: str) -> Workflow | None:
     cur = await conn.execute(DEFINITION, (definition_hash,))
     row = await cur.fetchone()
     return None if row is None else from_doc(row[0] if isinstance(row[0], dict) else json.loads(row[0]))
+
+
+async def reserve(conn: Any, bucket: str, rate: float, burst: int) -> tuple[float, float]:
+    """Reserve the next slot of ``bucket`` (in the caller's transaction): (the database's clock
+    now, the slot), both epoch seconds on that clock, which also fires the saga timers. The row
+    stays locked until the transaction ends: takers of one bucket queue up."""
+    interval = 1.0 / rate
+    cur = await conn.execute(RESERVE, {"bucket": bucket, "interval": interval})
+    row = await cur.fetchone()
+    now, tat = float(row[0]), float(row[1])
+    return now, max(now, tat - interval - (burst - 1) * interval)  # max(now, the old tat - tolerance)

@@ -15,14 +15,15 @@ from __future__ import annotations
 from typing import Any
 
 from relay.saga import expr
-from relay.saga.core import RunCore
+from relay.saga.core import UNDO
+from relay.saga.gating import Gated, Passage
 from relay.saga.model import RetryPolicy, StepType
 from relay.saga.state import TERMINAL, CompensateChild, Dispatch, RunStatus, StepStatus
 
-UNDO = "undo:"
+__all__ = ["UNDO", "Undo"]
 
 
-class Undo(RunCore):
+class Undo(Gated):
     def fail(self, reason: str) -> None:
         if self.state.status is RunStatus.COMPENSATING or self.state.status in TERMINAL:
             return
@@ -97,11 +98,13 @@ class Undo(RunCore):
         spec = self.spec(key)
         return spec.compensation.retry if spec.compensation is not None else spec.retry
 
-    def dispatch_undo(self, key: str, attempt: int) -> None:
+    def dispatch_undo(self, key: str, attempt: int, *, reserved: bool = False) -> None:
+        """Send the compensation of ``key`` (``reserved``: its throttle slot is held already)."""
         spec, st, run = self.spec(key), self.state.steps[key], self.state.run_id
         cmd = self.undo_command_id(key, attempt)
         comp = spec.compensation
         command: Dispatch | CompensateChild
+        verdict = None
         if comp is None:  # a subworkflow step (compensate() stacks no other step without one)
             command = CompensateChild(cmd, self.child_run_id(key, st.attempt), spec.workflow or "", run, key, attempt)
         else:
@@ -110,11 +113,22 @@ class Undo(RunCore):
             except expr.TemplateError as exc:
                 self.compensation_failed(key, f"compensation input: {exc}")
                 return
-            command = Dispatch(cmd, run, key, attempt, comp.topic, payload, f"{run}/{key}/undo", compensation=True)
+            screened = self.screen(key, comp.topic, payload, attempt, undo=True)
+            if screened.passage is Passage.DENIED:
+                self.log(key, "compensation denied", attempt=attempt, error=screened.reason, verdict=screened.verdict)
+                self.compensation_failed(key, f"compensation of {key!r}: {screened.reason}")
+                return
+            if screened.passage is Passage.HELD:
+                st.undo_attempt = attempt
+                return  # compensating, nothing out: an approval sends it
+            throttle, bucket = screened.bucket(reserved)
+            verdict = screened.verdict
+            command = Dispatch(cmd, run, key, attempt, comp.topic, payload, f"{run}/{key}/undo", compensation=True,
+                               throttle=throttle, bucket=bucket)
         st.undo_attempt = attempt
         self.state.inflight[cmd] = UNDO + key
         self.commands.append(command)
-        self.log(key, "compensation dispatched", attempt=attempt, command_id=cmd)
+        self.log(key, "compensation dispatched", attempt=attempt, command_id=cmd, verdict=verdict)
         if spec.timeout_s:
             self.timer(f"{cmd}/timeout", self.now + spec.timeout_s, "undo_timeout", key, attempt)
 

@@ -119,13 +119,13 @@ def decode(event_type: str, payload: Any, at: float, run_id: str) -> Event:
     match kind:
         case SagaEvent.START:
             return Start(run_id, p.mapping("input"), at, business_key=p.opt_text("business_key"),
-                         parent_workflow=p.opt_text("parent_workflow"))
+                         parent_workflow=p.opt_text("parent_workflow"), initiator=p.opt_text("initiator"))
         case SagaEvent.REPLY:
             return Reply(p.text("command_id"), p.flag("ok"), at, output=payload.get("output"),
                          error=p.opt_text("error"), retriable=p.flag("retriable", True))
         case SagaEvent.APPROVAL:
             return Approval(p.text("step"), p.flag("approved"), at, by=p.opt_text("by") or "",
-                            reason=p.opt_text("reason") or "")
+                            reason=p.opt_text("reason") or "", payload_hash=p.opt_text("payload_hash"))
         case SagaEvent.CANCEL:
             return Cancel(at, reason=p.opt_text("reason") or "cancelled by an operator")
         case SagaEvent.RETRY:
@@ -200,9 +200,12 @@ def encode(command: Any, env: Envelope) -> list[OutboxEvent]:
         case RequestApproval():
             payload = {"run_id": command.run_id, "workflow": env.workflow, "step": command.step,
                        "input": command.input, "expires_at": command.expires_at}
+            request_id = f"{command.run_id}/{command.step}/approval"
+            if command.gate is not None:  # the policy gate's: what to approve (hash), under which rule, by whom
+                payload["gate"] = command.gate
+                request_id = str(command.gate["request_id"])
             return [OutboxEvent(APPROVALS_AGGREGATE, command.run_id, SagaCommand.APPROVAL_REQUESTED.value, payload,
-                                _headers(command.run_id, env),
-                                command_event_id(f"{command.run_id}/{command.step}/approval"))]
+                                _headers(command.run_id, env), command_event_id(request_id))]
         case StartChild():
             payload = {"input": command.input, "workflow": command.workflow, "parent_workflow": env.workflow}
             return [OutboxEvent(saga_aggregate(command.workflow), command.child_run_id, SagaEvent.START.value,

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from relay.policy.bucket import reserve
 from relay.saga import decide, wire
+from relay.saga.gate import Gate
 from relay.saga.model import Workflow
 from relay.saga.state import (
     Approval,
@@ -27,6 +29,7 @@ from relay.saga.state import (
     SetTimer,
     Start,
     StartChild,
+    Throttled,
     TimerFired,
     from_json,
     to_stored,
@@ -63,6 +66,9 @@ class Sim:
     undo_log: list[tuple[str, str]] = field(default_factory=list)  # (run, step) of each undo sent, in order
     ends: dict[str, list[Finished]] = field(default_factory=dict)  # run id -> what it told at its end(s)
     finished: Finished | None = None                                # the root run's end
+    gate: Gate | None = None                                        # the policy gate, as a coordinator has it
+    buckets: dict[str, float] = field(default_factory=dict)         # throttle buckets (tat), as saga_buckets
+    requests: list[RequestApproval] = field(default_factory=list)
 
     @property
     def state(self) -> RunState | None:
@@ -78,7 +84,7 @@ class Sim:
         state = self.runs.get(run)
         if state is not None and self.rng is not None:  # noisy: stored and loaded again, as the coordinator does
             state = from_json(json.loads(json.dumps(to_stored(state))))
-        self.runs[run], commands = decide(wf, state, event)
+        self.runs[run], commands = decide(wf, state, event, self.gate)
         for c in commands:
             self._handle(run, c)
 
@@ -88,6 +94,12 @@ class Sim:
         self.sent[kind, command_id] = c
 
     def _handle(self, run: str, c: Any) -> None:
+        if isinstance(c, Dispatch) and c.bucket is not None and c.throttle is not None:
+            slot = reserve(self.buckets.get(c.bucket), self.now, c.throttle.rate_per_sec, c.throttle.burst)
+            self.buckets[c.bucket] = slot.tat
+            if slot.at > self.now:  # as the coordinator: the run hears of its later slot at once
+                self.feed(Throttled(c.command_id, slot.at, self.now), run)
+                return
         if isinstance(c, Dispatch):
             self._once("dispatch", c.command_id, c)
             self.dispatches.append(c)
@@ -98,6 +110,7 @@ class Sim:
             self.timers[c.timer_id] = c
         elif isinstance(c, RequestApproval):
             self.approval_requests.append(c.step)
+            self.requests.append(c)
             if c.step in self.approvals:
                 self.queue.append((run, Approval(c.step, self.approvals[c.step], self.now, by="tester")))
         elif isinstance(c, (StartChild, CompensateChild, Finished)):

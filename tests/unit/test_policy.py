@@ -4,7 +4,7 @@ the article's alias, conditions on facts and input fields, the throttle's token 
 import pytest
 
 from relay.errors import PolicyError
-from relay.policy import Decision, build_policy, evaluate, load_policy, take
+from relay.policy import Decision, build_policy, evaluate, load_policy, reserve
 
 ARTICLE = """
 version: v1
@@ -73,17 +73,18 @@ def test_a_throttle_verdict_names_its_bucket_per_key_value():
     assert a.throttle is not None and (a.throttle.rate_per_sec, a.throttle.burst) == (2.0, 3)
 
 
-def test_a_burst_across_runs_gets_burst_tokens_then_the_rate():
-    state, allowed = None, []
-    for _ in range(10):  # ten takes at t=0: the burst (3) passes
-        t = take(state, 0.0, rate=2.0, burst=3)
-        state, allowed = t.state, allowed + [t.allowed]
-    assert allowed == [True] * 3 + [False] * 7
-    refused = take(state, 0.0, 2.0, 3)
-    assert not refused.allowed and refused.wait_s == pytest.approx(0.5)
-    assert take(state, 0.5, 2.0, 3).allowed, "one token per 1/rate seconds"
-    full = take(state, 60.0, 2.0, 3)
-    assert full.allowed and full.state.tokens == pytest.approx(2.0), "never more than burst saved up"
+def test_a_burst_across_runs_gets_burst_slots_at_once_then_one_per_interval():
+    tat, slots = None, []
+    for _ in range(7):  # seven reservations at t=0, rate 2/s, burst 3
+        s = reserve(tat, 0.0, rate=2.0, burst=3)
+        tat, slots = s.tat, slots + [s.at]
+    assert slots == pytest.approx([0.0, 0.0, 0.0, 0.5, 1.0, 1.5, 2.0]), "queued fairly, in the order taken"
+    assert reserve(tat, 2.0, 2.0, 3).at == pytest.approx(2.5), "the queue is still ahead at t=2"
+    later = reserve(tat, 60.0, 2.0, 3)
+    assert later.at == 60.0 and later.tat == pytest.approx(60.5), "after a quiet spell: the burst again"
+    assert [reserve(later.tat, 60.0, 2.0, 3).at, reserve(60.5 + 0.5, 60.0, 2.0, 3).at] == [60.0, 60.0]
+    with pytest.raises(ValueError, match="rate = 0"):
+        reserve(None, 0.0, rate=0, burst=1)
 
 
 def test_every_problem_is_listed_with_rule_field_value_and_expectation():
