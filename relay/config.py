@@ -166,6 +166,11 @@ class Settings(BaseSettings):
                             "coordinator runs in. production by default, so that production rules hold unless "
                             "a deployment says it is something else")
 
+    saga_evidence: Literal["auto", "on", "off"] = Field(
+        "auto", description="saga coordinators chain every run's timeline in saga_evidence and publish chain heads "
+                            "to outbox.event.saga-evidence (relay saga verify checks both); auto: on when a policy "
+                            "gate is set (RELAY_SAGA_POLICY)")
+
     def batch_size(self) -> int:
         """RELAY_CONSUMER_BATCH_SIZE, or the engine's default (see its description)."""
         if self.consumer_batch_size is not None:

@@ -8,7 +8,7 @@ import psycopg
 import typer
 
 from relay.cli.common import JSON_OPTION, emit_json, handles_errors, json_object, say, settings
-from relay.saga import ops, wire
+from relay.saga import audit, ops, wire
 from relay.saga.start import start as start_run
 
 app = typer.Typer(help="Saga runs: where each stands and why; approvals, cancel, retry.", no_args_is_help=True)
@@ -108,6 +108,29 @@ def deny(run_id: str, step: str, by: str = typer.Option(..., "--by"), reason: st
          payload_hash: str = HASH_OPTION) -> None:
     """Deny a run's approval step or a gate's request: the step fails, and the run with it unless it has on_error."""
     _approval(run_id, step, False, by, reason, payload_hash)
+
+
+@app.command()
+@handles_errors
+def verify(run_id: str = typer.Argument(None, help="the run to check; --all for every run"),
+           every: bool = typer.Option(False, "--all", help="every run with evidence"),
+           json_out: bool = JSON_OPTION) -> None:
+    """Check runs' evidence chains in Postgres against the heads published on Kafka; name the
+    first bad entry of each. Exit code 1 when any run's evidence does not hold."""
+    if (run_id is None) == (not every):
+        raise typer.BadParameter("give a run id or --all (not both)")
+    reports = audit.verify_runs(settings(), None if every else run_id)
+    bad = [r for r in reports if not r.ok]
+    if json_out:
+        emit_json([r.as_dict() for r in reports])
+    else:
+        for r in reports if not every else bad:
+            typer.echo(f"{r.run_id}  {r.status or '?':<20} {r.entries} entries  "
+                       + (f"BAD: {r.finding}" if r.finding else "ok")
+                       + (f"  ({r.uncovered} after the last published head: the run is live)" if r.uncovered else ""))
+        say(f"{len(reports)} run(s) checked, {len(bad)} with bad evidence")
+    if bad:
+        raise typer.Exit(1)
 
 
 @app.command()

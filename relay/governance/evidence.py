@@ -32,10 +32,15 @@ class Link:
     hash: str
 
 
+def link(seq: int, prev: str, content: Mapping[str, Any]) -> Link:
+    """Entry ``seq`` holding ``content``, after the entry whose hash is ``prev``."""
+    return Link(seq, content, prev, entry_hash(seq, prev, content))
+
+
 def append(chain: Sequence[Link], content: Mapping[str, Any]) -> Link:
     """The next entry of ``chain`` holding ``content``."""
     seq, prev = (chain[-1].seq + 1, chain[-1].hash) if chain else (1, GENESIS)
-    return Link(seq, content, prev, entry_hash(seq, prev, content))
+    return link(seq, prev, content)
 
 
 class Flaw(StrEnum):
@@ -62,7 +67,7 @@ def verify(chain: Sequence[Link], head: str | None = None) -> Finding | None:
     prev_hash, expected_seq = GENESIS, 1
     for i, link in enumerate(chain):
         if entry_hash(link.seq, link.prev, link.content) != link.hash:
-            return Finding(link.seq, Flaw.MODIFIED, "its hash does not cover what it holds")
+            return _unhashed(link)
         if link.prev != prev_hash:
             return _broken_link(chain, i, prev_hash, expected_seq, by_hash)
         if link.seq != expected_seq:
@@ -73,6 +78,22 @@ def verify(chain: Sequence[Link], head: str | None = None) -> Finding | None:
             return Finding(by_hash[head].seq + 1, Flaw.INSERTED, "entries after the published head")
         return Finding(expected_seq, Flaw.TRUNCATED, "the published head is not in the chain")
     return None
+
+
+RENUMBERED = 5  # how far a renumbered entry is looked for (rows put in or taken out before it)
+
+
+def _unhashed(link: Link) -> Finding:
+    """Why ``link``'s hash does not cover it: renumbered (rows were put in or taken out before it,
+    and the later ones moved to make room or close the gap), or rewritten."""
+    for shift in (s for k in range(1, RENUMBERED + 1) for s in (k, -k)):
+        if link.seq - shift >= 1 and entry_hash(link.seq - shift, link.prev, link.content) == link.hash:
+            if shift > 0:
+                return Finding(link.seq - shift, Flaw.INSERTED, f"entry {link.seq} was entry {link.seq - shift}: "
+                                                                f"{shift} put before it, the rest renumbered")
+            return Finding(link.seq, Flaw.DELETED, f"entry {link.seq} was entry {link.seq - shift}: "
+                                                   f"{-shift} taken out before it, the rest renumbered")
+    return Finding(link.seq, Flaw.MODIFIED, "its hash does not cover what it holds")
 
 
 def _broken_link(chain: Sequence[Link], i: int, prev_hash: str, expected_seq: int,

@@ -7,8 +7,8 @@ record), read off the run's timeline without I/O:
      "compensation_order": ["reserve", "charge"], "rollback_finished_at": "2026-...Z"}
 
 ``compensation_jobs_dispatched`` counts steps whose compensation was sent (once each, whatever
-the retries); ``matched_policy_id`` is the rule that let the compensations through once the
-gate decides them (None until then).
+the retries); ``matched_policy_id`` is the policy gate's rule that let the first compensation
+through (None without a gate).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ ROLLBACK_MODE = "lifo_stack"  # completed steps undone last-first, one at a time
 ENDED = (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED, RunStatus.CANCELLED)
 
 
-def rollback_record(state: RunState, matched_policy_id: str | None = None) -> dict[str, Any] | None:
+def rollback_record(state: RunState) -> dict[str, Any] | None:
     """The record of ``state``'s rollback; None when it had none (yet)."""
     timeline = state.timeline
     started = next((e for e in timeline if e.get("outcome") in ("compensation started", "cancelled")), None)
@@ -32,7 +32,9 @@ def rollback_record(state: RunState, matched_policy_id: str | None = None) -> di
                                     if e.get("outcome") == "compensation dispatched"))
     skipped = {str(e.get("step")) for e in timeline if e.get("outcome") == "compensation skipped"}
     failed_step = next((str(e["step"]) for e in timeline
-                        if e.get("outcome") in ("failed", "timed_out") and e.get("step")), None)
+                        if e.get("outcome") in ("failed", "timed_out", "denied") and e.get("step")), None)
+    matched_policy_id = next((e.get("rule") for e in timeline
+                              if e.get("outcome") == "compensation dispatched" and e.get("rule")), None)
     ended = state.status in ENDED
     return {
         "run_id": state.run_id, "workflow": state.workflow, "status": state.status.value, "failed_step": failed_step,

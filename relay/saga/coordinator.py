@@ -30,14 +30,16 @@ from relay.consume.consumer import Consumer, Context
 from relay.consume.pg import Tx
 from relay.errors import Reject
 from relay.handling.event import Event
+from relay.headers import event_topic
 from relay.outbox.writer import OutboxEvent, awrite_many
 from relay.policy.load import load_policy
-from relay.saga import store, wire
+from relay.saga import evidence, store, wire
 from relay.saga.engine import decide
 from relay.saga.gate import Gate
 from relay.saga.metrics import RUNS_BY_STATE, RUNS_BY_STATE_PARAMS, SagaMetrics
 from relay.saga.model import Workflow
-from relay.saga.state import Command, Dispatch, RunState, SetTimer, Throttled
+from relay.saga.state import Command, Dispatch, RunState, RunStatus, SetTimer, Throttled
+from relay.topics import apply_topics
 
 log = logging.getLogger("relay.saga")
 
@@ -50,9 +52,11 @@ THROTTLE_SLACK_S = 0.002  # a slot this close is taken as now
 
 class SagaCoordinator:
     def __init__(self, workflows: Iterable[Workflow], *, name: str = "relay-saga", batch: int = BATCH,
-                 gate: Gate | None = None) -> None:
+                 gate: Gate | None = None, evidence: bool | None = None) -> None:
         self.workflows = {wf.id: wf for wf in workflows}
         self.gate = gate  # None: RELAY_SAGA_POLICY's, read at startup (unset: no gate)
+        self._evidence_wanted = evidence  # None: RELAY_SAGA_EVIDENCE (auto: with a gate)
+        self.evidence = False
         self.versions: dict[str, Workflow] = {wf.hash: wf for wf in self.workflows.values()}
         self.consumer = Consumer(name, postgres=True)
         for wf in self.workflows.values():  # one topic per workflow: outbox.event.saga.<workflow>
@@ -86,12 +90,13 @@ class SagaCoordinator:
                 new.workflow, correlation_id=new.business_key or run_id, causation_id=e.id,
                 traceparent=_header(e, wire.SagaHeader.TRACEPARENT), parent_workflow=new.parent_workflow))
         await self._reserve(tx, batch, now)
+        heads = await self._evidence(tx, batch) if self.evidence else []
         await store.save_runs(tx.conn, batch.changed.values())
         self.cache.stored(locked, batch.changed.values())
         live = {tid for r in batch.changed.values() for tid in r.timers}  # timer ids name their run: unique
         await store.add_timers(tx.conn, [(t, runs[t.run_id].workflow) for t in batch.timers if t.timer_id in live])
         await store.drop_timers(tx.conn, batch.dropped - live)
-        out = [ev for c, env in batch.sends if id(c) not in batch.unsent for ev in wire.encode(c, env)]
+        out = [ev for c, env in batch.sends if id(c) not in batch.unsent for ev in wire.encode(c, env)] + heads
         if out:
             await tx.outbox.write_many(out, schemas=None)  # our envelope, no user schema
 
@@ -108,6 +113,13 @@ class SagaCoordinator:
                 wf = self.versions[batch.runs[c.run_id].definition_hash]
                 new, commands = decide(wf, batch.runs[c.run_id], Throttled(c.command_id, slot, now), self.gate)
                 batch.decided(wf, batch.runs[c.run_id], new, commands, None)
+
+    @staticmethod
+    async def _evidence(tx: Tx, batch: "_Batch") -> list[OutboxEvent]:
+        """The changed runs' new timeline entries as chain links; the heads to publish."""
+        ext = evidence.collect(batch.changed, batch.before)
+        await evidence.save(tx.conn, ext)
+        return ext.heads
 
     async def _definition(self, tx: Tx, state: RunState | None, e: Event) -> Workflow:
         if state is None:
@@ -132,6 +144,11 @@ class SagaCoordinator:
             self.gate = Gate(load_policy(ctx.settings.saga_policy), env=ctx.settings.policy_env)
         if self.gate is not None:
             log.info("saga gate: policy %s in %s", self.gate.policy.hash[:12], self.gate.env)
+        wanted = ctx.settings.saga_evidence if self._evidence_wanted is None else self._evidence_wanted
+        self.evidence = self.gate is not None if wanted == "auto" else wanted in (True, "on")
+        if self.evidence:  # its heads' topic, compacted (Connect would create it with delete)
+            await asyncio.to_thread(apply_topics, ctx.settings, [event_topic(evidence.EVIDENCE_AGGREGATE)],
+                                    configs={event_topic(evidence.EVIDENCE_AGGREGATE): {"cleanup.policy": "compact"}})
         async with ctx.pool.connection() as conn:
             async with conn.transaction():
                 for wf in self.workflows.values():
@@ -179,6 +196,7 @@ class _Batch:
     def __init__(self, runs: dict[str, RunState]) -> None:
         self.runs = runs
         self.changed: dict[str, RunState] = {}
+        self.before: dict[str, RunStatus | None] = {}  # each changed run's status before the batch
         self.timers: list[SetTimer] = []
         self.dropped: set[str] = set()  # timers a run no longer waits for (all, once it ends): deleted, not fired
         self.sends: list[tuple[Command, wire.Envelope]] = []
@@ -188,6 +206,7 @@ class _Batch:
                 env: wire.Envelope | None) -> None:
         if state is not None:
             self.dropped |= state.timers.keys() - new.timers.keys()
+        self.before.setdefault(new.run_id, None if state is None else state.status)
         self.runs[new.run_id] = self.changed[new.run_id] = new
         for c in commands:
             if isinstance(c, SetTimer):

@@ -96,6 +96,7 @@ class RunState:
     reason: str | None = None                                  # why the run failed or was cancelled
     initiator: str | None = None                               # who started it (four eyes)
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # gate approval requests by target
+    evidence: list[Any] | None = None                          # [seq, head hash, timeline entries chained]
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
 

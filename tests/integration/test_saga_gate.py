@@ -10,20 +10,14 @@ participants as workers, decisions checked from Postgres and the CLI as an opera
 """
 
 import json
-import subprocess
-import sys
 import time
 
 import psycopg
 import pytest
 
-from relay.headers import event_topic
 from relay.saga.start import start
-from relay.topics import apply_topics
-from tests.support.saga_app import prepare
 from tests.support.saga_checks import wait_ended
-from tests.support.saga_gate import topics
-from tests.support.workers import Workers
+from tests.support.saga_gate import gated_workers, relay, status_of, wait_status
 
 pytestmark = pytest.mark.integration
 RATE, BURST, THROTTLED_RUNS = 5, 2, 20
@@ -47,41 +41,6 @@ rules:
     when: {{topic: {wf}.sre.rollback, env: production}}
     decision: require_approval
 """
-
-
-def gated_workers(settings, wf, unique, policy):
-    """(coordinator, participants) of saga_gate's workflows under ``policy``, started."""
-    apply_topics(settings, [event_topic(t) for t in topics(wf)])
-    prepare(settings.dsn)
-    env = {"SAGA_WF": wf}
-    coordinator = Workers(settings, "tests.support.saga_gate:make_coordinator", f"gate-coord-{unique}",
-                          env={**env, "RELAY_SAGA_POLICY": str(policy)})
-    participants = Workers(settings, "tests.support.saga_gate:make_participants", f"gate-part-{unique}", env=env)
-    coordinator.start()
-    participants.start()
-    return coordinator, participants
-
-
-def relay(settings, *args, check=True):
-    out = subprocess.run([sys.executable, "-m", "relay", *args], capture_output=True, text=True, timeout=60)
-    assert not check or out.returncode == 0, out.stdout + out.stderr
-    return out
-
-
-def status_of(dsn, run_id):
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT status, state FROM saga_runs WHERE run_id = %s", (run_id,)).fetchone()
-    return (row[0], row[1]) if row else (None, None)
-
-
-def wait_status(dsn, run_id, wanted, timeout_s=60):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status, state = status_of(dsn, run_id)
-        if status == wanted:
-            return state
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id}: {status_of(dsn, run_id)[0]}, expected {wanted}")
 
 
 def test_each_decision_on_the_real_stack(stack, settings, unique, tmp_path):

@@ -4,7 +4,7 @@ published head."""
 
 import dataclasses
 
-from relay.governance.evidence import GENESIS, Flaw, append, entry_hash, verify
+from relay.governance.evidence import GENESIS, Flaw, append, entry_hash, link, verify
 
 
 def chain_of(n):
@@ -62,3 +62,18 @@ def test_a_cut_off_end_is_seen_against_the_published_head():
     chain = chain_of(5)
     found = verify(chain[:3], head=chain[-1].hash)
     assert (found.seq, found.flaw) == (4, Flaw.TRUNCATED)
+
+
+def test_rows_renumbered_around_an_insertion_or_a_deletion_are_named_as_such():
+
+    chain, prev = [], "0" * 64
+    for i in range(1, 6):
+        chain.append(link(i, prev, {"n": i}))
+        prev = chain[-1].hash
+    forged = link(3, chain[1].hash, {"n": "forged"})  # a valid row at 3; the old 3.. moved to 4..
+    moved = [dataclasses.replace(x, seq=x.seq + 1) for x in chain[2:]]
+    found = verify([*chain[:2], forged, *moved])
+    assert (found.seq, found.flaw) == (3, Flaw.INSERTED) and "entry 4 was entry 3" in found.detail
+    closed = [*chain[:2], *[dataclasses.replace(x, seq=x.seq - 1) for x in chain[3:]]]  # 3 gone, the gap closed
+    found = verify(closed)
+    assert (found.seq, found.flaw) == (3, Flaw.DELETED) and "entry 3 was entry 4" in found.detail

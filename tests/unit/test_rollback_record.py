@@ -2,7 +2,9 @@
 shipping undoes reserve then charge; a step with a no-rollback reason counts as skipped."""
 
 from relay.governance.rollback import rollback_record
+from relay.policy import build_policy
 from relay.saga import RunStatus, build_workflow
+from relay.saga.gate import Gate
 from tests.unit.saga_sim import Sim
 
 
@@ -26,9 +28,11 @@ def failing_ship(cmd):
 
 
 def test_a_compensated_run_has_the_articles_record():
-    state = Sim(saga(with_note=True), behaviour=failing_ship).run({"amount": 10})
+    policy = build_policy({"version": "v1", "default": "allow", "rules": [
+        {"id": "undo-allowed", "when": {"direction": "compensation"}, "decision": "allow"}]})
+    state = Sim(saga(with_note=True), behaviour=failing_ship, gate=Gate(policy)).run({"amount": 10})
     assert state.status is RunStatus.COMPENSATED
-    record = rollback_record(state, matched_policy_id="undo-allowed")
+    record = rollback_record(state)
     assert record is not None
     assert {k: record[k] for k in ("status", "failed_step", "matched_policy_id", "rollback_triggered",
                                    "rollback_mode", "compensation_jobs_dispatched", "compensation_jobs_skipped",
@@ -42,3 +46,12 @@ def test_a_compensated_run_has_the_articles_record():
 def test_a_run_without_a_rollback_has_no_record():
     state = Sim(saga(with_note=False)).run({"amount": 10})
     assert state.status is RunStatus.COMPLETED and rollback_record(state) is None
+
+
+def test_without_a_gate_no_rule_matched_and_a_denied_step_is_the_failed_one():
+    state = Sim(saga(with_note=False), behaviour=failing_ship).run({"amount": 10})
+    assert rollback_record(state)["matched_policy_id"] is None
+    policy = build_policy({"version": "v1", "default": "allow", "rules": [
+        {"id": "no-shipping", "when": {"topic": "shipping.ship"}, "decision": "deny"}]})
+    state = Sim(saga(with_note=False), gate=Gate(policy)).run({"amount": 10})
+    assert rollback_record(state)["failed_step"] == "ship"
