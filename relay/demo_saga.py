@@ -68,12 +68,14 @@ class SagaWorkers:
                                            files / "logs" / f"worker-saga-{role}.log")
                       for role in ("coordinator", "participants")}
         self.kills = {role: 0 for role in self.procs}
+        self.env: dict[str, dict[str, str]] = {role: {} for role in self.procs}  # more environment, per role
 
     def start(self, role: str) -> None:
         proc = self.procs[role]
         env = {**os.environ, "RELAY_WORKER_METRICS_PORT": "0", "RELAY_CONSUMER_ENGINE": "kafka",
                "RELAY_CONSUMER_INSTANCE_ID": f"demo-saga-{role}-0",  # a restart takes its partitions back at once
-               "RELAY_WORKER_DATA_DIR": str(self.settings.stack_dir / "faust" / f"demo-saga-{role}")}
+               "RELAY_WORKER_DATA_DIR": str(self.settings.stack_dir / "faust" / f"demo-saga-{role}"),
+               **self.env[role]}
         proc.start([sys.executable, "-m", "relay", "worker", f"{APP}:{role}"], env=env)
 
     def start_all(self) -> None:
@@ -88,6 +90,12 @@ class SagaWorkers:
             os.kill(pid, signal.SIGKILL)
             self.procs[role].stop(grace_s=5)  # reaps it and drops the pid file
             self.kills[role] += 1
+        self.start(role)
+
+    def restart(self, role: str, env: dict[str, str]) -> None:
+        """Stop ``role`` cleanly and start it again with ``env`` added (a coordinator with a policy)."""
+        self.procs[role].stop(sig=signal.SIGTERM, grace_s=20)
+        self.env[role] = dict(env)
         self.start(role)
 
     def stop_all(self) -> None:

@@ -3,6 +3,9 @@ real pipeline, a coordinator and a participants worker (relay.demo_saga.SagaWork
 
 - the maximum: ``runs`` sagas started at full speed; completed sagas/s = runs / (the last run's
   end - the first start), every run must complete;
+- the gate's cost: the same maximum with the coordinator restarted under a policy (a few rules,
+  all letting the order saga through, the default deny) and evidence on (chains and heads),
+  alternating with the gate off, repetition by repetition;
 - the latency: sagas started open-loop at a fraction of that maximum for ``seconds``; per step,
   the time from the coordinator deciding to send its command to the coordinator deciding on its
   reply (both on the run's timeline, one clock): a command's trip through the outbox, Debezium,
@@ -11,8 +14,10 @@ real pipeline, a coordinator and a participants worker (relay.demo_saga.SagaWork
 
 from __future__ import annotations
 
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 import psycopg
@@ -33,6 +38,25 @@ WARM_UP_RUNS = 3000
 # about the maximum measured here (2 cores), so that a repetition lasts about ``seconds``: a burst
 # also pays a fixed fill and drain (the first run's latency), which shorter bursts over-weight
 RATE_GUESS = 200
+GATE_WARM_UP_RUNS = 1000  # after each coordinator restart
+# what a deployment would write: limits first, the workflow allowed, everything else denied
+GATE_POLICY = f"""
+version: v1
+default: deny
+rules:
+  - id: no-huge-charges
+    when: {{topic: {order_saga.ORDER_SAGA}.charge, amount: {{gt: 1000000}}}}
+    decision: deny
+  - id: big-charges
+    when: {{topic: {order_saga.ORDER_SAGA}.charge, amount: {{gt: 100000}}}}
+    decision: require_approval
+  - id: prod-writes-without-undo
+    when: {{env: production, side_effect: true, compensation_declared: false}}
+    decision: require_human
+  - id: order-saga
+    when: {{workflow: {order_saga.ORDER_SAGA}}}
+    decision: allow
+"""
 
 
 def start_runs(dsn: str, tag: str, *, writers: int, runs: int | None = None, rate: float | None = None,
@@ -81,21 +105,27 @@ def paced(settings: Settings, rate: float, seconds: float, timeout_s: float) -> 
 
 
 def saga_runs(settings: Settings, *, seconds: float, reps: int, say: Callable[[str], None],
-              load: float = 0.5) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(max-rate rows, rows at ``load`` of the median maximum), the workers started and stopped here."""
+              load: float = 0.5) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(max-rate rows, the same with the gate and evidence on, rows at ``load`` of the median
+    maximum), the workers started and stopped here."""
     prepare_saga_pipeline(settings, say)
     workers = SagaWorkers(settings)
     workers.start_all()
+    policy = Path(tempfile.mkdtemp(prefix="relay-bench-gate-")) / "policy.yaml"
+    policy.write_text(GATE_POLICY)
     try:
         # warm-up: the workers' first assignments and caches, and the JITs of a just-started Kafka
         # and Connect (their compiler threads stay busy for about the first minute)
         max_rate(settings, WARM_UP_RUNS, 120)
         runs = int(max(1000, RATE_GUESS * seconds))
-        tops = []
+        tops, gated = [], []
         for rep in range(1, reps + 1):
             tops.append(max_rate(settings, runs, 300))
             say(f"[sagas] max repetition {rep}/{reps}: {tops[-1]['sagas_per_s']:,.0f} sagas/s "
                 f"({tops[-1]['completed']}/{tops[-1]['runs']} completed in {tops[-1]['seconds']} s)")
+            gated.append(_gated(settings, workers, policy, runs))
+            say(f"[sagas] gate + evidence on, repetition {rep}/{reps}: {gated[-1]['sagas_per_s']:,.0f} sagas/s "
+                f"({gated[-1]['completed']}/{gated[-1]['runs']} completed in {gated[-1]['seconds']} s)")
         top = sorted(r["sagas_per_s"] for r in tops)[len(tops) // 2]
         at = []
         for rep in range(1, reps + 1):
@@ -103,6 +133,18 @@ def saga_runs(settings: Settings, *, seconds: float, reps: int, say: Callable[[s
             say(f"[sagas] {load:.0%} of max ({load * top:,.0f}/s) repetition {rep}/{reps}: step p50 "
                 f"{at[-1]['step_p50_ms']:.0f} ms, p99 {at[-1]['step_p99_ms']:.0f} ms "
                 f"({at[-1]['completed']}/{at[-1]['runs']} completed)")
-        return tops, at
+        return tops, gated, at
     finally:
         workers.stop_all()
+
+
+def _gated(settings: Settings, workers: SagaWorkers, policy: Path, runs: int) -> dict[str, Any]:
+    """One maximum with the coordinator under ``policy`` (evidence on), then back to no gate; each
+    restart is followed by a warm-up, so both sides are measured on a warm coordinator."""
+    workers.restart("coordinator", {"RELAY_SAGA_POLICY": str(policy), "RELAY_SAGA_EVIDENCE": "on"})
+    max_rate(settings, GATE_WARM_UP_RUNS, 120)
+    try:
+        return max_rate(settings, runs, 300)
+    finally:
+        workers.restart("coordinator", {})
+        max_rate(settings, GATE_WARM_UP_RUNS, 120)

@@ -327,7 +327,7 @@ def scaling(b: Bench) -> ScenarioRun:
 
 
 def sagas(b: Bench) -> ScenarioRun:
-    tops, at = saga_bench.saga_runs(b.settings, seconds=b.duration, reps=b.reps, say=b.say)
+    tops, gated, at = saga_bench.saga_runs(b.settings, seconds=b.duration, reps=b.reps, say=b.say)
     if "handler_p99_at_50" not in b.baselines:  # the same run's outbox -> handler latency at 50 %
         _top, by_load = pipeline.latency_runs(b.settings, Path(tempfile.mkdtemp(prefix="relay-bench-latency-")),
                                               loads=(0.5,), seconds=b.duration, reps=1, writers=WRITERS, say=b.say)
@@ -339,10 +339,14 @@ def sagas(b: Bench) -> ScenarioRun:
     figures = [
         Figure("sagas", "completed 3-step sagas/s at the maximum", top, "sagas/s", at_least=250,
                note=f"{saga_bench.STEPS} steps + start + end = 8 outbox events per saga"),
+        Figure("sagas", "policy gate + evidence on: completed sagas/s", median([r["sagas_per_s"] for r in gated]),
+               "sagas/s", "gate off", top, target=0.8,
+               note="5 rules, default deny; every timeline entry chained in saga_evidence, heads published"),
         Figure("sagas", "at 50 %: achieved starts/s", median([r["start_rate"] for r in at]), "sagas/s", "max", top),
         Figure("sagas", "at 50 %: step p50", p50, "ms", "commit -> handler p50 at 50 %", h50, at_most=100),
         Figure("sagas", "at 50 %: step p99", p99, "ms", "commit -> handler p99 at 50 %", h99, at_most=500)]
-    rows = [{**r, "load": "max"} for r in tops] + [{**r, "load": 0.5} for r in at]
+    rows = ([{**r, "load": "max"} for r in tops] + [{**r, "load": "max", "gate": True} for r in gated]
+            + [{**r, "load": 0.5} for r in at])
     return ScenarioRun("sagas", "order sagas (charge -> reserve -> ship) through the real pipeline", figures, rows,
                        lost=sum(r["runs"] - r["completed"] for r in rows),
                        bottleneck="a step is two trips through the pipeline (command and reply), each a commit -> "

@@ -18,10 +18,16 @@ from typing import Any
 GENESIS = "0" * 64  # the "previous hash" of a run's first entry
 
 
-def entry_hash(seq: int, prev: str, content: Mapping[str, Any]) -> str:
-    canonical = json.dumps([seq, prev, content], sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                           default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def canonical(content: Mapping[str, Any]) -> str:
+    """An entry's content as the hash sees it: JSON, keys sorted, no spaces, UTF-8 as is."""
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def entry_hash(seq: int, prev: str, content: Mapping[str, Any], text: str | None = None) -> str:
+    """sha256 of ``[seq, prev, content]`` as canonical JSON; ``text``: ``canonical(content)``
+    when the caller has it already (a writer stores that text, and encodes it once)."""
+    doc = f'[{seq},"{prev}",{canonical(content) if text is None else text}]'
+    return hashlib.sha256(doc.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

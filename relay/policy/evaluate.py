@@ -5,17 +5,26 @@
 
 A condition on a fact the action does not have does not hold (a rule about amounts never
 matches an action without one). Topic values may be globs (``payments.*``).
+
+A policy's conditions are compiled once (by its content hash) into plain checks: the gate runs
+before every command a coordinator sends, and walking the condition objects took 6 us a verdict
+(a tenth of a gated coordinator's engine time).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from relay.policy.model import Condition, Decision, Op, Policy, Verdict
+from relay.policy.model import Condition, Decision, Op, Policy, Rule, Verdict
 
 _MISSING = object()
+Check = Callable[[Mapping[str, Any]], bool]
+_COMPILED: dict[str, list[tuple[Rule, tuple[Check, ...], Verdict]]] = {}  # policy hash -> rules, compiled
+_GLOB = re.compile(r"[*?\[]")
 
 
 def fact(facts: Mapping[str, Any], name: str) -> Any:
@@ -33,34 +42,62 @@ def fact(facts: Mapping[str, Any], name: str) -> Any:
 
 
 def holds(c: Condition, facts: Mapping[str, Any]) -> bool:
-    value = fact(facts, c.fact)
-    if value is _MISSING:
-        return False
+    return _compile(c)(facts)
+
+
+def _compile(c: Condition) -> Check:
+    name = c.fact
+    test: Callable[[Any], bool]
     if c.op is Op.IN:
-        return any(_equal(c.fact, value, v) for v in c.value)
-    if c.op is Op.EQ:
-        return _equal(c.fact, value, c.value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False  # an order comparison holds only for numbers
-    bound = float(c.value)
-    return {Op.GT: value > bound, Op.GTE: value >= bound, Op.LT: value < bound, Op.LTE: value <= bound}[c.op]
+        tests = [_equals(name, v) for v in c.value]
+        test = lambda v: any(t(v) for t in tests)  # noqa: E731
+    elif c.op is Op.EQ:
+        test = _equals(name, c.value)
+    else:
+        test = _compares(c.op, float(c.value))
+
+    def check(facts: Mapping[str, Any]) -> bool:
+        v = fact(facts, name)
+        return v is not _MISSING and test(v)
+    return check
 
 
-def _equal(name: str, value: Any, wanted: Any) -> bool:
-    if name == "topic" and isinstance(value, str) and isinstance(wanted, str):
-        return fnmatch.fnmatchcase(value, wanted)
-    if isinstance(value, bool) or isinstance(wanted, bool):
-        return value is wanted
-    return bool(value == wanted)
+def _equals(name: str, wanted: Any) -> Callable[[Any], bool]:
+    if name == "topic" and isinstance(wanted, str) and _GLOB.search(wanted):
+        match = re.compile(fnmatch.translate(wanted)).match
+        return lambda v: isinstance(v, str) and match(v) is not None
+    if isinstance(wanted, bool):
+        return lambda v: v is wanted
+    return lambda v: not isinstance(v, bool) and bool(v == wanted)
+
+
+def _compares(op: Op, bound: float) -> Callable[[Any], bool]:
+    def number(v: Any) -> bool:  # an order comparison holds only for numbers
+        return not isinstance(v, bool) and isinstance(v, (int, float))
+    return {Op.GT: lambda v: number(v) and v > bound, Op.GTE: lambda v: number(v) and v >= bound,
+            Op.LT: lambda v: number(v) and v < bound, Op.LTE: lambda v: number(v) and v <= bound}[op]
+
+
+def _rules(policy: Policy) -> list[tuple[Rule, tuple[Check, ...], Verdict]]:
+    """Each rule with its compiled checks and its verdict (a throttle's names its bucket per action)."""
+    compiled = _COMPILED.get(policy.hash)
+    if compiled is None:
+        compiled = _COMPILED[policy.hash] = [
+            (r, tuple(_compile(c) for c in r.when), Verdict(r.decision, r.id, policy.hash, r.throttle,
+                                                                 approval=r.approval))
+            for r in policy.rules]
+    return compiled
 
 
 def evaluate(policy: Policy, facts: Mapping[str, Any]) -> Verdict:
     """The verdict on one action: the first rule whose conditions all hold, else the default."""
-    for rule in policy.rules:
-        if all(holds(c, facts) for c in rule.when):
-            bucket = None
+    for rule, checks, verdict in _rules(policy):
+        for check in checks:
+            if not check(facts):
+                break
+        else:
             if rule.decision is Decision.THROTTLE and rule.throttle is not None:
                 key = fact(facts, rule.throttle.key)
-                bucket = f"{rule.id}:{'' if key is _MISSING else key}"
-            return Verdict(rule.decision, rule.id, policy.hash, rule.throttle, bucket, rule.approval)
+                return replace(verdict, bucket=f"{rule.id}:{'' if key is _MISSING else key}")
+            return verdict
     return Verdict(policy.default, None, policy.hash)

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from relay.governance.evidence import GENESIS, Link, link
+from relay.governance.evidence import GENESIS, Link, canonical, entry_hash
 from relay.governance.rollback import ENDED as ROLLED_BACK, rollback_record
 from relay.outbox.writer import OutboxEvent
 from relay.saga.state import TERMINAL, RunState, RunStatus
@@ -41,25 +41,27 @@ FROM jsonb_to_recordset(%s::jsonb) AS r(run_id text, seq integer, prev text, has
 class Extension:
     """What one batch adds to the evidence: chain links by run, and the heads to publish."""
 
-    links: list[tuple[str, Link]]
+    links: list[tuple[str, Link, str]]  # (run id, link, its content as canonical JSON: hashed and stored)
     heads: list[OutboxEvent]
 
 
-def extend(state: RunState, before: RunStatus | None) -> tuple[list[Link], bool]:
-    """The links for ``state``'s timeline entries not yet in its chain (``state.evidence`` moves
-    on), and whether to publish its head (its status changed from ``before`` to a published one)."""
+def extend(state: RunState, before: RunStatus | None) -> tuple[list[tuple[Link, str]], bool]:
+    """The links (with their canonical JSON) for ``state``'s timeline entries not yet in its
+    chain (``state.evidence`` moves on), and whether to publish its head (its status changed
+    from ``before`` to a published one)."""
     seq, head, covered = state.evidence or (0, GENESIS, 0)
-    links = []
-    for entry in state.timeline[covered:]:
-        seq += 1
-        links.append(link(seq, head, entry))
-        head = links[-1].hash
+    contents: list[dict[str, Any]] = list(state.timeline[covered:])
     if state.status in ROLLED_BACK and before not in ROLLED_BACK:
         record = rollback_record(state)
         if record is not None:
-            seq += 1
-            links.append(link(seq, head, {"outcome": ROLLBACK_ENTRY, "record": record}))
-            head = links[-1].hash
+            contents.append({"outcome": ROLLBACK_ENTRY, "record": record})
+    links = []
+    for content in contents:
+        seq += 1
+        text = canonical(content)
+        digest = entry_hash(seq, head, content, text)
+        links.append((Link(seq, content, head, digest), text))
+        head = digest
     state.evidence = [seq, head, len(state.timeline)]
     return links, state.status != before and state.status in PUBLISHED
 
@@ -69,7 +71,7 @@ def collect(changed: dict[str, RunState], before: dict[str, RunStatus | None]) -
     out = Extension([], [])
     for run_id, state in changed.items():
         links, publish = extend(state, before.get(run_id))
-        out.links.extend((run_id, x) for x in links)
+        out.links.extend((run_id, x, text) for x, text in links)
         if publish and state.evidence is not None:
             seq, head, _ = state.evidence
             out.heads.append(OutboxEvent(EVIDENCE_AGGREGATE, run_id, HEAD_EVENT, {
@@ -80,7 +82,7 @@ def collect(changed: dict[str, RunState], before: dict[str, RunStatus | None]) -
 
 async def save(conn: Any, ext: Extension) -> None:
     """Write the links in the caller's transaction (the heads go with the batch's outbox events)."""
-    if ext.links:
-        rows = [{"run_id": run_id, "seq": x.seq, "prev": x.prev, "hash": x.hash, "entry": x.content}
-                for run_id, x in ext.links]
-        await conn.execute(INSERT, (json.dumps(rows, default=str),))
+    if ext.links:  # the entries' canonical text as it was hashed: each is encoded once
+        rows = ",".join(f'{{"run_id":{json.dumps(run_id)},"seq":{x.seq},"prev":"{x.prev}","hash":"{x.hash}",'
+                        f'"entry":{text}}}' for run_id, x, text in ext.links)
+        await conn.execute(INSERT, (f"[{rows}]",))

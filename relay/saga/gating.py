@@ -73,21 +73,18 @@ class Gated(RunCore):
         if self.gate is None:
             return Screened(Passage.GO)
         target = UNDO + key if undo else key
-        digest = payload_hash(topic, payload)
-        granted = self._granted(target, digest)
+        g = self.state.gates.get(target)  # the payload is hashed only when an approval is in play
+        digest = payload_hash(topic, payload) if g is not None else None
+        granted = g is not None and g["state"] == ApprovalState.APPROVED.value and g["hash"] == digest
         v = evaluate(self.gate.policy, facts(self.wf, self.spec(key), payload, env=self.gate.env, compensation=undo,
                                              approval_present=granted))
         if v.decision is Decision.DENY:
             return Screened(Passage.DENIED, v, f"denied by policy rule {v.rule_id or '(default)'} "
                                                f"(policy {v.policy_hash[:12]})")
         if v.decision is Decision.REQUIRE_APPROVAL and not granted:
-            self._request(key, target, topic, payload, digest, attempt, v)
+            self._request(key, target, topic, payload, digest or payload_hash(topic, payload), attempt, v)
             return Screened(Passage.HELD, v)
         return Screened(Passage.GO, v)
-
-    def _granted(self, target: str, digest: str) -> bool:
-        g = self.state.gates.get(target)
-        return g is not None and g["state"] == ApprovalState.APPROVED.value and g["hash"] == digest
 
     def _request(self, key: str, target: str, topic: str, payload: Any, digest: str, attempt: int, v: Verdict,
                  ) -> None:

@@ -32,10 +32,12 @@ def test_each_entry_is_chained_once_across_batches_and_survives_storage():
     state = run(fail_ship=False)
     half = dataclasses.replace(state, timeline=state.timeline[:3], status=RunStatus.RUNNING, evidence=None)
     first, publish = extend(half, None)
+    first = [x for x, _text in first]
     assert [x.seq for x in first] == [1, 2, 3] and not publish, "running: no head yet"
     stored = from_json(to_stored(half))  # the chain position is part of the stored state
     whole = dataclasses.replace(state, evidence=stored.evidence)
     rest, publish = extend(whole, RunStatus.RUNNING)
+    rest = [x for x, _text in rest]
     chain = first + rest
     assert [x.content for x in chain] == state.timeline and publish, "completed: its head goes out"
     assert verify(chain) is None and whole.evidence == [len(chain), chain[-1].hash, len(state.timeline)]

@@ -7,7 +7,9 @@ import random
 
 from hypothesis import given, settings, strategies as st
 
+from relay.policy import build_policy
 from relay.saga import RunStatus, StepStatus, build_workflow
+from relay.saga.gate import Gate
 from tests.unit.saga_sim import Sim
 
 # a long rollback window (as below): the noisy driver can hold a reply back behind many undo
@@ -55,10 +57,31 @@ def outcome(sim: Sim) -> tuple:
        flaky=st.sets(st.sampled_from(["charge", "a", "b", "ship", "each[0]", "each[1]"])),
        items=st.integers(0, 3))
 def test_every_interleaving_ends_like_the_orderly_one(seed, fail_at, flaky, items):
+    _ends_like_the_orderly_one(seed, fail_at, flaky, items, None)
+
+
+# the policy gate's throttle in the loop: commands held back to their slots, sent later as the
+# same attempts, in any interleaving of the rest
+THROTTLED = Gate(build_policy({"version": "v1", "default": "allow", "rules": [
+    {"id": "slow-items", "when": {"topic": ["e", "e.undo"]}, "decision": "throttle",
+     "throttle": {"rate_per_sec": 1, "burst": 1, "key": "topic"}},
+    {"id": "slow-ships", "when": {"topic": "ship"}, "decision": "throttle",
+     "throttle": {"rate_per_sec": 0.5, "burst": 1, "key": "workflow"}}]}))
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), fail_at=st.sampled_from([None, "charge", "a", "each", "ship"]),
+       flaky=st.sets(st.sampled_from(["charge", "a", "b", "ship", "each[0]", "each[1]"])),
+       items=st.integers(0, 3))
+def test_throttled_commands_end_like_the_orderly_run_in_every_interleaving(seed, fail_at, flaky, items):
+    _ends_like_the_orderly_one(seed, fail_at, flaky, items, THROTTLED)
+
+
+def _ends_like_the_orderly_one(seed, fail_at, flaky, items, gate):
     inp = {"items": list(range(items))}
-    calm = Sim(WF, behaviour(fail_at, flaky), approvals={"gate": True})
+    calm = Sim(WF, behaviour(fail_at, flaky), approvals={"gate": True}, gate=gate)
     calm.run(inp)
-    noisy = Sim(WF, behaviour(fail_at, flaky), approvals={"gate": True}, rng=random.Random(seed))
+    noisy = Sim(WF, behaviour(fail_at, flaky), approvals={"gate": True}, rng=random.Random(seed), gate=gate)
     noisy.run(inp)
     assert calm.state.status in (RunStatus.COMPLETED, RunStatus.COMPENSATED, RunStatus.FAILED)
     assert outcome(noisy) == outcome(calm)
