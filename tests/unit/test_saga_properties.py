@@ -29,6 +29,11 @@ WF = build_workflow({"id": "props", "rollback_window_sec": 600, "steps": {
 }})
 
 
+RUNS = dict(seed=st.integers(0, 2**32 - 1), fail_at=st.sampled_from([None, "charge", "a", "each", "ship"]),
+            flaky=st.sets(st.sampled_from(["charge", "a", "b", "ship", "each[0]", "each[1]"])),
+            items=st.integers(0, 3))
+
+
 def behaviour(fail_at: str | None, flaky: set[str], undo_fails: str | None = None):
     seen: dict[str, int] = {}
 
@@ -53,9 +58,7 @@ def outcome(sim: Sim) -> tuple:
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), fail_at=st.sampled_from([None, "charge", "a", "each", "ship"]),
-       flaky=st.sets(st.sampled_from(["charge", "a", "b", "ship", "each[0]", "each[1]"])),
-       items=st.integers(0, 3))
+@given(**RUNS)
 def test_every_interleaving_ends_like_the_orderly_one(seed, fail_at, flaky, items):
     _ends_like_the_orderly_one(seed, fail_at, flaky, items, None)
 
@@ -70,9 +73,7 @@ THROTTLED = Gate(build_policy({"version": "v1", "default": "allow", "rules": [
 
 
 @settings(max_examples=100, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), fail_at=st.sampled_from([None, "charge", "a", "each", "ship"]),
-       flaky=st.sets(st.sampled_from(["charge", "a", "b", "ship", "each[0]", "each[1]"])),
-       items=st.integers(0, 3))
+@given(**RUNS)
 def test_throttled_commands_end_like_the_orderly_run_in_every_interleaving(seed, fail_at, flaky, items):
     _ends_like_the_orderly_one(seed, fail_at, flaky, items, THROTTLED)
 
