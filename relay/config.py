@@ -24,6 +24,7 @@ from typing import Any, Literal, Mapping
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from relay.crashpoints import CrashPoint
 from relay.errors import ConfigError
 from relay.headers import AGGREGATE_TYPE_RE, colliding
 from relay.secrets import mask_dsn
@@ -170,6 +171,10 @@ class Settings(BaseSettings):
         "auto", description="saga coordinators chain every run's timeline in saga_evidence and publish chain heads "
                             "to outbox.event.saga-evidence (relay saga verify checks both); auto: on when a policy "
                             "gate is set (RELAY_SAGA_POLICY)")
+
+    crash_at: CrashPoint | None = Field(None, description="tests only: SIGKILL the process when it reaches this "
+                                        "crash point (relay.crashpoints, the side-effects article's crash windows); "
+                                        "unset in production")
 
     def batch_size(self) -> int:
         """RELAY_CONSUMER_BATCH_SIZE, or the engine's default (see its description)."""

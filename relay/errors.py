@@ -155,6 +155,13 @@ class PolicyError(ProblemsError):
         super().__init__(policy, problems)
 
 
+class EffectUnknown(RelayError):
+    """An outside call may have acted, and its outcome is unknown (a timeout after sending): raise
+    it from an effect's call. The effect becomes ambiguous and is looked up, never sent blindly."""
+
+    retriable = True
+
+
 class ApprovalRefused(RelayError):
     """A decision on a policy gate's approval request would not count: another payload hash,
     after expiry, already decided, an approver outside the scope, the initiator under four eyes,

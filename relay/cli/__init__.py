@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def build() -> typer.Typer:
     import typer
 
-    from relay.cli import connectors, dlq, outbox, policy, saga, schemas, stack, topics
+    from relay.cli import connectors, dlq, effects, outbox, policy, saga, schemas, stack, topics
     from relay.cli.worker import worker
 
     cli = typer.Typer(help="outbox-relay: transactional outbox -> Debezium/Kafka -> idempotent consumers.",
@@ -32,6 +32,7 @@ def build() -> typer.Typer:
     cli.add_typer(dlq.app, name="dlq")
     cli.add_typer(saga.app, name="saga")
     cli.add_typer(policy.app, name="policy")
+    cli.add_typer(effects.app, name="effects")
     cli.command("worker")(worker)
     from relay.cli.demo import demo
 

@@ -244,6 +244,30 @@ class Consumer:
             return handler
         return register
 
+    def effect(self, step_topic: str, *, effect: str = "external_transaction", **options: Any,
+               ) -> Callable[[Callable[..., Any]], Any]:
+        """Register the decorated ``async def call(command) -> output`` as the participant of
+        ``step_topic`` that acts on the outside world, through the side-effect executor
+        (:mod:`relay.saga.effects`): one effect per idempotency key and request, a record of it
+        in ``effects``, and a lookup (``@call.lookup``) asked instead of sending again whenever a
+        crash or a timeout left it unknown. Returns the effect (its ``lookup`` registers one)."""
+        from relay.policy.model import EffectClass
+        from relay.saga.effects import ExternalEffect
+
+        try:
+            kind = EffectClass(effect)
+        except ValueError:
+            raise ConfigError(f"effect({step_topic!r}): effect = {effect!r}; expected one of "
+                              f"{[e.value for e in EffectClass]}") from None
+
+        def register(call: Callable[..., Any]) -> ExternalEffect:
+            executor = ExternalEffect(step_topic, call, kind, actor=self.name)
+            self.participant(step_topic, **options)(executor)
+            self.on_startup(executor.started)
+            self.on_shutdown(executor.stopped)
+            return executor
+        return register
+
     def on_startup(self, hook: F) -> F:
         """Run ``hook(ctx)`` (sync or async) when the worker starts, before any event is handled;
         hooks run in registration order, after the Postgres pool is open. A hook that raises stops

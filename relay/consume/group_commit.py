@@ -13,6 +13,7 @@ from typing import Callable, Sequence, TypeVar
 
 from relay.consume.batch import CURRENT, Abort, Batch
 from relay.consume.pipeline import OpenBatch, Pipeline, Record, header_list
+from relay.crashpoints import CrashPoint, reach
 from relay.handling.event import event_id_of
 
 log = logging.getLogger("relay.consumer")
@@ -88,6 +89,7 @@ async def _one_transaction(p: Pipeline, items: Sequence[T], i: int, record_of: C
                     type(exc).__name__, exc, len(batch.fresh))
         await _halves(p, items, batch.fresh, record_of, bind, open_batch)
         return end
+    reach(CrashPoint.AFTER_COMMAND_COMMIT_BEFORE_RESPONSE)  # committed; nothing acked yet
     for n, action in batch.deferred:
         bind(items[n])
         action()

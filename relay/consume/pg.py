@@ -51,6 +51,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from relay.consume.batch import CURRENT, Batch
+from relay.crashpoints import CrashPoint, reach
 from relay.deps import CONNECT_TIMEOUT_S
 from relay.errors import ConfigError, DatabaseError, RelayError
 from relay.handling.event import Event
@@ -281,7 +282,9 @@ async def _handle(conn: Conn, consumer: str, handler: Handler, event: Event, att
                   state: dict[str, Any]) -> bool:
     """Claim and handle in a transaction of its own (rolled back when anything raises)."""
     async with conn.transaction():
-        return await _handle_in(conn, consumer, handler, event, attempt, state)
+        handled = await _handle_in(conn, consumer, handler, event, attempt, state)
+    reach(CrashPoint.AFTER_COMMAND_COMMIT_BEFORE_RESPONSE)  # committed; the offset not yet
+    return handled
 
 
 def batch_opener(pool: Pool, consumer: str, end: Callable[[Batch], Awaitable[None]] | None = None,

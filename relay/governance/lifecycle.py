@@ -5,6 +5,7 @@ only moves between them. Intent (proposed, validated, approval) stays apart from
     proposed -> validated -> [approval_required -> approved ->] started -> committed
                                                                        -> failed
                                                                        -> ambiguous -> committed | failed
+                                                                          (| started: the target never got it)
     committed -> compensated;  any state before started -> failed (denied, expired, invalid)
 """
 
@@ -33,7 +34,8 @@ MOVES: dict[EffectState, frozenset[EffectState]] = {
     EffectState.APPROVAL_REQUIRED: frozenset({EffectState.APPROVED, EffectState.FAILED}),
     EffectState.APPROVED: frozenset({EffectState.STARTED, EffectState.FAILED}),
     EffectState.STARTED: frozenset({EffectState.COMMITTED, EffectState.FAILED, EffectState.AMBIGUOUS}),
-    EffectState.AMBIGUOUS: frozenset({EffectState.COMMITTED, EffectState.FAILED}),  # by reconciliation
+    # by reconciliation: the target has it, refused it, or never got it (then it is sent again)
+    EffectState.AMBIGUOUS: frozenset({EffectState.COMMITTED, EffectState.FAILED, EffectState.STARTED}),
     EffectState.COMMITTED: frozenset({EffectState.COMPENSATED}),
     EffectState.FAILED: frozenset(),
     EffectState.COMPENSATED: frozenset(),

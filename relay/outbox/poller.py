@@ -44,6 +44,7 @@ import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 
 from relay.config import Settings
+from relay.crashpoints import CrashPoint, reach
 from relay.deps import connect_postgres
 from relay.errors import KafkaUnavailable
 from relay.headers import Header, event_topic
@@ -213,6 +214,7 @@ class PollingRelay:
 
             blocked: set[tuple[str, str]] = set()
             skipped: set[str] = set()
+            reach(CrashPoint.AFTER_OUTBOX_WRITE_BEFORE_PUBLISH)
             for row in rows:
                 aggregate = (row[1], row[2])
                 if aggregate in blocked:  # an earlier row of it failed: keep the rest back, in order
@@ -228,6 +230,7 @@ class PollingRelay:
                 raise KafkaUnavailable(f"{remaining} records not acknowledged by Kafka within 60 s; "
                                        "rolling back (they will be published again)")
             ok = [r[0] for r in rows if r[0] not in errors and r[0] not in skipped]
+            reach(CrashPoint.AFTER_PUBLISH_BEFORE_MARK_SENT)
             if ok:
                 conn.execute(MARK_PUBLISHED.format(table=table), (ok,))
             for eid, error in errors.items():

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.consume.pg import Tx
+from relay.crashpoints import CrashPoint, reach
 from relay.errors import DecodeError, StepFailed
 from relay.handling.event import Event
 from relay.saga import wire
@@ -96,6 +97,7 @@ class _Participant:
             answer = wire.reply(event.payload, ok=True, output=output)
         # our envelope, no user schema; in a batch the replies go out as one INSERT before COMMIT
         await tx.outbox.write_later([answer], schemas=None)
+        reach(CrashPoint.BEFORE_COMMAND_COMMIT)
 
 
 @asynccontextmanager
