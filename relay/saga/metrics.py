@@ -6,7 +6,9 @@
   compensation skipped, approved, denied, run <state>, ...);
 - ``relay_saga_retries_total{workflow}``: commands sent again (attempt > 1), compensations too;
 - ``relay_saga_step_seconds{workflow,step}``: from a step's last dispatch to its success;
-- ``relay_saga_approval_wait_seconds{workflow}``: from an approval step's start to its decision;
+- ``relay_saga_approval_wait_seconds{workflow,kind}``: from an approval's request to its decision:
+  ``kind="step"`` an approval step, ``kind="gate"`` the policy gate's request for a command
+  (observed when it is decided: the last of its approvers, or a denial);
 - ``relay_saga_runs{workflow,state}`` and ``relay_saga_oldest_run_seconds{workflow,state}``: the
   runs that are not over (pending, running, awaiting_approval, compensating) and the manual queue
   (compensation_failed), from ``saga_runs``, refreshed every few seconds (the oldest: since the
@@ -24,7 +26,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from relay.saga.state import RunState, RunStatus
 
-OUTCOMES = ("compensation dispatched", "compensation failed", "compensation skipped", "compensation started",
+OUTCOMES = ("compensation awaiting approval", "awaiting approval", "approval refused", "approval escalated",
+            "throttled", "compensation denied", "rollback window extended",
+            "compensation dispatched", "compensation failed", "compensation skipped", "compensation started",
             "compensated", "attempt failed", "attempt timed out", "dispatched", "succeeded", "failed", "timed_out",
             "approved", "denied",
             "skipped", "stopped", "retries stopped", "cancelled", "retried", "started", "undo requested",
@@ -57,8 +61,8 @@ class SagaMetrics:
         self.step_seconds = Histogram("relay_saga_step_seconds", "a step's last dispatch to its success",
                                       ["workflow", "step"], registry=reg,
                                       buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
-        self.approval_wait = Histogram("relay_saga_approval_wait_seconds", "an approval step's start to its decision",
-                                       ["workflow"], registry=reg,
+        self.approval_wait = Histogram("relay_saga_approval_wait_seconds", "an approval's request to its decision",
+                                       ["workflow", "kind"], registry=reg,
                                        buckets=(1, 10, 60, 300, 1800, 3600, 4 * 3600, 24 * 3600))
         self.runs = Gauge("relay_saga_runs", "saga runs by state", ["workflow", "state"], registry=reg)
         self.oldest = Gauge("relay_saga_oldest_run_seconds", "since the least recently changed run of a state changed",
@@ -75,11 +79,12 @@ class SagaMetrics:
             elif kind == "succeeded" and step:
                 since = _last(after.timeline, step, ("dispatched",), before=entry)
                 if since is not None:
-                    self.step_seconds.labels(wf, _step_label(step)).observe(max(0.0, entry["at"] - since))
-            elif kind in ("approved", "denied") and step:
-                since = _last(after.timeline, step, ("approval started",), before=entry)
+                    self.step_seconds.labels(wf, _step_label(step)).observe(max(0.0, entry["at"] - since[0]))
+            elif kind in ("approved", "denied") and step and _decides(str(entry["outcome"])):
+                since = _last(after.timeline, step, REQUESTED, before=entry)
                 if since is not None:
-                    self.approval_wait.labels(wf).observe(max(0.0, entry["at"] - since))
+                    gate = str(since[1]).endswith("awaiting approval")
+                    self.approval_wait.labels(wf, "gate" if gate else "step").observe(max(0.0, entry["at"] - since[0]))
 
     def set_runs(self, rows: Iterable[tuple[str, str, int, float]], workflows: Iterable[str] = ()) -> None:
         """Rows of RUNS_BY_STATE; every gauged state of ``workflows`` without a row is 0."""
@@ -98,12 +103,24 @@ def _step_label(step: str) -> str:
     return step.split("[", 1)[0]  # for_each children share their step's label (bounded cardinality)
 
 
+REQUESTED = ("approval started", "awaiting approval", "compensation awaiting approval")
+
+
+def _decides(outcome: str) -> bool:
+    """Whether a decision entry decided its request ("approved by bob (1 of 2)" does not)."""
+    if outcome.endswith(")") and " of " in outcome:
+        counted, needed = outcome.rsplit("(", 1)[1].rstrip(")").split(" of ")
+        return counted.strip() == needed.strip()
+    return True
+
+
 def _last(timeline: list[dict[str, Any]], step: str, outcomes: tuple[str, ...], *, before: Mapping[str, Any],
-          ) -> float | None:
+          ) -> tuple[float, str] | None:
+    """(when, what) of the last entry of ``step`` starting with one of ``outcomes`` before ``before``."""
     found = None
     for entry in timeline:
         if entry is before:
             break
         if entry.get("step") == step and str(entry["outcome"]).startswith(outcomes):
-            found = float(entry["at"])
+            found = (float(entry["at"]), str(entry["outcome"]))
     return found

@@ -43,8 +43,28 @@ def test_approval_wait_is_measured_from_the_step_start():
     before = sim.state
     sim.feed(Approval("approval_gate", True, 42.0, by="lead"))
     m.observe(before, sim.state)
-    assert value(reg, "relay_saga_approval_wait_seconds_sum", workflow="incident_triage_parallel") == 42.0
+    assert value(reg, "relay_saga_approval_wait_seconds_sum", workflow="incident_triage_parallel", kind="step") == 42.0
     assert outcome_kind("approved by lead") == "approved" and outcome_kind("run completed") == "run completed"
+
+
+def test_a_gate_approval_is_measured_once_decided_by_its_last_approver():
+    from relay.policy import build_policy
+    from relay.saga.gate import Gate
+    from relay.saga.state import Start
+    reg = CollectorRegistry()
+    m = SagaMetrics(reg)
+    policy = build_policy({"version": "v1", "default": "allow", "rules": [
+        {"id": "two", "when": {"topic": "shipping.ship"}, "decision": "require_approval", "approval": {"approvers": 2}}]})
+    sim = Sim(order_saga(), gate=Gate(policy))
+    sim.feed(Start("r1", {"amount": 1}, 0.0))
+    sim.drain()
+    h = sim.requests[0].gate["hash"]
+    for by, at in (("ann", 10.0), ("bob", 30.0)):
+        before = sim.state
+        sim.feed(Approval("ship", True, at, by=by, payload_hash=h))
+        m.observe(before, sim.state)
+    assert value(reg, "relay_saga_approval_wait_seconds_count", workflow="order", kind="gate") == 1
+    assert value(reg, "relay_saga_approval_wait_seconds_sum", workflow="order", kind="gate") == 30.0
 
 
 def test_runs_by_state_gauges():
