@@ -54,7 +54,8 @@ def test_a_gate_approval_is_measured_once_decided_by_its_last_approver():
     reg = CollectorRegistry()
     m = SagaMetrics(reg)
     policy = build_policy({"version": "v1", "default": "allow", "rules": [
-        {"id": "two", "when": {"topic": "shipping.ship"}, "decision": "require_approval", "approval": {"approvers": 2}}]})
+        {"id": "two", "when": {"topic": "shipping.ship"}, "decision": "require_approval",
+         "approval": {"approvers": 2}}]})
     sim = Sim(order_saga(), gate=Gate(policy))
     sim.feed(Start("r1", {"amount": 1}, 0.0))
     sim.drain()
