@@ -33,7 +33,7 @@ from relay.handling.event import Event
 from relay.headers import event_topic
 from relay.outbox.writer import OutboxEvent, awrite_many
 from relay.policy.load import load_policy
-from relay.saga import evidence, store, wire
+from relay.saga import evidence, intents, store, wire
 from relay.saga.engine import decide
 from relay.saga.gate import Gate
 from relay.saga.metrics import RUNS_BY_STATE, RUNS_BY_STATE_PARAMS, SagaMetrics
@@ -56,6 +56,7 @@ class SagaCoordinator:
         self.workflows = {wf.id: wf for wf in workflows}
         self.gate = gate  # None: RELAY_SAGA_POLICY's, read at startup (unset: no gate)
         self._evidence_wanted = evidence  # None: RELAY_SAGA_EVIDENCE (auto: with a gate)
+        self._declaring: dict[str, bool] = {}
         self.evidence = False
         self.versions: dict[str, Workflow] = {wf.hash: wf for wf in self.workflows.values()}
         self.consumer = Consumer(name, postgres=True)
@@ -86,11 +87,16 @@ class SagaCoordinator:
                 raise Reject(f"saga event {e.id} ({e.type}) for run {run_id}: {exc}") from None
             if self.metrics is not None:
                 self.metrics.observe(state, new)
+            if self._declares(wf):  # side-effect intents, with the commands' outbox rows
+                rows, compensated = intents.intents(wf, state, new, commands, self.consumer.name)
+                batch.intents += rows
+                batch.compensated += compensated
             batch.decided(wf, state, new, commands, wire.Envelope(
                 new.workflow, correlation_id=new.business_key or run_id, causation_id=e.id,
                 traceparent=_header(e, wire.SagaHeader.TRACEPARENT), parent_workflow=new.parent_workflow))
         await self._reserve(tx, batch, now)
         heads = await self._evidence(tx, batch) if self.evidence else []
+        await intents.save(tx.conn, batch.intents, batch.compensated)
         await store.save_runs(tx.conn, batch.changed.values())
         self.cache.stored(locked, batch.changed.values())
         live = {tid for r in batch.changed.values() for tid in r.timers}  # timer ids name their run: unique
@@ -113,6 +119,13 @@ class SagaCoordinator:
                 wf = self.versions[batch.runs[c.run_id].definition_hash]
                 new, commands = decide(wf, batch.runs[c.run_id], Throttled(c.command_id, slot, now), self.gate)
                 batch.decided(wf, batch.runs[c.run_id], new, commands, None)
+
+    def _declares(self, wf: Workflow) -> bool:
+        """Whether ``wf`` has a step that declares an effect changing something (its intents are recorded)."""
+        known = self._declaring.get(wf.hash)
+        if known is None:
+            known = self._declaring[wf.hash] = any(intents.declared(wf, s) for s in wf.steps)
+        return known
 
     @staticmethod
     async def _evidence(tx: Tx, batch: "_Batch") -> list[OutboxEvent]:
@@ -201,6 +214,8 @@ class _Batch:
         self.dropped: set[str] = set()  # timers a run no longer waits for (all, once it ends): deleted, not fired
         self.sends: list[tuple[Command, wire.Envelope]] = []
         self.unsent: set[int] = set()   # ids of commands the gate's throttle held back
+        self.intents: list[dict[str, Any]] = []  # side-effect records to write (relay.saga.intents)
+        self.compensated: list[str] = []         # ... and keys whose effect was compensated
 
     def decided(self, wf: Workflow, state: RunState | None, new: RunState, commands: list[Command],
                 env: wire.Envelope | None) -> None:

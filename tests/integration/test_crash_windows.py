@@ -48,7 +48,7 @@ def until(what, check, timeout_s=60.0):
 def participants(settings, wf, unique, crash=None, **env):
     apply_topics(settings, [event_topic(t) for t in (f"{wf}.note", f"{wf}.pay", f"saga.{wf}")])
     prepare(settings.dsn)
-    w = Workers(settings, APP, f"ext-{unique}", env={"EXT_WF": wf, **({"RELAY_CRASH_AT": crash} if crash else {}),
+    w = Workers(settings, APP, f"ext-{unique}", env={"SAGA_WF": wf, **({"RELAY_CRASH_AT": crash} if crash else {}),
                                                      **env})
     w.start()
     return w

@@ -1,5 +1,5 @@
 """Participants for the crash-window tests (issue 17): ``relay worker
-tests.support.external_app:make_participants`` with EXT_WF=<id>.
+tests.support.external_app:make_participants`` with SAGA_WF=<id>.
 
 - ``<id>.note``: an internal write, a row in ``ext_notes`` in the command's inbox transaction;
 - ``<id>.pay``: an outside effect through the executor (``Consumer.effect``), against a
@@ -39,7 +39,7 @@ def prepare(dsn: str) -> None:
 
 
 def make_participants(settings: Settings) -> Consumer:
-    wf = os.environ["EXT_WF"]
+    wf = os.environ["SAGA_WF"]
     consumer = Consumer(f"ext-participants-{wf}")
 
     @consumer.participant(f"{wf}.note")
@@ -66,6 +66,20 @@ def make_participants(settings: Settings) -> Consumer:
         return None if row is None else {"charge_id": row[0]}
 
     return consumer
+
+
+def make_coordinator(settings: Settings) -> Consumer:
+    """A coordinator of workflow <id>: ``pay`` (an external transaction, through the executor),
+    then ``note``; its policy from RELAY_SAGA_POLICY."""
+    from relay.saga import build_workflow
+    from relay.saga.coordinator import SagaCoordinator
+
+    wf = os.environ["SAGA_WF"]
+    workflow = build_workflow({"id": wf, "steps": {
+        "pay": {"type": "worker", "topic": f"{wf}.pay", "input": {"amount": "${input.amount}"}, "side_effect": True,
+                "effect": "external_transaction", "no_rollback_reason": "the test's provider cannot refund"},
+        "note": {"type": "worker", "topic": f"{wf}.note", "depends_on": ["pay"], "effect": "internal_write"}}})
+    return SagaCoordinator([workflow], name=f"ext-coordinator-{wf}").consumer
 
 
 def send_command(dsn: str, wf: str, step: str, key: str, payload: dict[str, Any], command_id: str | None = None,

@@ -19,8 +19,9 @@ from relay.examples.order_saga import STEPS, add_order_participants, order_workf
 from relay.headers import event_topic
 from relay.saga.coordinator import SagaCoordinator
 from relay.topics import apply_topics
+from tests.support.saga_app import prepare
 
-__all__ = ["STEPS", "topics", "make_coordinator", "make_participants", "gated_workers", "relay", "status_of",
+__all__ = ["STEPS", "prepare", "topics", "make_coordinator", "make_participants", "gated_workers", "relay", "status_of",
            "wait_status"]
 
 
@@ -44,17 +45,19 @@ def make_participants(settings: Settings) -> Consumer:
 
 # -- driving them from a test ----------------------------------------------------------------
 
-def gated_workers(settings, wf, unique, policy):
-    """(coordinator, participants) of saga_gate's workflows under ``policy``, started."""
-    from tests.support.saga_app import prepare
+def gated_workers(settings, wf, unique, policy, *, app="tests.support.saga_gate", aggregates=None):
+    """(coordinator, participants) of ``app``'s workflows (make_coordinator, make_participants,
+    prepare; SAGA_WF=``wf``) under ``policy``, started."""
+    import importlib
+
     from tests.support.workers import Workers
 
-    apply_topics(settings, [event_topic(t) for t in topics(wf)])
-    prepare(settings.dsn)
+    apply_topics(settings, [event_topic(t) for t in (aggregates or topics(wf))])
+    importlib.import_module(app).prepare(settings.dsn)
     env = {"SAGA_WF": wf}
-    coordinator = Workers(settings, "tests.support.saga_gate:make_coordinator", f"gate-coord-{unique}",
+    coordinator = Workers(settings, f"{app}:make_coordinator", f"gate-coord-{unique}",
                           env={**env, "RELAY_SAGA_POLICY": str(policy)})
-    participants = Workers(settings, "tests.support.saga_gate:make_participants", f"gate-part-{unique}", env=env)
+    participants = Workers(settings, f"{app}:make_participants", f"gate-part-{unique}", env=env)
     coordinator.start()
     participants.start()
     return coordinator, participants

@@ -1,0 +1,59 @@
+"""Side-effect records through a whole run on the real stack (issue 17): the coordinator writes
+the intent with the command's outbox row (proposed, validated, approval_required, approved), the
+participant's executor the effect (started, committed); one record per idempotency key, its
+history the lifecycle in order."""
+
+import psycopg
+import pytest
+
+from relay.saga.start import start
+from tests.support.saga_checks import wait_ended
+from tests.support.saga_gate import gated_workers, relay, wait_status
+
+pytestmark = pytest.mark.integration
+
+POLICY = """
+version: v1
+default: allow
+rules:
+  - id: big-payments
+    when: {{topic: {wf}.pay, amount: {{gt: 100}}}}
+    decision: require_approval
+"""
+
+
+def history(dsn, key):
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT state, history, effect_class, request_hash FROM effects "
+                           "WHERE idempotency_key = %s", (key,)).fetchone()
+    return row[0], [h["state"] for h in row[1]], row[2], row[3]
+
+
+def test_intent_then_effect_one_record_per_key_with_its_lifecycle(stack, settings, unique, tmp_path):
+    wf = f"rec{unique}"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.format(wf=wf))
+    coordinator, participants = gated_workers(settings, wf, unique, policy, app="tests.support.external_app",
+                                              aggregates=[f"saga.{wf}", f"{wf}.pay", f"{wf}.note"])
+    try:
+        with psycopg.connect(settings.dsn) as conn, conn.transaction():
+            small = start(conn, wf, input={"amount": 5}, idempotency_key="small")
+            big = start(conn, wf, input={"amount": 500}, idempotency_key="big")
+        wait_status(settings.dsn, big, "awaiting_approval")
+        assert history(settings.dsn, f"{big}/pay")[:2] == ("approval_required",
+                                                           ["proposed", "validated", "approval_required"])
+        relay(settings, "saga", "approve", big, "pay", "--by", "cfo")
+        status = wait_ended(settings.dsn, wf, 2, 60)
+    finally:
+        coordinator.stop()
+        participants.stop()
+    assert status == {small: "completed", big: "completed"}, coordinator.log()[-2000:]
+    state, states, kind, digest = history(settings.dsn, f"{small}/pay")
+    assert (state, states, kind) == ("committed", ["proposed", "validated", "started", "committed"],
+                                     "external_transaction")
+    assert history(settings.dsn, f"{big}/pay")[:2] == ("committed", ["proposed", "validated", "approval_required",
+                                                                     "approved", "started", "committed"])
+    assert history(settings.dsn, f"{small}/note")[:2] == ("validated", ["proposed", "validated"]), \
+        "a plain participant: the intent only (its own writes are in its transaction)"
+    with psycopg.connect(settings.dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM ext_provider WHERE wf = %s", (wf,)).fetchone()[0] == 2
