@@ -177,3 +177,8 @@ class StepFailed(RelayError):
     def __init__(self, reason: str, *, retriable: bool = False) -> None:
         super().__init__(reason, retriable=retriable)
         self.reason = reason
+
+
+class StaleVersion(StepFailed):
+    """A command expected another version of its aggregate than the participant found
+    (``Command.expect``): refused and never applied; retriable when the step says on_stale: retry."""

@@ -34,6 +34,7 @@ from relay.saga.model import (
     DEFAULT_ROLLBACK_WINDOW_S,
     Compensation,
     OnFailure,
+    OnStale,
     RetryPolicy,
     Step,
     StepType,
@@ -46,11 +47,12 @@ from relay.saga.validate import validate
 COMMON_KEYS = {"type", "depends_on", "input", "on_error", "description"}
 KEYS: dict[StepType, set[str]] = {
     StepType.WORKER: {"topic", "retry", "timeout_sec", "side_effect", "compensation", "no_rollback_reason",
-                      "on_failure", "effect"},
+                      "on_failure", "effect", "expected_version", "on_stale"},
     StepType.APPROVAL: {"expires_sec"},
     StepType.PARALLEL: {"steps", "strategy", "max_parallel"},
     StepType.FOR_EACH: {"topic", "items", "max_items", "max_parallel", "retry", "timeout_sec", "side_effect",
-                        "compensation", "no_rollback_reason", "on_failure", "effect"},
+                        "compensation", "no_rollback_reason", "on_failure", "effect", "expected_version",
+                        "on_stale"},
     StepType.DELAY: {"seconds"},
     StepType.CONDITION: {"expression"},
     StepType.SUBWORKFLOW: {"workflow"},
@@ -142,6 +144,8 @@ def _step(p: Problems, sid: str, raw: Any) -> Step | None:
         expression=_opt_str(p, sid, "expression", raw.get("expression")),
         workflow=_opt_str(p, sid, "workflow", raw.get("workflow")),
         effect=None if raw.get("effect") is None else _enum(p, sid, "effect", raw.get("effect"), EffectClass),
+        expected_version=_opt_str(p, sid, "expected_version", raw.get("expected_version")),
+        on_stale=_enum(p, sid, "on_stale", raw.get("on_stale", "fail"), OnStale),
     )
 
 

@@ -32,6 +32,13 @@ class Strategy(StrEnum):
     ANY = "any"  # succeeds when one member succeeded
 
 
+class OnStale(StrEnum):
+    """What a participant's refusal of a stale expected version does to the step."""
+
+    FAIL = "fail"    # surfaced: the step fails (and the run compensates), never applied
+    RETRY = "retry"  # retried with the step's backoff (the participant may have caught up by then)
+
+
 class OnFailure(StrEnum):
     COMPENSATE = "compensate"  # retries exhausted or a fatal error: the run compensates (default)
     RETRY = "retry"            # a step past the pivot: retried until the run's deadline, never compensated
@@ -91,6 +98,8 @@ class Step:
     expression: str | None = None             # condition
     workflow: str | None = None               # subworkflow
     effect: EffectClass | None = None         # what its command does to the world (the policy gate's fact)
+    expected_version: str | None = None       # worker, for_each: a template; the aggregate version it expects
+    on_stale: OnStale = OnStale.FAIL
 
 
 @dataclass(frozen=True)
@@ -122,11 +131,13 @@ def definition_hash(workflow_id: str, steps: dict[str, Step], deadline_s: float 
 
 
 def _hashed(step: Step) -> dict[str, Any]:
-    """A step as its hash sees it: ``effect`` only when declared, so that every definition
-    written before steps had it keeps its hash (and its runs in flight their version)."""
+    """A step as its hash sees it: ``effect`` and the expected version only when declared, so
+    that every definition written before steps had them keeps its hash (and its runs in flight
+    their version)."""
     d = asdict(step)
-    if d["effect"] is None:
-        del d["effect"]
+    for name, unset in (("effect", None), ("expected_version", None), ("on_stale", OnStale.FAIL)):
+        if d[name] == unset:
+            del d[name]
     return d
 
 
@@ -149,6 +160,8 @@ def from_doc(doc: dict[str, Any]) -> Workflow:
             d["compensation"] = Compensation(topic=c["topic"], input=c["input"], retry=RetryPolicy(**c["retry"]))
         d["depends_on"], d["members"] = tuple(d["depends_on"]), tuple(d["members"])
         d["effect"] = EffectClass(d["effect"]) if d.get("effect") else None
+        d["expected_version"] = d.get("expected_version")
+        d["on_stale"] = OnStale(d.get("on_stale") or OnStale.FAIL)
         steps[sid] = Step(**d)
     wf = Workflow(id=doc["id"], steps=steps, name=doc.get("name", doc["id"]), deadline_s=doc["deadline_s"],
                   rollback_window_s=doc["rollback_window_s"], hash=doc["hash"])

@@ -26,7 +26,7 @@ from typing import Any
 
 from relay.consume.pg import Tx
 from relay.crashpoints import CrashPoint, reach
-from relay.errors import DecodeError, StepFailed
+from relay.errors import DecodeError, StaleVersion, StepFailed
 from relay.handling.event import Event
 from relay.saga import wire
 
@@ -40,6 +40,17 @@ class Command:
     idempotency_key: str   # stable across attempts of the step: key your effect by it
     input: Any
     compensation: bool     # True: undo the step's effect
+    expected_version: Any = None  # the aggregate version the step expects (its expected_version), if any
+    on_stale: str = "fail"        # the step's policy for a stale version: fail | retry
+
+    def expect(self, current: Any) -> None:
+        """Optimistic concurrency: raise :class:`StaleVersion` unless the aggregate's ``current``
+        version is the one this command expects (read it ``FOR UPDATE`` first). Raised, it undoes
+        the handler's writes, so a stale command is never applied; the step fails, or retries
+        when it says ``on_stale: retry``. A command that expects nothing accepts any version."""
+        if self.expected_version is not None and current != self.expected_version:
+            raise StaleVersion(f"{self.step}: stale: the command expects version {self.expected_version!r}, the "
+                               f"aggregate is at {current!r} (not applied)", retriable=self.on_stale == "retry")
 
 
 ParticipantHandler = Callable[[Command, Tx], Awaitable[Any]]
@@ -54,7 +65,8 @@ def parse(event: Event) -> Command:
         raise DecodeError(f"saga command {event.id}: type {event.type!r}, fields missing {missing}; expected a "
                           "SagaCommand or SagaCompensation with command_id, run_id, step, attempt, idempotency_key")
     return Command(str(p["command_id"]), str(p["run_id"]), str(p["step"]), int(p["attempt"]),
-                   str(p["idempotency_key"]), p.get("input"), event.type == wire.SagaCommand.COMPENSATION)
+                   str(p["idempotency_key"]), p.get("input"), event.type == wire.SagaCommand.COMPENSATION,
+                   p.get("expected_version"), str(p.get("on_stale") or "fail"))
 
 
 SAVEPOINT = "relay_participant"

@@ -207,6 +207,8 @@ class Dispatch:
     compensation: bool = False
     throttle: Throttle | None = None  # a throttle verdict: the coordinator takes a slot of ``bucket`` first
     bucket: str | None = None
+    expected_version: Any = None      # the aggregate version the participant must find (optimistic concurrency)
+    on_stale: str | None = None       # retry | fail: what a stale version does to the step
 
 
 @dataclass(frozen=True)

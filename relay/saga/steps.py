@@ -219,8 +219,9 @@ class Decider(ChildUndo):
         spec, st = self.spec(key), self.state.steps[key]
         item = st.output if "[" in key else None  # a for_each child keeps its item until it has a reply
         payload = self._render(key, spec.input, item)
+        expected = self._render(key, spec.expected_version, item) if spec.expected_version else None
         if st.status in FAILURES:
-            return  # the input could not be rendered
+            return  # the input (or the expected version) could not be rendered
         screened = self.screen(key, spec.topic or "", payload, attempt)
         if screened.passage is Passage.DENIED:
             st.attempt = attempt
@@ -235,7 +236,8 @@ class Decider(ChildUndo):
         self.state.inflight[cmd] = key
         throttle, bucket = screened.bucket(reserved)
         self.commands.append(Dispatch(cmd, run, key, attempt, spec.topic or "", payload, f"{run}/{key}",
-                                      throttle=throttle, bucket=bucket))
+                                      throttle=throttle, bucket=bucket, expected_version=expected,
+                                      on_stale=spec.on_stale.value if spec.expected_version else None))
         self.log(key, "dispatched", attempt=attempt, command_id=cmd, verdict=screened.verdict)
         if spec.timeout_s:
             self.timer(f"{cmd}/timeout", self.now + spec.timeout_s, "timeout", key, attempt)

@@ -118,7 +118,8 @@ def _ancestors(sid: str, edges: dict[str, set[str]]) -> set[str]:
 
 
 def _templates(p: Problems, s: Step, before: set[str]) -> None:
-    fields: list[tuple[str, Any]] = [("input", s.input), ("items", s.items), ("expression", s.expression)]
+    fields: list[tuple[str, Any]] = [("input", s.input), ("items", s.items), ("expression", s.expression),
+                                     ("expected_version", s.expected_version)]
     if s.compensation is not None:
         fields.append(("compensation.input", s.compensation.input))
     for name, value in fields:
@@ -128,7 +129,8 @@ def _templates(p: Problems, s: Step, before: set[str]) -> None:
             except ValueError as exc:
                 p.add(s.id, name, f"${{{ref}}}", str(exc).split(": ", 1)[1].removeprefix("expected "))
                 continue
-            if root == "item" and not (s.type is StepType.FOR_EACH and name in ("input", "compensation.input")):
+            if root == "item" and not (s.type is StepType.FOR_EACH and name in ("input", "compensation.input",
+                                                                                 "expected_version")):
                 p.add(s.id, name, f"${{{ref}}}", "${item} only in the input of a for_each step")
             allowed = before | ({s.id} if name == "compensation.input" else set())
             if step is not None and step not in allowed:

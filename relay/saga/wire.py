@@ -195,6 +195,8 @@ def encode(command: Any, env: Envelope) -> list[OutboxEvent]:
             payload = {"command_id": command.command_id, "run_id": run, "step": command.step,
                        "attempt": command.attempt, "idempotency_key": command.idempotency_key,
                        "input": command.input, "reply_to": saga_aggregate(env.workflow)}
+            if command.on_stale is not None:  # optimistic concurrency: the version it expects
+                payload.update(expected_version=command.expected_version, on_stale=command.on_stale)
             return [OutboxEvent(command.topic, run, kind.value, payload, _headers(run, env),
                                 command_event_id(command.command_id))]
         case RequestApproval():

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS ext_notes (n bigserial PRIMARY KEY, wf text NOT NULL,
                                       command_id text NOT NULL);
 CREATE TABLE IF NOT EXISTS ext_provider (n bigserial PRIMARY KEY, wf text NOT NULL, key text NOT NULL,
                                          amount numeric, charge_id text NOT NULL);
+CREATE TABLE IF NOT EXISTS ext_cases (case_id text PRIMARY KEY, risk text NOT NULL, version integer NOT NULL);
 """
 
 
@@ -58,6 +59,15 @@ def make_participants(settings: Settings) -> Consumer:
             raise TimeoutError("the provider took the charge, and its answer was lost")
         return {"charge_id": charge}
 
+    @consumer.participant(f"{wf}.case")
+    async def update_case(cmd: Any, tx: Any) -> dict[str, Any]:
+        row = await (await tx.execute("SELECT version FROM ext_cases WHERE case_id = %s FOR UPDATE",
+                                      (cmd.input["case"],))).fetchone()
+        cmd.expect(row[0])  # optimistic concurrency: a stale command is refused, never applied
+        await tx.execute("UPDATE ext_cases SET risk = %s, version = version + 1 WHERE case_id = %s",
+                         (cmd.input["risk"], cmd.input["case"]))
+        return {"version": row[0] + 1}
+
     @pay.lookup
     async def find(cmd: Any) -> dict[str, str] | None:
         async with await psycopg.AsyncConnection.connect(settings.dsn, autocommit=True) as provider:
@@ -79,7 +89,11 @@ def make_coordinator(settings: Settings) -> Consumer:
         "pay": {"type": "worker", "topic": f"{wf}.pay", "input": {"amount": "${input.amount}"}, "side_effect": True,
                 "effect": "external_transaction", "no_rollback_reason": "the test's provider cannot refund"},
         "note": {"type": "worker", "topic": f"{wf}.note", "depends_on": ["pay"], "effect": "internal_write"}}})
-    return SagaCoordinator([workflow], name=f"ext-coordinator-{wf}").consumer
+    cases = build_workflow({"id": f"{wf}_case", "steps": {
+        "update": {"type": "worker", "topic": f"{wf}.case", "effect": "internal_write",
+                   "input": {"case": "${input.case}", "risk": "${input.risk}"},
+                   "expected_version": "${input.version}"}}})
+    return SagaCoordinator([workflow, cases], name=f"ext-coordinator-{wf}").consumer
 
 
 def send_command(dsn: str, wf: str, step: str, key: str, payload: dict[str, Any], command_id: str | None = None,
