@@ -38,7 +38,7 @@ from relay.consume.pg import Tx
 from relay.crashpoints import CrashPoint, reach
 from relay.errors import EffectUnknown, RelayError, StepFailed
 from relay.governance.effects import Found, Next, Record, Step, after_lookup, begin
-from relay.governance.lifecycle import EffectState
+from relay.governance.lifecycle import MOVES, EffectState, IllegalTransition
 from relay.policy.model import EffectClass
 from relay.saga.gate import payload_hash
 from relay.saga.participant import Command
@@ -80,6 +80,9 @@ async def _move(conn: Any, key: str, to: EffectState, frm: tuple[EffectState, ..
     cur = await conn.execute(MOVE, {"to": to.value, "from": [s.value for s in frm], "key": key, "why": why,
                                     "result": None if result is None else json.dumps(result), "error": error})
     if await cur.fetchone() is None:
+        row = await (await conn.execute("SELECT state FROM effects WHERE idempotency_key = %s", (key,))).fetchone()
+        if row is not None and to not in MOVES[EffectState(row[0])]:
+            raise IllegalTransition(key, EffectState(row[0]), to)  # names both states and the allowed moves
         raise RelayError(f"side effect {key}: moving to {to.value} found it no longer {'/'.join(s.value for s in frm)} "
                          "(changed meanwhile); the command is handled again", retriable=True)
 

@@ -73,3 +73,22 @@ def test_intent_then_effect_one_record_per_key_with_its_lifecycle(stack, setting
     assert sorted(cases.values()) == ["completed", "failed"] and case[1] == 2, (cases, case)
     assert case[0] == ("medium" if loser == first else "high"), "the winner's change, only"
     assert "expects version 1, the aggregate is at 2" in error
+
+
+def test_a_move_the_lifecycle_does_not_have_is_refused_naming_both_states(stack, settings, unique):
+    import asyncio
+
+    from relay.governance.lifecycle import EffectState, IllegalTransition
+    from relay.saga.effects import _move
+
+    key = f"illegal-{unique}"
+    with psycopg.connect(settings.dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO effects (idempotency_key, request_hash, state, target) VALUES (%s, 'h', 'failed', "
+                     "'t')", (key,))
+
+    async def commit_a_failed_effect():
+        async with await psycopg.AsyncConnection.connect(settings.dsn, autocommit=True) as conn:
+            await _move(conn, key, EffectState.COMMITTED, (EffectState.STARTED,), why="test")
+
+    with pytest.raises(IllegalTransition, match="failed -> committed is not a move of its lifecycle"):
+        asyncio.run(commit_a_failed_effect())
