@@ -341,7 +341,7 @@ def sagas(b: Bench) -> ScenarioRun:
                note=f"{saga_bench.STEPS} steps + start + end = 8 outbox events per saga"),
         Figure("sagas", "policy gate + evidence on: completed sagas/s", median([r["sagas_per_s"] for r in gated]),
                "sagas/s", "gate off", top, target=0.8,
-               note="5 rules, default deny; every timeline entry chained in saga_evidence, heads published"),
+               note="4 rules, default deny; every timeline entry chained in saga_evidence, heads published"),
         Figure("sagas", "at 50 %: achieved starts/s", median([r["start_rate"] for r in at]), "sagas/s", "max", top),
         Figure("sagas", "at 50 %: step p50", p50, "ms", "commit -> handler p50 at 50 %", h50, at_most=100),
         Figure("sagas", "at 50 %: step p99", p99, "ms", "commit -> handler p99 at 50 %", h99, at_most=500)]
