@@ -172,11 +172,13 @@ class StepFailed(RelayError):
     """Raised by a saga participant: this step failed. The run gets a failed reply with
     ``reason``; ``retriable=True`` lets the run retry the step (with its backoff), False fails it
     at once (the run then compensates what completed). The participant's own writes in the
-    handler's transaction are rolled back; the reply and the inbox claim commit."""
+    handler's transaction are rolled back; the reply and the inbox claim commit. ``uncertain``:
+    the step's effect may have happened (an outside call whose outcome is unknown), so if the run
+    fails, the step is compensated like one that timed out."""
 
-    def __init__(self, reason: str, *, retriable: bool = False) -> None:
+    def __init__(self, reason: str, *, retriable: bool = False, uncertain: bool = False) -> None:
         super().__init__(reason, retriable=retriable)
-        self.reason = reason
+        self.reason, self.uncertain = reason, uncertain
 
 
 class StaleVersion(StepFailed):

@@ -86,6 +86,9 @@ def _refusal(request: ApprovalRequest, counted: Sequence[Decision], d: Decision,
         return f"it came {d.at - request.expires_at:.0f} s after the request expired"
     if request.scope and d.by not in request.scope:
         return f"{d.by!r} is not among those who may decide: {sorted(request.scope)}"
+    if d.approved and request.four_eyes and request.initiator is None:
+        return ("four eyes are required and the run's initiator is unknown, so nobody can be told apart from "
+                "them (start runs with an initiator)")
     if d.approved and request.four_eyes and d.by == request.initiator:
         return f"{d.by!r} started the run, and four eyes are required"
     if d.approved and any(c.by == d.by and c.approved for c in counted):

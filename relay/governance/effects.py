@@ -37,6 +37,7 @@ class Record:
     state: EffectState
     result: Any = None
     error: str | None = None
+    retriable: bool = False  # failed for now (nothing happened): a later attempt may send again
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ def begin(record: Record | None, key: str, request_hash: str) -> Next:
                                  f"command's request is {request_hash[:12]}: one key, one request (nothing was sent)")
     if record.state is EffectState.COMMITTED:
         return Next(Step.RETURN, "it happened already: the first result")
+    if record.state is EffectState.FAILED and record.retriable:
+        return Next(Step.SEND, "it failed for now, and nothing happened: sent again")
     if record.state in (EffectState.FAILED, EffectState.COMPENSATED):
         return Next(Step.FAIL, record.error or f"the effect is {record.state.value}")
     if record.state is EffectState.APPROVAL_REQUIRED:
@@ -72,4 +75,5 @@ def after_lookup(found: Found) -> Next:
         return Next(Step.RETURN, "reconciled: the target has it")
     if found is Found.NO:
         return Next(Step.SEND, "reconciled: the target never got it")
-    return Next(Step.FAIL, "reconciliation could not tell whether it happened: it stays ambiguous for a person")
+    return Next(Step.FAIL, "reconciliation could not tell whether it happened: it stays ambiguous for a person "
+                           "(the step fails retriably, and is compensated if the run fails)")

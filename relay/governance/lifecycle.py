@@ -7,6 +7,7 @@ only moves between them. Intent (proposed, validated, approval) stays apart from
                                                                        -> ambiguous -> committed | failed
                                                                           (| started: the target never got it)
     committed -> compensated;  any state before started -> failed (denied, expired, invalid)
+    failed -> started: only when it failed retriably (the target refused for now: nothing happened)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ MOVES: dict[EffectState, frozenset[EffectState]] = {
     # by reconciliation: the target has it, refused it, or never got it (then it is sent again)
     EffectState.AMBIGUOUS: frozenset({EffectState.COMMITTED, EffectState.FAILED, EffectState.STARTED}),
     EffectState.COMMITTED: frozenset({EffectState.COMPENSATED}),
-    EffectState.FAILED: frozenset(),
+    EffectState.FAILED: frozenset({EffectState.STARTED}),  # only after a retriable refusal: nothing happened
     EffectState.COMPENSATED: frozenset(),
 }
 FINAL = frozenset(s for s, nexts in MOVES.items() if not nexts)

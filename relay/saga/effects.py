@@ -47,7 +47,8 @@ log = logging.getLogger("relay.saga.effects")
 RECONCILE_S = 5.0
 UNSURE = (EffectUnknown, TimeoutError, asyncio.TimeoutError)
 
-LOAD = "SELECT idempotency_key, request_hash, state, result, error FROM effects WHERE idempotency_key = %s"
+LOAD = ("SELECT idempotency_key, request_hash, state, result, error, retriable FROM effects "
+        "WHERE idempotency_key = %s")
 START = """
 INSERT INTO effects AS e (idempotency_key, request_hash, request, state, effect_class, target, run_id, step,
                           command_id, actor, attempts, history)
@@ -60,7 +61,8 @@ WHERE e.request_hash = EXCLUDED.request_hash AND e.state = ANY(%(from)s)
 RETURNING e.attempts
 """
 MOVE = """
-UPDATE effects SET state = %(to)s, result = coalesce(%(result)s, result), error = %(error)s, updated_at = now(),
+UPDATE effects SET state = %(to)s, result = coalesce(%(result)s, result), error = %(error)s,
+    retriable = %(retriable)s, updated_at = now(),
     history = history || jsonb_build_array(jsonb_build_object('state', %(to)s::text, 'at', now(), 'why', %(why)s::text))
 WHERE idempotency_key = %(key)s AND state = ANY(%(from)s)
 RETURNING 1
@@ -72,13 +74,14 @@ WHERE state = 'ambiguous' AND target = %s ORDER BY updated_at LIMIT 100
 
 
 def _record(row: Any) -> Record | None:
-    return None if row is None else Record(row[0], row[1], EffectState(row[2]), row[3], row[4])
+    return None if row is None else Record(row[0], row[1], EffectState(row[2]), row[3], row[4], row[5])
 
 
 async def _move(conn: Any, key: str, to: EffectState, frm: tuple[EffectState, ...], *, why: str,
-                result: Any = None, error: str | None = None) -> None:
+                result: Any = None, error: str | None = None, retriable: bool = False) -> None:
     cur = await conn.execute(MOVE, {"to": to.value, "from": [s.value for s in frm], "key": key, "why": why,
-                                    "result": None if result is None else json.dumps(result), "error": error})
+                                    "result": None if result is None else json.dumps(result), "error": error,
+                                    "retriable": retriable})
     if await cur.fetchone() is None:
         row = await (await conn.execute("SELECT state FROM effects WHERE idempotency_key = %s", (key,))).fetchone()
         if row is not None and to not in MOVES[EffectState(row[0])]:
@@ -126,7 +129,8 @@ class ExternalEffect:
         if nxt.step is Step.REFUSE:
             raise StepFailed(nxt.reason)
         if nxt.step is Step.FAIL:
-            raise StepFailed(nxt.reason, retriable=record is not None and record.state is EffectState.AMBIGUOUS)
+            unsure = record is not None and record.state in (EffectState.STARTED, EffectState.AMBIGUOUS)
+            raise StepFailed(nxt.reason, retriable=unsure, uncertain=unsure)  # its retries ask again
         if nxt.step is Step.RETURN:
             if record is not None and record.state is not EffectState.COMMITTED:  # reconciled: it happened
                 await _move(tx, key, EffectState.COMMITTED, (record.state,), why=nxt.reason, result=found)
@@ -137,8 +141,10 @@ class ExternalEffect:
     async def _reconcile(self, command: Command, record: Record | None) -> tuple[Next, Any]:
         assert record is not None
         if self.find is None:
+            if record.state is EffectState.STARTED:  # listed for a person: it may have happened
+                await self._mark(record.key, EffectState.AMBIGUOUS, (EffectState.STARTED,), why="no lookup to ask")
             return Next(Step.FAIL, f"side effect {record.key} is {record.state.value} and {self.topic} has no lookup "
-                                   "to ask the target: it stays for a person (relay effects list)"), None
+                                   "to ask the target: it stays ambiguous for a person (relay effects list)"), None
         try:
             result = await self.find(command)
         except UNSURE as exc:
@@ -153,29 +159,30 @@ class ExternalEffect:
             cur = await conn.execute(START, {
                 "key": key, "hash": digest, "request": json.dumps(command.input), "class": self.effect.value,
                 "target": self.topic, "run": command.run_id, "step": command.step, "command": command.command_id,
-                "actor": self.actor, "from": ["proposed", "validated", "approved", "started", "ambiguous"]})
+                "actor": self.actor, "from": ["proposed", "validated", "approved", "started", "ambiguous", "failed"]})
             if await cur.fetchone() is None:
                 raise RelayError(f"side effect {key}: its record changed before the call; handled again",
                                  retriable=True)
         try:
             result = await self.send(command)
-        except StepFailed as refused:
-            await self._mark(key, EffectState.FAILED, (EffectState.STARTED,), why=refused.reason, error=refused.reason)
+        except StepFailed as refused:  # the target refused: nothing happened (retriable: for now)
+            await self._mark(key, EffectState.FAILED, (EffectState.STARTED,), why=refused.reason, error=refused.reason,
+                             retriable=refused.retriable)
             raise
         except UNSURE as exc:
             why = f"{type(exc).__name__}: {exc}"
             await self._mark(key, EffectState.AMBIGUOUS, (EffectState.STARTED,), why=why, error=why)
             raise StepFailed(f"side effect {key} is ambiguous ({why}): the target is asked before anything is sent "
-                             "again", retriable=True) from None
+                             "again", retriable=True, uncertain=True) from None
         reach(CrashPoint.AFTER_EXTERNAL_SEND_BEFORE_RECORD)
         await _move(tx, key, EffectState.COMMITTED, (EffectState.STARTED,), why="the target answered", result=result)
         return result
 
     async def _mark(self, key: str, to: EffectState, frm: tuple[EffectState, ...], *, why: str,
-                    error: str | None = None) -> None:
+                    error: str | None = None, retriable: bool = False) -> None:
         """A move committed on its own (a failure's savepoint would undo it in the inbox transaction)."""
         async with self.pool.connection() as conn:
-            await _move(conn, key, to, frm, why=why, error=error)
+            await _move(conn, key, to, frm, why=why, error=error, retriable=retriable)
 
     async def reconcile_round(self) -> int:
         """Ask the target about this effect's ambiguous records; the number resolved."""
@@ -190,9 +197,10 @@ class ExternalEffect:
                 result = await self.find(command)
             except UNSURE:
                 continue
-            if result is None:
+            if result is None:  # nothing happened: the step's next attempt may send it again
                 await self._mark(key, EffectState.FAILED, (EffectState.AMBIGUOUS,),
-                                 why="reconciled: the target never got it", error="the target never got it")
+                                 why="reconciled: the target never got it", error="the target never got it",
+                                 retriable=True)
             else:
                 async with self.pool.connection() as conn:
                     await _move(conn, key, EffectState.COMMITTED, (EffectState.AMBIGUOUS,),

@@ -117,7 +117,7 @@ def _reply(d: _steps.Decider, r: Reply) -> None:
     if target.startswith(UNDO):
         d.undo_finished(target.removeprefix(UNDO), r.ok, r.error, r.retriable)
     else:
-        d.finished(target, r.ok, r.output, r.error, r.retriable)
+        d.finished(target, r.ok, r.output, r.error, r.retriable, unknown=r.uncertain)
 
 
 def _timer(d: _steps.Decider, t: Timer) -> None:
@@ -125,7 +125,7 @@ def _timer(d: _steps.Decider, t: Timer) -> None:
     match t.kind:
         case "deadline":
             d.fail("the run's deadline passed")
-        case "rollback" if d.open_gate_on_undo() is not None:
+        case "rollback" if d.undo_held():
             d.extend_rollback_window()
         case "rollback":
             if d.state.status is RunStatus.COMPENSATING:

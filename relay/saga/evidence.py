@@ -8,7 +8,8 @@ compensation_failed or cancelled appends the rollback evidence record
 (:func:`relay.governance.rollback.rollback_record`).
 
 When a run's status changes to anything but running (it waits for an approval, compensates,
-ends), its chain head goes out as an outbox event to ``outbox.event.saga-evidence``, a
+ends), and whenever an ended run gets new entries (a child answering its parent again), its
+chain head goes out as an outbox event to ``outbox.event.saga-evidence``, a
 compacted topic keyed by run id: a database rewritten alone no longer matches Kafka, and an
 ended run is covered whole. Entries written since the last head (a live run's tail) are
 protected by the chain only until the next one. :mod:`relay.saga.audit` checks both.
@@ -63,7 +64,8 @@ def extend(state: RunState, before: RunStatus | None) -> tuple[list[tuple[Link, 
         links.append((Link(seq, content, head, digest), text))
         head = digest
     state.evidence = [seq, head, len(state.timeline)]
-    return links, state.status != before and state.status in PUBLISHED
+    ended = state.status in TERMINAL and bool(links)  # an ended run is covered whole, also when it answers again
+    return links, ended or (state.status != before and state.status in PUBLISHED)
 
 
 def collect(changed: dict[str, RunState], before: dict[str, RunStatus | None]) -> Extension:

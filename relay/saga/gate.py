@@ -28,9 +28,22 @@ class Gate:
 
 def payload_hash(topic: str, payload: Any) -> str:
     """sha256 of what a command would do: its topic and its rendered input, canonical JSON. An
-    approval names it: approving one payload does not approve another."""
-    doc = json.dumps({"topic": topic, "input": payload}, sort_keys=True, separators=(",", ":"), default=str)
+    approval names it: approving one payload does not approve another. Numbers are taken as
+    Postgres' jsonb gives them back (a whole float such as 1e16 or -0.0 is the integer), so a
+    payload hashes the same before and after a trip through a stored run or the outbox."""
+    doc = json.dumps({"topic": topic, "input": _numbers(payload)}, sort_keys=True, separators=(",", ":"),
+                     default=str)
     return hashlib.sha256(doc.encode()).hexdigest()
+
+
+def _numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
 
 
 def facts(wf: Workflow, step: Step, command_input: Any, *, env: str, compensation: bool = False,

@@ -38,6 +38,8 @@ from relay.saga.core import UNDO, RunCore
 from relay.saga.gate import facts, payload_hash
 from relay.saga.state import Approval, RequestApproval, RunState, Throttled
 
+WITHDRAWN = "withdrawn"  # a gate request the run no longer waits for (it failed meanwhile)
+
 
 class Passage(StrEnum):
     GO = "go"          # send it (a throttle verdict: through the bucket, unless its slot is held)
@@ -113,6 +115,13 @@ class Gated(RunCore):
         kind = "undo_gate_expiry" if target != key else "gate_expiry"
         self.timer(f"{request_id}/expiry", g["expires_at"], kind, key, int(g["n"]))
 
+    def withdraw(self, key: str) -> None:
+        """The run stopped waiting on ``key`` (it fails): its pending request no longer counts, and
+        a retry of the run asks again (a new request, a new expiry)."""
+        g = self.state.gates.get(key)
+        if g is not None and g["state"] == ApprovalState.PENDING.value:
+            self.state.gates[key] = {**g, "state": WITHDRAWN}
+
     def open_gate(self, step: str) -> str | None:
         """The target (``step`` or its undo) with an approval request pending, if any."""
         for target in (step, UNDO + step):
@@ -166,14 +175,22 @@ class Gated(RunCore):
         return next((t for t, g in self.state.gates.items()
                      if t.startswith(UNDO) and g["state"] == ApprovalState.PENDING.value), None)
 
+    def undo_held(self) -> bool:
+        """A compensation the gate holds: awaiting its approval, or its throttle slot."""
+        throttled = any(t.kind == "undo_throttle" for t in self.state.timers.values())
+        return throttled or self.open_gate_on_undo() is not None
+
     def extend_rollback_window(self) -> None:
-        """The rollback window ran out while a compensation awaits approval: it runs on until the
-        request expires, plus the window (the request's expiry decides, not the window)."""
-        g = self.state.gates[self.open_gate_on_undo() or ""]
-        s = self.state
-        self.log(None, "rollback window extended: a compensation awaits approval")
-        self.timer(f"{s.run_id}/rollback/{s.rollbacks}", float(g["expires_at"]) + self.wf.rollback_window_s,
-                   "rollback", None)
+        """The rollback window ran out while the gate holds a compensation: it runs on until the
+        request expires (plus the window), or for another window while it waits for its slot."""
+        s, target = self.state, self.open_gate_on_undo()
+        if target is not None:
+            self.log(None, "rollback window extended: a compensation awaits approval")
+            until = float(s.gates[target]["expires_at"]) + self.wf.rollback_window_s
+        else:
+            self.log(None, "rollback window extended: a compensation waits for its throttle slot")
+            until = self.now + self.wf.rollback_window_s
+        self.timer(f"{s.run_id}/rollback/{s.rollbacks}", until, "rollback", None)
 
     def throttled(self, e: Throttled) -> None:
         """A command's bucket slot is later: unsend it and send it then (its slot is held)."""

@@ -104,7 +104,8 @@ class _Participant:
             if not careful:  # escapes: the batch rolls back, this command runs again alone
                 self.careful_until = self.clock() + CAREFUL_S
                 raise
-            answer = wire.reply(event.payload, ok=False, error=failed.reason, retriable=failed.retriable)
+            answer = wire.reply(event.payload, ok=False, error=failed.reason, retriable=failed.retriable,
+                                uncertain=failed.uncertain)
         else:
             answer = wire.reply(event.payload, ok=True, output=output)
         # our envelope, no user schema; in a batch the replies go out as one INSERT before COMMIT

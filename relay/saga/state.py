@@ -122,6 +122,7 @@ class Reply:
     output: Any = None
     error: str | None = None
     retriable: bool = True
+    uncertain: bool = False  # the participant could not tell whether its effect happened
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,7 @@ class StartChild:
     input: Any
     parent_run_id: str
     parent_step: str
+    initiator: str | None = None   # the parent's: four eyes hold in the child run too
 
 
 @dataclass(frozen=True)

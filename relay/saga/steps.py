@@ -142,7 +142,7 @@ class Decider(ChildUndo):
                 st.command_id = child
                 self.state.inflight[child] = key
                 self.commands.append(StartChild(child, spec.workflow or "", self._render(key, spec.input),
-                                                self.state.run_id, key))
+                                                self.state.run_id, key, self.state.initiator))
 
     def _render(self, key: str, template: Any, item: Any = None) -> Any:
         try:
@@ -243,13 +243,17 @@ class Decider(ChildUndo):
             self.timer(f"{cmd}/timeout", self.now + spec.timeout_s, "timeout", key, attempt)
 
     def finished(self, key: str, ok: bool, output: Any, error: str | None, retriable: bool,
-                 timed_out: bool = False) -> None:
+                 timed_out: bool = False, unknown: bool = False) -> None:
+        """An attempt's outcome. ``timed_out``: no reply in time; ``unknown``: the participant
+        could not tell whether its effect happened. Either way the step may have acted: if it
+        fails for good it ends timed_out, and a failing run compensates it."""
         st, spec = self.state.steps[key], self.spec(key)
         st.command_id = None
         if ok:
             self.succeed(key, output)
             return
         self.log(key, "attempt timed out" if timed_out else "attempt failed", attempt=st.attempt, error=error)
+        timed_out = timed_out or unknown
         st.uncertain = st.uncertain or timed_out
         more = spec.on_failure is OnFailure.RETRY or st.attempt - st.attempt_base < spec.retry.max_attempts
         # also while the run fails: a started step runs its course, then what completed is undone

@@ -48,6 +48,7 @@ class Undo(Gated):
             elif st.status is StepStatus.WAITING or (st.status is StepStatus.RUNNING and "[" not in key
                                                      and kind in (StepType.PARALLEL, StepType.FOR_EACH)):
                 self.drop_timers(key)
+                self.withdraw(key)
                 st.status, st.error = StepStatus.NOT_RUN, "stopped: the run is failing"
                 self.log(key, "stopped: the run is failing")
 

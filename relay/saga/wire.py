@@ -122,7 +122,8 @@ def decode(event_type: str, payload: Any, at: float, run_id: str) -> Event:
                          parent_workflow=p.opt_text("parent_workflow"), initiator=p.opt_text("initiator"))
         case SagaEvent.REPLY:
             return Reply(p.text("command_id"), p.flag("ok"), at, output=payload.get("output"),
-                         error=p.opt_text("error"), retriable=p.flag("retriable", True))
+                         error=p.opt_text("error"), retriable=p.flag("retriable", True),
+                         uncertain=p.flag("uncertain", False))
         case SagaEvent.APPROVAL:
             return Approval(p.text("step"), p.flag("approved"), at, by=p.opt_text("by") or "",
                             reason=p.opt_text("reason") or "", payload_hash=p.opt_text("payload_hash"))
@@ -210,6 +211,8 @@ def encode(command: Any, env: Envelope) -> list[OutboxEvent]:
                                 _headers(command.run_id, env), command_event_id(request_id))]
         case StartChild():
             payload = {"input": command.input, "workflow": command.workflow, "parent_workflow": env.workflow}
+            if command.initiator is not None:
+                payload["initiator"] = command.initiator
             return [OutboxEvent(saga_aggregate(command.workflow), command.child_run_id, SagaEvent.START.value,
                                 payload, _headers(command.child_run_id, env),
                                 command_event_id(f"{command.child_run_id}/start"))]
@@ -244,11 +247,13 @@ def _finished(command: Finished, env: Envelope) -> list[OutboxEvent]:
 
 
 def reply(command: Mapping[str, Any], *, ok: bool, output: Any = None, error: str | None = None,
-          retriable: bool = True, traceparent: str | None = None) -> OutboxEvent:
+          retriable: bool = True, traceparent: str | None = None, uncertain: bool = False) -> OutboxEvent:
     """A participant's answer to a command payload (written through its ``tx.outbox``, in the
     transaction of its business change). A duplicate reply is harmless: the run ignores it."""
     run, cid = str(command["run_id"]), str(command["command_id"])
     payload = {"command_id": cid, "ok": ok, "output": output, "error": error, "retriable": retriable}
+    if uncertain:  # the effect may have happened: compensated if the run fails
+        payload["uncertain"] = True
     env = Envelope("", correlation_id=run, causation_id=cid, traceparent=traceparent)
     return OutboxEvent(str(command["reply_to"]), run, SagaEvent.REPLY.value, payload, _headers(run, env))
 

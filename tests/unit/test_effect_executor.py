@@ -9,8 +9,8 @@ from relay.governance.lifecycle import EffectState as S
 H = "a" * 64
 
 
-def rec(state, h=H, result=None, error=None):
-    return Record("run/pay", h, state, result, error)
+def rec(state, h=H, result=None, error=None, retriable=False):
+    return Record("run/pay", h, state, result, error, retriable)
 
 
 @pytest.mark.parametrize(("record", "step"), [
@@ -21,6 +21,7 @@ def rec(state, h=H, result=None, error=None):
     (rec(S.STARTED), Step.RECONCILE),                    # window 3: it may have happened
     (rec(S.AMBIGUOUS), Step.RECONCILE),
     (rec(S.FAILED, error="card declined"), Step.FAIL),
+    (rec(S.FAILED, error="503: try later", retriable=True), Step.SEND),  # nothing happened: sent again
     (rec(S.COMPENSATED), Step.FAIL),
     (rec(S.APPROVAL_REQUIRED), Step.REFUSE),
 ])

@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS effects (
     external_ref     text,
     result           jsonb,
     error            text,
+    retriable        boolean     NOT NULL DEFAULT false,   -- failed, but nothing happened: may be sent again
     attempts         integer     NOT NULL DEFAULT 0,
     history          jsonb       NOT NULL DEFAULT '[]',
     created_at       timestamptz NOT NULL DEFAULT now(),
