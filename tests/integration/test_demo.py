@@ -1,6 +1,8 @@
 """`relay demo` end to end: Faust worker, inbox dedup of re-sent events, exactly-once effects."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
 
@@ -9,9 +11,18 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_demo_consumes_every_event_exactly_once(stack, settings):
+    # the demo scrapes its worker's metrics port: a free one, not the default, which another
+    # process on this shared machine may hold (a CI run failed with "Address already in use")
+    env = {**os.environ, "RELAY_WORKER_METRICS_PORT": str(free_port())}
     out = subprocess.run([sys.executable, "-m", "relay", "demo", "--orders", "100", "--duplicates", "7", "--json"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     s = json.loads(out.stdout)
     assert s["ok"] is True
