@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from relay.governance.evidence import GENESIS, entry_hash
+from relay.saga.audit import verify_runs
 from relay.saga.start import start
 from tests.support.saga_checks import wait_ended
 from tests.support.saga_gate import gated_workers, relay
@@ -40,10 +41,10 @@ def test_verify_detects_modified_deleted_inserted_and_rewritten_evidence(stack, 
         coordinator.stop()
         participants.stop()
     assert sorted(status.values()) == ["compensated"] * 3 + ["completed"] * 3, coordinator.log()[-3000:]
-    for run in runs:  # each run, chain and head: its head is on Kafka within the outbox's latency
-        out = relay(settings, "saga", "verify", run, "--json")
-        [report] = json.loads(out.stdout)
-        assert report["ok"] and report["entries"] >= 8 and report["uncovered"] == 0, report
+    reports = {r.run_id: r for r in verify_runs(settings) if r.run_id in runs}  # what `relay saga verify` runs
+    assert sorted(reports) == sorted(runs)
+    for report in reports.values():  # each run, chain and head: its head is on Kafka within the outbox's latency
+        assert report.ok and report.entries >= 8 and report.uncovered == 0, report
     with psycopg.connect(settings.dsn) as conn:
         record = conn.execute("SELECT entry FROM saga_evidence WHERE run_id = %s ORDER BY seq DESC LIMIT 1",
                               (runs[0],)).fetchone()[0]
@@ -59,8 +60,10 @@ def test_verify_detects_modified_deleted_inserted_and_rewritten_evidence(stack, 
     expected = {modified: "entry 3: modified", deleted: "entry 3: deleted", inserted: "entry 3: inserted",
                 rewritten: "published head is not in the chain"}
     for run, finding in expected.items():
-        out = relay(settings, "saga", "verify", run, check=False)
-        assert out.returncode == 1 and finding in out.stdout, (finding, out.stdout, out.stderr)
+        [report] = verify_runs(settings, run)
+        assert not report.ok and finding in str(report.finding), (finding, report)
+    out = relay(settings, "saga", "verify", modified, check=False)  # the CLI: the first bad entry, exit 1
+    assert out.returncode == 1 and "entry 3: modified" in out.stdout, out.stdout + out.stderr
     out = relay(settings, "saga", "verify", "--all", "--json", check=False)
     bad = {r["run_id"] for r in json.loads(out.stdout) if not r["ok"]}
     assert out.returncode == 1 and bad >= set(expected) and not bad & {runs[0], runs[5]}
