@@ -78,6 +78,21 @@ class Settings(BaseSettings):
 
     # --- Kafka / Connect -------------------------------------------------------------------
     kafka_bootstrap: str | None = Field(None, description="overrides host:kafka_port")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how every Kafka client of ours connects (relay.kafka_security builds each "
+                                 "client's settings from these); the native stack listens in PLAINTEXT")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] | None = Field(
+        None, description="SASL_*: the mechanism (SCRAM credentials are created with Kafka's admin API)")
+    kafka_sasl_username: str | None = Field(None, min_length=1, description="SASL_*: the user")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL_*: the password (never printed; "
+                                                  "or RELAY_KAFKA_SASL_PASSWORD_FILE)")
+    kafka_sasl_password_file: Path | None = Field(None, description="SASL_*: a file holding the password "
+                                                  "(a mounted Kubernetes Secret)")
+    kafka_ssl_ca_file: Path | None = Field(None, description="SSL/SASL_SSL: the CA certificate (PEM) the brokers' "
+                                           "certificates are checked against; unset: the system's")
+    kafka_ssl_cert_file: Path | None = Field(None, description="SSL: this client's certificate (PEM), for mutual TLS")
+    kafka_ssl_key_file: Path | None = Field(None, description="SSL: this client's private key (PEM)")
+    kafka_ssl_key_password: SecretStr | None = Field(None, description="the private key's password (never printed)")
     connect_url: str | None = Field(None, description="overrides http://host:connect_port")
     topic_partitions: int = Field(3, ge=1, le=1000)
     topic_replication: int = Field(1, ge=1)
@@ -213,6 +228,15 @@ class Settings(BaseSettings):
         if self.consumer_instance_id is not None and self.consumer_engine != "kafka":
             raise ValueError(f"consumer_instance_id ({self.consumer_instance_id!r}) is static group membership of "
                              "the kafka engine; expected RELAY_CONSUMER_ENGINE=kafka, or no instance id")
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security_is_whole(self) -> "Settings":
+        from relay.kafka_security import problems  # the rules live with the builder
+
+        found = problems(self)
+        if found:
+            raise ValueError("; ".join(found))
         return self
 
     @model_validator(mode="after")

@@ -40,9 +40,11 @@ def connect_postgres(dsn: str, *, autocommit: bool = True, timeout_s: int = CONN
 def quiet_kafka_config(settings: Settings, timeout_s: float) -> dict[str, Any]:
     """Client settings for a short probe: librdkafka logs to a logger of ours at ERROR only.
     (Any values: confluent-kafka's stubs admit only str/int/float/bool, but it takes a Logger.)"""
+    from relay.kafka_security import librdkafka
+
     return {"bootstrap.servers": settings.bootstrap_servers, "socket.timeout.ms": int(timeout_s * 1000),
             "socket.connection.setup.timeout.ms": int(timeout_s * 1000),
-            "logger": logging.getLogger("relay.kafka.probe"), "log_level": 0}
+            "logger": logging.getLogger("relay.kafka.probe"), "log_level": 0, **librdkafka(settings)}
 
 
 def probe_kafka(settings: Settings, timeout_s: float = CONNECT_TIMEOUT_S) -> KafkaUnavailable | None:

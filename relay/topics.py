@@ -38,11 +38,13 @@ def producer_config(settings: Settings, **extra: object) -> dict:
 
 
 def client_config(settings: Settings) -> dict:
-    """What every confluent-kafka client of ours shares: the brokers, and librdkafka's logs through
-    our logging (rate-limited, relay.kafka_logs) instead of hundreds of stderr lines in an outage."""
+    """What every confluent-kafka client of ours shares: the brokers, how it connects to them
+    (relay.kafka_security: TLS, SASL), and librdkafka's logs through our logging (rate-limited,
+    relay.kafka_logs) instead of hundreds of stderr lines in an outage."""
     from relay.kafka_logs import kafka_logger
+    from relay.kafka_security import librdkafka
 
-    return {"bootstrap.servers": settings.bootstrap_servers, "logger": kafka_logger()}
+    return {"bootstrap.servers": settings.bootstrap_servers, "logger": kafka_logger(), **librdkafka(settings)}
 
 
 def admin(settings: Settings) -> AdminClient:
