@@ -105,6 +105,20 @@ def aiokafka(s: Settings) -> dict[str, Any]:
     return conf
 
 
+def faust_credentials(s: Settings) -> Any:
+    """Faust's ``broker_credentials`` (it hands them to aiokafka); None for PLAINTEXT."""
+    protocol = s.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    import faust
+
+    conf = aiokafka(s)
+    if protocol in SASL:
+        return faust.SASLCredentials(username=conf["sasl_plain_username"], password=conf["sasl_plain_password"],
+                                     mechanism=conf["sasl_mechanism"], ssl_context=conf.get("ssl_context"))
+    return faust.SSLCredentials(conf["ssl_context"])
+
+
 def java(s: Settings, *, secrets_file: str, prefix: str = "") -> dict[str, str]:
     """Kafka's Java client properties (a Connect worker: ``prefix`` "", "producer.", "consumer.",
     "admin."), with the password as a FileConfigProvider reference to ``secrets_file``'s

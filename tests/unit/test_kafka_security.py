@@ -48,3 +48,19 @@ def test_sasl_ssl_the_same_way_for_each_client_and_no_secret_for_connect(tmp_pat
     assert aiokafka(plain) == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
                                "sasl_plain_username": "u", "sasl_plain_password": "p"}
     assert "p" not in repr(plain.kafka_sasl_password), "shown as a secret"
+
+
+def test_the_faust_engine_gets_the_same_credentials():
+    import faust
+
+    from relay.consume._faust.app import create_app
+    from relay.kafka_security import faust_credentials
+
+    plain = load_settings({"RELAY_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "RELAY_KAFKA_SASL_MECHANISM": "PLAIN",
+                           "RELAY_KAFKA_SASL_USERNAME": "u", "RELAY_KAFKA_SASL_PASSWORD": "p"})
+    credentials = faust_credentials(plain)
+    assert isinstance(credentials, faust.SASLCredentials) and credentials.username == "u"
+    assert faust_credentials(load_settings({})) is None
+    app = create_app(plain, "security-test")
+    assert app.conf.broker_credentials is credentials or app.conf.broker_credentials.username == "u"
+    assert app.relay_client_security["sasl.username"] == "u", "the gap reader connects the same way"

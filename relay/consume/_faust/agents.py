@@ -132,7 +132,8 @@ class FaustSubscription:
         self.metrics, self.inbox = metrics, inbox
         self.breaker_gauge = metrics.breaker_state.labels(sub.topic)
         self.waits = Waits(app)
-        self.guard = ContinuityGuard(GapReader(_bootstrap(app), app.conf.id),
+        self.guard = ContinuityGuard(GapReader(_bootstrap(app), app.conf.id,
+                                               security=getattr(app, "relay_client_security", None)),
                                      [sub.topic, *self.pipeline.stage_of], metrics)
         self._busy = False  # the source agent holds a record it has not submitted yet
         self._lanes: Lanes | None = None  # the source agent's lanes

@@ -23,6 +23,7 @@ import faust
 from faust.types import TransportT
 
 from relay.config import Settings
+from relay.kafka_security import faust_credentials, librdkafka
 
 STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
 FETCH_BYTES = 4 * 1024**2  # Faust's default consumer_max_fetch_size (per partition)
@@ -36,10 +37,11 @@ class RelayApp(faust.App):
     relay_metrics: Any = None  # relay.metrics.ConsumerMetrics served by `relay worker`
     relay_topics: list[str]  # every topic the subscriptions read or write (declared before start)
     relay_databases: list[str]  # DSNs checked before start (preflight)
+    relay_client_security: dict[str, Any]  # librdkafka keys of our own confluent-kafka clients (the gap reader)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.relay_topics, self.relay_databases = [], []
+        self.relay_topics, self.relay_databases, self.relay_client_security = [], [], {}
 
     def _new_transport(self) -> TransportT:  # a private Faust hook: compat.OVERRIDES
         from relay.consume._faust.commits import Transport
@@ -62,9 +64,10 @@ def create_app(settings: Settings, app_id: str, *, store: str = "memory") -> Rel
         raise ValueError(f"store={store!r}: expected one of {sorted(STORES)}")
     datadir = settings.faust_data_dir / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-    return RelayApp(
+    app = RelayApp(
         app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
+        broker_credentials=faust_credentials(settings),  # TLS / SASL, as every client (relay.kafka_security)
         store=STORES[store],
         datadir=str(datadir),
         autodiscover=False,
@@ -77,3 +80,5 @@ def create_app(settings: Settings, app_id: str, *, store: str = "memory") -> Rel
         producer_max_request_size=settings.max_record_bytes,
         consumer_max_fetch_size=max(FETCH_BYTES, settings.max_record_bytes),
     )
+    app.relay_client_security = librdkafka(settings)
+    return app

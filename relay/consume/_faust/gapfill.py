@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -33,7 +34,8 @@ class Record:
 
 
 class GapReader:
-    def __init__(self, bootstrap: str, group_id: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, bootstrap: str, group_id: str, timeout_s: float = 30.0,
+                 security: dict[str, Any] | None = None) -> None:
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._consumer_instance: Consumer | None = None
@@ -45,7 +47,8 @@ class GapReader:
             "auto.offset.reset": "earliest", "max.partition.fetch.bytes": 262144, "fetch.max.bytes": 1048576,
             "queued.max.messages.kbytes": 4096,
             "enable.partition.eof": True, "client.id": f"{group_id}-gapfill",
-            "logger": kafka_logger()}  # librdkafka's lines: Python logging, rate-limited
+            "logger": kafka_logger(),  # librdkafka's lines: Python logging, rate-limited
+            **(security or {})}  # TLS / SASL (relay.kafka_security)
 
     @property
     def _consumer(self) -> Consumer:
