@@ -41,10 +41,6 @@ def fact(facts: Mapping[str, Any], name: str) -> Any:
     return value
 
 
-def holds(c: Condition, facts: Mapping[str, Any]) -> bool:
-    return _compile(c)(facts)
-
-
 def _compile(c: Condition) -> Check:
     name = c.fact
     test: Callable[[Any], bool]

@@ -108,7 +108,7 @@ class Gated(RunCore):
         g = {**g, "expires_at": self.now + float(g["timeout_s"])}
         self.state.gates[target] = g
         run = self.state.run_id
-        request_id = f"{run}/{target}/gate/{g['n']}" + ("/escalated" if g["escalated"] else "")
+        request_id = self._request_id(target, g)
         shown = {k: g[k] for k in ("hash", "rule", "policy", "scope", "four_eyes", "needed", "on_expiry")}
         self.commands.append(RequestApproval(run, key, g["input"], g["expires_at"], gate={
             **shown, "request_id": request_id, "compensation": target != key, "initiator": self.state.initiator}))
@@ -153,9 +153,12 @@ class Gated(RunCore):
             self._drop_expiry(target, g)
         return out.state
 
+    def _request_id(self, target: str, g: dict[str, Any]) -> str:
+        """The id of request ``g`` (its event id and its expiry timer follow from it)."""
+        return f"{self.state.run_id}/{target}/gate/{g['n']}" + ("/escalated" if g["escalated"] else "")
+
     def _drop_expiry(self, target: str, g: dict[str, Any]) -> None:
-        suffix = "/escalated" if g["escalated"] else ""
-        self.state.timers.pop(f"{self.state.run_id}/{target}/gate/{g['n']}{suffix}/expiry", None)
+        self.state.timers.pop(f"{self._request_id(target, g)}/expiry", None)
 
     def gate_expired(self, target: str, n: int) -> bool:
         """A request's expiry fired: True when it now denies; an escalation asks again instead."""

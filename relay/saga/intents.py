@@ -66,14 +66,13 @@ def intents(wf: Workflow, before: RunState | None, after: RunState, commands: li
     at = after.updated_at
     for c in commands:
         if isinstance(c, Dispatch) and not c.compensation and declared(wf, c.step):
-            gate = after.gates.get(c.step)
-            approved = gate is not None and gate["state"] == "approved"
-            state = EffectState.APPROVED if approved else EffectState.VALIDATED
-            history = [{"state": "proposed", "at": at}, {"state": "validated", "at": at}] if not approved else \
-                [{"state": "approved", "at": at, "by": [d["by"] for d in gate["decisions"]]}]  # type: ignore[index]
+            gate = after.gates.get(c.step, {})
+            votes = gate.get("decisions") if gate.get("state") == "approved" else None
+            state = EffectState.APPROVED if votes is not None else EffectState.VALIDATED
+            history = [{"state": "proposed", "at": at}, {"state": "validated", "at": at}] if votes is None else \
+                [{"state": "approved", "at": at, "by": [d["by"] for d in votes]}]
             rows.append(_row(wf, c.idempotency_key, c.step, c.topic, c.input, state, run=c.run_id,
-                             command=c.command_id, actor=actor, history=history,
-                             approval=gate["decisions"] if approved else None))  # type: ignore[index]
+                             command=c.command_id, actor=actor, history=history, approval=votes))
         elif isinstance(c, RequestApproval) and c.gate is not None and not c.gate["compensation"] \
                 and declared(wf, c.step):
             rows.append(_row(wf, f"{c.run_id}/{c.step}", c.step, after.gates[c.step]["topic"], c.input,
