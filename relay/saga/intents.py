@@ -87,13 +87,13 @@ def intents(wf: Workflow, before: RunState | None, after: RunState, commands: li
         if entry["outcome"] == "compensated":
             compensated.append(f"{after.run_id}/{step}")
         elif entry["outcome"] == "denied":  # by the policy, a person, or an expired request
-            spec, gate = wf.steps[step.split("[", 1)[0]], after.gates.get(step)
+            spec, request = wf.steps[step.split("[", 1)[0]], after.gates.get(step)
             row = _row(wf, f"{after.run_id}/{step}", step, spec.topic or "", None, EffectState.FAILED,
                        run=after.run_id, command=None, actor=actor,
                        history=[{"state": "proposed", "at": at}, {"state": "failed", "at": at,
                                                                    "why": entry.get("error")}])
-            if gate is not None:  # the record of the request: the same key and request hash
-                row.update(hash=gate["hash"], request=gate.get("input"), history=row["history"][1:])
+            if request is not None:  # the record of the request: the same key and request hash
+                row.update(hash=request["hash"], request=request.get("input"), history=row["history"][1:])
             rows.append(row)
     return rows, compensated
 
