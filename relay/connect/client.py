@@ -186,19 +186,47 @@ def first_failure(status: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def transient(exc: ConnectError) -> bool:
+    """Whether Connect refused a call for a passing reason it asks clients to retry."""
+    if exc.status == 409:  # "Cannot complete request ... rebalance in progress"
+        return True
+    return exc.status == 500 and "safely retried" in str(exc)
+
+
 # --- the client -----------------------------------------------------------------------------
 
 
 class ConnectClient:
-    def __init__(self, url: str, timeout_s: float = 10.0, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, url: str, timeout_s: float = 10.0, secrets: Iterable[str] = (),
+                 transient_s: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self.transient_s = transient_s
         self.secrets = [s for s in secrets if s]
 
     def _redact(self, data: Any) -> Any:
         return redact(data, self.secrets)
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
+        """One REST call; a transient refusal Connect itself says to retry is retried.
+
+        Connect answers 409 while its group rebalances and 500 "... can be safely retried" when
+        a write to its config topic failed (e.g. the broker just restarted). Every call this
+        client makes is idempotent (PUT config/pause/resume/stop, PATCH/DELETE offsets, restart),
+        so it is sent again with backoff for up to ``transient_s`` before the error is raised.
+        """
+        deadline = time.monotonic() + self.transient_s
+        delay = 0.25
+        while True:
+            try:
+                return self._call_once(method, path, body)
+            except ConnectError as exc:
+                if not transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _call_once(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
             f"{self.url}{path}", data=data, method=method,

@@ -130,3 +130,45 @@ def test_overrides():
     for bad in (["novalue"], ["=x"]):
         with pytest.raises(typer.BadParameter):
             parse_overrides(bad)
+
+
+def test_transient_refusals_are_the_ones_connect_asks_to_retry():
+    from relay.connect.client import transient
+    from relay.errors import ConnectError
+
+    assert transient(ConnectError("PUT /connectors/x/stop: HTTP 500: Failed to write to config topic; this may "
+                                  "be due to a transient error and the request can be safely retried", status=500))
+    assert transient(ConnectError("HTTP 409: Cannot complete request because of a conflicting operation",
+                                  status=409))
+    assert not transient(ConnectError("HTTP 500: Request timed out", status=500))
+    assert not transient(ConnectError("HTTP 400: bad config", status=400))
+    assert not transient(ConnectError("unreachable"))
+
+
+def test_a_transient_refusal_is_sent_again_and_a_lasting_one_is_raised(monkeypatch):
+    from relay.connect import client as mod
+    from relay.errors import ConnectError
+
+    monkeypatch.setattr(mod.time, "sleep", lambda s: None)
+    c = mod.ConnectClient("http://127.0.0.1:1", transient_s=5.0)
+    answers = [ConnectError("HTTP 500: ... can be safely retried", status=500), {"ok": True}]
+
+    def once(method, path, body=None):
+        a = answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    monkeypatch.setattr(c, "_call_once", once)
+    assert c._call("PUT", "/connectors/x/stop") == {"ok": True}
+
+    calls = []
+
+    def refuse(method, path, body=None):
+        calls.append(path)
+        raise ConnectError("HTTP 400: no", status=400)
+
+    monkeypatch.setattr(c, "_call_once", refuse)
+    with pytest.raises(ConnectError, match="400"):
+        c._call("PUT", "/connectors/x/config", {})
+    assert len(calls) == 1
