@@ -1,26 +1,43 @@
-"""Prometheus metrics of a worker. Created per app on a registry (nothing at import time)."""
+"""Prometheus metrics of a worker. Created per app on a registry (nothing at import time).
+
+``serve`` exposes a registry with Kubernetes' probes beside it (relay.health); every served
+object has its own :class:`Readiness` (``metrics.readiness``), not ready until told.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
+from relay.health import HEALTH_PATH, READY_PATH, Readiness, health_app, start_server
+
+__all__ = ["HEALTH_PATH", "READY_PATH", "ConsumerMetrics", "HealthMetrics", "PollerMetrics", "Readiness"]
 
 class _Served:
     registry: CollectorRegistry
 
-    def serve(self, host: str, port: int) -> None:
-        """Expose this registry on http://host:port/metrics (port 0: not at all). A port in use is
-        a ConfigError naming it (not a traceback)."""
-        if port:
-            try:
-                start_http_server(port, addr=host, registry=self.registry)
-            except OSError as exc:
-                from relay.errors import ConfigError
+    @property
+    def readiness(self) -> Readiness:
+        """What ``/readyz`` reports for this process (created on first use)."""
+        found: Readiness | None = self.__dict__.get("_readiness")
+        if found is None:
+            found = self.__dict__["_readiness"] = Readiness()
+        return found
 
-                raise ConfigError([f"metrics port {host}:{port}: {exc.strerror or exc}; expected a free port "
-                                   "(RELAY_*_METRICS_PORT), or 0 to serve no metrics"]) from None
+    def serve(self, host: str, port: int) -> WSGIServer | None:
+        """Expose this registry on http://host:port/metrics, with /healthz and /readyz (port 0: not
+        at all; None). A port in use is a ConfigError naming it (not a traceback)."""
+        if not port:
+            return None
+        try:
+            return start_server(health_app(make_wsgi_app(self.registry), self.readiness), host, port)
+        except OSError as exc:
+            from relay.errors import ConfigError
+
+            raise ConfigError([f"metrics port {host}:{port}: {exc.strerror or exc}; expected a free port "
+                               "(RELAY_*_METRICS_PORT), or 0 to serve no metrics"]) from None
 
 
 @dataclass

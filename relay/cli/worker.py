@@ -50,6 +50,8 @@ def worker(
 
     app = build_app(consumer, s, store=store)
     _prepare(s, app, app.relay_topics)
+    if app.relay_metrics is not None:  # /readyz: Faust starts its agents from here on
+        app.relay_metrics.readiness.mark_ready()
     import faust
 
     import relay.consume._faust.commits  # noqa: F401 - its aiokafka/faust loggers must exist for the filter below
