@@ -58,6 +58,9 @@ class Settings(BaseSettings):
                             description="downloads: Maven repo, jars")
     host: str = Field("127.0.0.1", description="address every part of the native stack binds to")
     pg_port: int = Field(55432, ge=1024, le=65535)
+    stack_security: Literal["plaintext", "sasl_ssl"] = Field(
+        "plaintext", description="how the native stack's broker listens: plaintext, or sasl_ssl (TLS with a CA "
+                                 "of its own, SCRAM users, ACLs; see docs/security.md); fixed when its data is made")
     kafka_port: int = Field(59092, ge=1024, le=65535)
     kafka_controller_port: int = Field(59093, ge=1024, le=65535)
     connect_port: int = Field(58083, ge=1024, le=65535)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sys
@@ -25,7 +26,7 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -37,7 +38,7 @@ from relay.errors import RelayError
 from relay.headers import Header, dlq_topic
 from relay.outbox import ensure_cdc_access, migrate
 from relay.stack.process import ManagedProcess
-from relay.topics import apply_topics, producer_config
+from relay.topics import apply_topics, client_config, producer_config
 
 Say = Callable[[str], None]
 
@@ -106,7 +107,7 @@ class TopicObserver(threading.Thread):
 
     def __init__(self, settings: Settings, topic: str) -> None:
         super().__init__(daemon=True)
-        self.consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "relay-demo-observer",
+        self.consumer = Consumer({**client_config(settings), "group.id": "relay-demo-observer",
                                   "enable.auto.commit": False, "isolation.level": "read_committed"})
         meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
         parts = []
@@ -160,11 +161,11 @@ def _prepare(settings: Settings, say: Say) -> None:
     prepare_pipeline(settings, say, [orders.TOPIC, dlq_topic(orders.TOPIC)], orders.ensure_schema)
 
 
-def _start_worker(settings: Settings) -> ManagedProcess:
+def _start_worker(settings: Settings, env: Mapping[str, str] | None = None) -> ManagedProcess:
     proc = ManagedProcess("worker-orders", settings.stack_dir / "pids" / "worker-orders.pid",
                           settings.stack_dir / "logs" / "worker-orders.log")
     proc.stop()  # a worker left by an interrupted demo: restart it so its counters are this run's
-    proc.start([sys.executable, "-m", "relay", "worker", "orders"])
+    proc.start([sys.executable, "-m", "relay", "worker", "orders"], env={**os.environ, **(env or {})})
     return proc
 
 
@@ -182,13 +183,15 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, proc:
 
 
 def run_demo(settings: Settings, *, orders: int, writers: int, duplicates: int, timeout_s: float,
-             progress: Say, warmup: int = 0) -> DemoSummary:
+             progress: Say, warmup: int = 0, worker_env: Mapping[str, str] | None = None) -> DemoSummary:
+    """Place ``orders`` orders, have the worker handle them, re-send ``duplicates``, and judge the
+    run; ``worker_env``: settings for the worker process only (e.g. the Kafka user it acts as)."""
     from relay.examples import orders as svc
 
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = DemoSummary(run_id=run_id, orders=orders)
     _prepare(settings, progress)
-    worker = _start_worker(settings)
+    worker = _start_worker(settings, worker_env)
     progress(f"worker started (pid {worker.pid()}, log {worker.log_file})")
     try:
         with psycopg.connect(settings.dsn, autocommit=True) as conn:

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from relay.config import Settings
-from relay.errors import DatabaseError, KafkaUnavailable
+from relay.errors import DatabaseError, KafkaUnavailable, RelayError
 from relay.secrets import mask_dsn
 
 CONNECT_TIMEOUT_S = 3
@@ -47,14 +47,22 @@ def quiet_kafka_config(settings: Settings, timeout_s: float) -> dict[str, Any]:
             "logger": logging.getLogger("relay.kafka.probe"), "log_level": 0, **librdkafka(settings)}
 
 
-def probe_kafka(settings: Settings, timeout_s: float = CONNECT_TIMEOUT_S) -> KafkaUnavailable | None:
-    """None when the brokers answer a metadata request within ``timeout_s``, else the error."""
+def probe_kafka(settings: Settings, timeout_s: float = CONNECT_TIMEOUT_S) -> RelayError | None:
+    """None when the brokers answer a metadata request within ``timeout_s``, else the error:
+    KafkaAccessDenied when they refused our login, KafkaUnavailable when nobody answered."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    client = AdminClient(quiet_kafka_config(settings, timeout_s))
+    from relay.kafka_access import LoginWatch, login_refused
+
+    watch = LoginWatch()
+    config: dict[str, Any] = {**quiet_kafka_config(settings, timeout_s), "error_cb": watch}
+    client = AdminClient(config)
     try:
         client.list_topics(timeout=timeout_s)
     except KafkaException as exc:
+        client.poll(0)  # a refused login is only said to the error callback
+        if watch.detail is not None:
+            return login_refused(settings, watch.detail)
         return KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc.args[0].str()}")
     return None

@@ -42,3 +42,22 @@ def read_yaml(source: str | Path, *, by: str, error: Callable[[str, list[str]], 
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise error(str(source)[:60], [f"not YAML: {exc}"]) from None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines (``#`` comments and blank lines skipped) of settings for a process,
+    e.g. the Kafka user it acts as; ValueError naming the line of anything else."""
+    env: dict[str, str] = {}
+    problems = Problems("")
+    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().startswith("RELAY_"):
+            problems.add(f"{path}:{n}", "line", raw, "KEY=value with a RELAY_ setting as KEY")
+            continue
+        env[key.strip()] = value.strip()
+    if problems:
+        raise ValueError("; ".join(problems.lines))
+    return env

@@ -49,6 +49,16 @@ class KafkaUnavailable(RelayError):
     retriable = True
 
 
+class KafkaAccessDenied(RelayError):
+    """Kafka refused who we are (authentication) or what we asked (an ACL is missing). Not
+    retriable: the credentials or the ACLs must change first. ``resource`` names what was
+    refused (``topic outbox.event.order``, ``group relay-orders``), or is None for a login."""
+
+    def __init__(self, message: str, *, resource: str | None = None) -> None:
+        self.resource = resource
+        super().__init__(message, retriable=False)
+
+
 class ConnectError(RelayError):
     """Kafka Connect REST call failed; 5xx and connection errors are retriable, 4xx are not."""
 

@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from relay.config import Settings
 from relay.errors import KafkaUnavailable, RelayError
 from relay.headers import EVENT_TOPIC_PREFIX, PARTITIONER, event_topic
+from relay.kafka_access import denied, is_denied
 
 
 def producer_config(settings: Settings, **extra: object) -> dict:
@@ -41,14 +42,33 @@ def client_config(settings: Settings) -> dict:
     """What every confluent-kafka client of ours shares: the brokers, how it connects to them
     (relay.kafka_security: TLS, SASL), and librdkafka's logs through our logging (rate-limited,
     relay.kafka_logs) instead of hundreds of stderr lines in an outage."""
+    from relay.kafka_access import LoginWatch
     from relay.kafka_logs import kafka_logger
     from relay.kafka_security import librdkafka
 
-    return {"bootstrap.servers": settings.bootstrap_servers, "logger": kafka_logger(), **librdkafka(settings)}
+    return {"bootstrap.servers": settings.bootstrap_servers, "logger": kafka_logger(), "error_cb": LoginWatch(),
+            **librdkafka(settings)}
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient(client_config(settings))
+    """An admin client whose ``login_watch`` tells whether Kafka refused its login."""
+    conf = client_config(settings)
+    client = AdminClient(conf)
+    client.login_watch = conf["error_cb"]  # type: ignore[attr-defined]
+    return client
+
+
+def check_login(settings: Settings, client: object) -> None:
+    """KafkaAccessDenied if ``client`` (from :func:`admin`, or a consumer or producer passed
+    with its config's watch) saw its login refused; serves its callbacks first."""
+    from relay.kafka_access import LoginWatch
+
+    poll = getattr(client, "poll", None)
+    if poll is not None:
+        poll(0)  # librdkafka reports a refused login only through the error callback
+    watch = getattr(client, "login_watch", None)
+    if isinstance(watch, LoginWatch):
+        watch.check(settings)
 
 
 def declared_topics(settings: Settings) -> list[str]:
@@ -57,9 +77,11 @@ def declared_topics(settings: Settings) -> list[str]:
 
 def topic_names(settings: Settings, client: AdminClient | None = None, timeout_s: float = 4) -> set[str]:
     """Every topic of the cluster; KafkaUnavailable within ``timeout_s`` (at most 4 s) if nobody answers."""
+    client = client or admin(settings)
     try:
-        return set((client or admin(settings)).list_topics(timeout=min(timeout_s, 4)).topics)
+        return set(client.list_topics(timeout=min(timeout_s, 4)).topics)
     except KafkaException as exc:
+        check_login(settings, client)
         raise KafkaUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from None
 
 
@@ -97,16 +119,19 @@ def apply_topics(settings: Settings, topics: list[str] | None = None, timeout_s:
                 err = exc.args[0]
                 if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     result[topic] = "exists"
+                elif is_denied(err.code()):
+                    raise denied(settings, err.code(), topic, "create", err.str()) from None
                 else:
                     raise RelayError(f"creating topic {topic} failed: {err.str()}",
                                      retriable=err.retriable()) from None
-    for topic in _too_small(client, [t for t in topics if result[t] == "exists"], needed, timeout_s):
+    for topic in _too_small(client, [t for t in topics if result[t] == "exists"], needed, timeout_s, settings):
         _raise_limit(client, topic, limit, timeout_s)
         result[topic] = "limit raised"
     return result
 
 
-def topic_limits(client: AdminClient, topics: list[str], timeout_s: float = 10) -> dict[str, int]:
+def topic_limits(client: AdminClient, topics: list[str], timeout_s: float = 10,
+                 settings: Settings | None = None) -> dict[str, int]:
     """Each topic's effective ``max.message.bytes`` (topic override or broker default).
 
     A topic that another worker has just created (ours got TOPIC_ALREADY_EXISTS) can be unknown
@@ -126,6 +151,9 @@ def topic_limits(client: AdminClient, topics: list[str], timeout_s: float = 10) 
                 if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and time.monotonic() < deadline:
                     pending.append(resource.name)
                     continue
+                if settings is not None and is_denied(err.code()):
+                    raise denied(settings, err.code(), resource.name, "describe the configs of",
+                                 err.str()) from None
                 raise RelayError(f"describing topic {resource.name} failed: {err.str()}",
                                  retriable=err.retriable()) from None
             limits[resource.name] = int(entries[MAX_MESSAGE_BYTES].value)
@@ -134,8 +162,9 @@ def topic_limits(client: AdminClient, topics: list[str], timeout_s: float = 10) 
     return limits
 
 
-def _too_small(client: AdminClient, topics: list[str], needed: int, timeout_s: float) -> list[str]:
-    return [t for t, have in topic_limits(client, topics, timeout_s).items() if have < needed]
+def _too_small(client: AdminClient, topics: list[str], needed: int, timeout_s: float,
+               settings: Settings) -> list[str]:
+    return [t for t, have in topic_limits(client, topics, timeout_s, settings).items() if have < needed]
 
 
 def _raise_limit(client: AdminClient, topic: str, limit: str, timeout_s: float) -> None:

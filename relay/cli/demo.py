@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -31,6 +32,9 @@ def demo(
     kill_every: float = typer.Option(0.0, "--kill-every", min=0.0, help="--saga: SIGKILL and restart the "
                                      "coordinator every so many seconds until every run ended (and the "
                                      "participants once); 0: no kills"),
+    worker_env: Optional[Path] = typer.Option(None, "--worker-env", exists=True, dir_okay=False, help="a file of "
+                                              "RELAY_*=value lines for the worker only, e.g. the Kafka user it acts "
+                                              "as (the stack's sasl_ssl profile writes security/<user>.env)"),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Commit orders with their outbox events, consume them with `relay worker orders`, print a summary.
@@ -48,9 +52,11 @@ def demo(
                                      progress=say)
     else:
         from relay.demo import run_demo
+        from relay.documents import read_env_file
 
         summary = run_demo(settings(), orders=orders or 10_000, writers=writers or 24, duplicates=duplicates,
-                           timeout_s=timeout, progress=say, warmup=warmup)
+                           timeout_s=timeout, progress=say, warmup=warmup,
+                           worker_env=read_env_file(worker_env) if worker_env else None)
     if json_out:
         emit_json(summary.as_dict())
     else:

@@ -16,8 +16,10 @@ import json
 import urllib.error
 import urllib.request
 
+from relay.security.acls import CONNECT_GROUP
 from relay.stack.jars import kafka_classpath, plugin_path
 from relay.stack.part import LOG4J2, Part, java_argv
+from relay.stack.secure import CONNECT, SecureProfile
 
 POSTGRES_CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 SECRETS_FILE = "secrets.properties"
@@ -25,6 +27,10 @@ SECRETS_FILE = "secrets.properties"
 
 class ConnectPart(Part):
     name = "connect"
+
+    def __init__(self, settings) -> None:
+        super().__init__(settings)
+        self.secure = SecureProfile(settings)
 
     @property
     def address(self) -> str:
@@ -38,10 +44,10 @@ class ConnectPart(Part):
         s = self.settings
         props = {
             "bootstrap.servers": s.bootstrap_servers,
-            "group.id": "relay-connect",
-            "config.storage.topic": "relay-connect-configs",
-            "offset.storage.topic": "relay-connect-offsets",
-            "status.storage.topic": "relay-connect-status",
+            "group.id": CONNECT_GROUP,
+            "config.storage.topic": f"{CONNECT_GROUP}-configs",
+            "offset.storage.topic": f"{CONNECT_GROUP}-offsets",
+            "status.storage.topic": f"{CONNECT_GROUP}-status",
             "config.storage.replication.factor": 1,
             "offset.storage.replication.factor": 1,
             "status.storage.replication.factor": 1,
@@ -68,11 +74,21 @@ class ConnectPart(Part):
             "config.providers": "file",
             "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
         }
+        if self.secure.enabled:
+            # the worker, its tasks' producers and consumers and its admin client, all as `connect`
+            from relay.kafka_security import java
+
+            as_connect = self.secure.settings_for(CONNECT)
+            for prefix in ("", "producer.", "consumer.", "admin."):
+                props.update(java(as_connect, secrets_file=str(self.secrets_file), prefix=prefix))
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def _write_secrets(self) -> None:
         self.secrets_file.touch(mode=0o600, exist_ok=True)
-        self.secrets_file.write_text(f"pg.password={self.settings.pg_cdc_password.get_secret_value()}\n")
+        lines = f"pg.password={self.settings.pg_cdc_password.get_secret_value()}\n"
+        if self.secure.enabled:
+            lines += f"kafka.sasl.password={self.secure.password(CONNECT)}\n"
+        self.secrets_file.write_text(lines)
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

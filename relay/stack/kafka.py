@@ -15,10 +15,15 @@ from confluent_kafka.admin import AdminClient
 from relay.errors import StackError
 from relay.stack.jars import kafka_classpath
 from relay.stack.part import LOG4J2, Part, java_argv
+from relay.stack.secure import SecureProfile
 
 
 class KafkaPart(Part):
     name = "kafka"
+
+    def __init__(self, settings) -> None:
+        super().__init__(settings)
+        self.secure = SecureProfile(settings)
 
     @property
     def address(self) -> str:
@@ -55,13 +60,21 @@ class KafkaPart(Part):
             # dev stack: apply retention (e.g. the inbox changelogs' dedup window) within a minute
             "log.retention.check.interval.ms": 60_000,
         }
+        if self.secure.enabled:
+            props.update(self.secure.broker_properties())
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def _prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "server.properties").write_text(self._properties())
+        formatted = (self.data_dir / "meta.properties").exists()
+        self.secure.check_profile(formatted)
+        if self.secure.enabled:
+            self.secure.prepare()
+        props = self.dir / "server.properties"
+        props.touch(mode=0o600)  # the secure profile's holds the broker's own passwords
+        props.write_text(self._properties())
         (self.dir / "log4j2.properties").write_text(LOG4J2)
-        if (self.data_dir / "meta.properties").exists():
+        if formatted:
             return
         cp = f"{kafka_classpath(self.settings)}/*"
         cluster = subprocess.run(
@@ -73,11 +86,32 @@ class KafkaPart(Part):
         fmt = subprocess.run(
             ["java", f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}", "-cp", cp,
              "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster.stdout.strip(),
-             "-c", str(self.dir / "server.properties")],
+             "-c", str(self.dir / "server.properties"),
+             *(self.secure.format_args() if self.secure.enabled else [])],
             capture_output=True, text=True, check=False,
         )
         if fmt.returncode != 0:
             raise StackError(self.name, "formatting KRaft storage failed", (fmt.stdout + fmt.stderr)[-3000:])
+
+    def _admin_security(self) -> dict:
+        if not self.secure.enabled:
+            return {}
+        from relay.kafka_security import librdkafka
+
+        return librdkafka(self.secure.settings_for("admin"))
+
+    def after_ready(self) -> None:
+        """Under the secure profile: the users of relay.stack.secure and their ACLs (idempotent)."""
+        if not self.secure.enabled:
+            return
+        from relay.security.kafka_admin import create_acls, upsert_users
+
+        grants = self.secure.grants()
+        admin = self.secure.settings_for("admin")
+        upsert_users(admin, {user: self.secure.password(user) for user in grants})
+        create_acls(admin, [acl for acls in grants.values() for acl in acls])
+        for user in ("admin", *grants):
+            self.secure.env_file(user)
 
     @property
     def ports(self) -> list[int]:
@@ -93,7 +127,8 @@ class KafkaPart(Part):
         if self.process.pid() is None:
             return False
         admin = AdminClient({"bootstrap.servers": self.address, "socket.timeout.ms": 2000,
-                             "log_level": 0})  # connection refused while booting is expected
+                             "log_level": 0,  # connection refused while booting is expected
+                             **self._admin_security()})
         try:
             metadata = admin.list_topics(timeout=2)
         except Exception:  # noqa: BLE001 - KafkaException while the broker boots

@@ -43,6 +43,7 @@ from relay.consume._kafka.watchdog import Watchdog, thread_stacks
 from relay.consume.consumer import Consumer
 from relay.consume.runtime import Runtime
 from relay.errors import ConfigError
+from relay.kafka_access import LoginWatch, denied, is_denied
 from relay.kafka_logs import kafka_logger
 from relay.metrics import ConsumerMetrics
 from relay.topics import client_config, producer_config
@@ -105,6 +106,7 @@ class KafkaWorker:
         self._threads = ThreadPoolExecutor(4, thread_name_prefix="relay-kafka")
         self.owner = Owner(self._threads)  # the loop's calls to the consumer, made by the polling thread
         self._gauged = 0.0
+        self._login = LoginWatch()  # the consumer's own, once it exists
         self.watchdog = Watchdog(self._fail_threadsafe, loop_limit_s=LOOP_LIMIT_S, exit_grace_s=EXIT_GRACE_S)
         self._abandoned = False  # a thread is stuck in librdkafka: exit without joining it
 
@@ -119,6 +121,7 @@ class KafkaWorker:
         return code
 
     def stop(self) -> None:
+        self.metrics.readiness.mark_not_ready("stopping")
         if self._stopping is not None:
             self._stopping.set()
 
@@ -145,11 +148,14 @@ class KafkaWorker:
             await self.runtime.start()
             for s in self.subs:
                 s.start(self._on_room)
-            self.kafka = KafkaConsumer(self._consumer_config())
+            config = self._consumer_config()
+            self._login = config["error_cb"]
+            self.kafka = KafkaConsumer(config)
             self.kafka.subscribe(list(self.by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)
             helpers.append(asyncio.create_task(self._commit_loop()))
             self.owner.polling = True
+            self.metrics.readiness.mark_ready()  # /readyz: subscribed and polling
             while not self._stopping.is_set():
                 self._dispatch(await loop.run_in_executor(self._threads, self._fetch))
         except Exception as exc:  # noqa: BLE001 - said at once, then the ordinary shutdown
@@ -214,6 +220,7 @@ class KafkaWorker:
                 self._gauged = time.monotonic()
                 gauges.refresh(kafka, self.feeds, self.subs, self.metrics)
             first = kafka.poll(POLL_S)
+            self._login.check(self.settings)  # a refused login is only said to the error callback
             if first is None:
                 return []
             return [first, *kafka.consume(FETCH_RECORDS - 1, 0)]
@@ -223,7 +230,7 @@ class KafkaWorker:
         for msg in messages:
             err = msg.error()
             if err is not None:
-                self._fetch_error(err)
+                self._fetch_error(err, msg.topic())
                 continue
             runs.setdefault((msg.topic(), msg.partition()), []).append(msg)
         for (topic, partition), msgs in runs.items():
@@ -232,10 +239,14 @@ class KafkaWorker:
                 ack = feed.acked
                 feed.push([Rec(msg, ack, topic, partition) for msg in msgs])
 
-    def _fetch_error(self, err: KafkaError) -> None:
+    def _fetch_error(self, err: KafkaError, topic: str | None) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
             return
-        if err.fatal():
+        if is_denied(err.code()):  # an ACL is missing: no retry will help
+            group = err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+            self.fail(denied(self.settings, err.code(), self.consumer.name if group else topic,
+                             "join" if group else "read", err.str()))
+        elif err.fatal():
             self.fail(KafkaException(err))
         else:  # broker down, partition leader moved...: librdkafka retries; rate-limited like its own logs
             kafka_logger().warning("consumer: %s", err.str())
