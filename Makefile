@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install jars up down status demo demo-saga lint test unit integration faults bench clean
+.PHONY: install jars up down status demo demo-saga demo-secure down-secure lint test unit integration faults bench clean
 
 install: $(STAMP)
 
@@ -46,6 +46,19 @@ demo-saga: install
 	$(BIN)/relay connectors apply
 	$(BIN)/relay demo --saga
 
+# the demo through the SASL_SSL + ACL profile (docs/security.md): a stack of its own (.stack-secure/,
+# other ports) whose broker takes only TLS + SCRAM with ACLs; setup as `admin`, the worker as `relay-orders`
+SECURE := RELAY_STACK_DIR=$(CURDIR)/.stack-secure RELAY_STACK_SECURITY=sasl_ssl RELAY_PG_PORT=56432 \
+	RELAY_KAFKA_PORT=60092 RELAY_KAFKA_CONTROLLER_PORT=60093 RELAY_CONNECT_PORT=59083 RELAY_WORKER_METRICS_PORT=59470
+demo-secure: install
+	$(SECURE) $(BIN)/relay stack up
+	set -a && . .stack-secure/security/admin.env && set +a && $(SECURE) $(BIN)/relay outbox migrate \
+	  && $(SECURE) $(BIN)/relay connectors apply \
+	  && $(SECURE) $(BIN)/relay demo --worker-env .stack-secure/security/relay-orders.env
+
+down-secure:
+	@if [ -x $(BIN)/relay ]; then $(SECURE) $(BIN)/relay stack down; fi
+
 # lint, then unit tests (no I/O) and integration tests against the real stack, which a session-scoped
 # fixture starts once (or reuses if already up) and stops at the end if it started it.
 # pytest's exit 5 ("no tests ran") is a failure here.
@@ -54,11 +67,17 @@ lint: install
 	$(BIN)/ruff check relay tests
 	$(BIN)/mypy relay
 
-test: install lint
+test: install lint .cache/k8s/tools.ok
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "FAIL: no test ran" >&2; exit 1; fi; exit $$rc
 
-unit: install
+# kustomize (Go module proxy) and Strimzi's CRDs (its crd-generator over its api jar, Maven Central) that
+# tests/unit/test_k8s.py validates k8s/ with; minutes the first time, then nothing (k8s/tools/install.sh)
+.cache/k8s/tools.ok: k8s/tools/install.sh k8s/tools/strimzi-crds/pom.xml
+	bash k8s/tools/install.sh
+	@touch $@
+
+unit: install .cache/k8s/tools.ok
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 integration: install
