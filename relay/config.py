@@ -20,6 +20,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Literal, Mapping
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -78,6 +79,11 @@ class Settings(BaseSettings):
                                        description="never printed: Connect reads it via a config provider")
     pg_dsn: SecretStr | None = Field(None, description="overrides the DSN derived from the native stack "
                                                        "(shown with **** for the password)")
+    pg_sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
+        None, description="TLS to Postgres for every client of ours and Debezium (libpq's sslmode; verify-full "
+                          "checks the CA and the host name); unset: libpq's default (prefer), Debezium's own")
+    pg_ssl_root_cert: Path | None = Field(None, description="the CA certificate (PEM) Postgres' certificate is "
+                                          "checked against (verify-ca, verify-full)")
 
     # --- Kafka / Connect -------------------------------------------------------------------
     kafka_bootstrap: str | None = Field(None, description="overrides host:kafka_port")
@@ -97,6 +103,11 @@ class Settings(BaseSettings):
     kafka_ssl_key_file: Path | None = Field(None, description="SSL: this client's private key (PEM)")
     kafka_ssl_key_password: SecretStr | None = Field(None, description="the private key's password (never printed)")
     connect_url: str | None = Field(None, description="overrides http://host:connect_port")
+    connect_username: str | None = Field(None, min_length=1, description="HTTP basic auth on Connect's REST API "
+                                         "(BasicAuthSecurityRestExtension): the user")
+    connect_password: SecretStr | None = Field(None, description="its password (never printed; or "
+                                               "RELAY_CONNECT_PASSWORD_FILE)")
+    connect_password_file: Path | None = Field(None, description="a file holding that password")
     topic_partitions: int = Field(3, ge=1, le=1000)
     topic_replication: int = Field(1, ge=1)
     aggregate_types: list[str] = Field(["order"], description="topics `relay topics apply` declares "
@@ -243,6 +254,39 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _pg_root_cert_exists(self) -> "Settings":
+        cert = self.pg_ssl_root_cert
+        if cert is not None and not cert.is_file():
+            raise ValueError(f"RELAY_PG_SSL_ROOT_CERT = {str(cert)!r}: no such file; expected a readable PEM file")
+        if cert is not None and self.pg_sslmode in (None, "disable"):
+            raise ValueError(f"RELAY_PG_SSL_ROOT_CERT is set with RELAY_PG_SSLMODE = {self.pg_sslmode!r}; expected "
+                             "verify-ca or verify-full (disable never uses it)")
+        return self
+
+    @model_validator(mode="after")
+    def _connect_auth_is_whole(self) -> "Settings":
+        has_password = self.connect_password is not None or self.connect_password_file is not None
+        if self.connect_password is not None and self.connect_password_file is not None:
+            raise ValueError("RELAY_CONNECT_PASSWORD and RELAY_CONNECT_PASSWORD_FILE are both set; expected one")
+        if has_password != (self.connect_username is not None):
+            raise ValueError("RELAY_CONNECT_USERNAME and a password (RELAY_CONNECT_PASSWORD or _FILE): one is set; "
+                             "expected both (basic auth on Connect's REST API) or neither")
+        if self.connect_password_file is not None and not self.connect_password_file.is_file():
+            raise ValueError(f"RELAY_CONNECT_PASSWORD_FILE = {str(self.connect_password_file)!r}: no such file; "
+                             "expected a readable file")
+        return self
+
+    @property
+    def connect_auth(self) -> tuple[str, str] | None:
+        """(user, password) for Connect's REST API, or None (the password is read when asked)."""
+        if self.connect_username is None:
+            return None
+        if self.connect_password is not None:
+            return self.connect_username, self.connect_password.get_secret_value()
+        assert self.connect_password_file is not None  # _connect_auth_is_whole
+        return self.connect_username, self.connect_password_file.read_text(encoding="utf-8").strip()
+
+    @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> "Settings":
         if self.max_queue_size <= self.max_batch_size:
             raise ValueError(f"max_queue_size ({self.max_queue_size}) must be greater than "
@@ -288,14 +332,20 @@ class Settings(BaseSettings):
         if self.pg_dsn is not None:
             return self.pg_dsn.get_secret_value()
         return (f"postgresql://{self.pg_user}:{self.pg_password.get_secret_value()}@{self.host}:{self.pg_port}/"
-                f"{self.pg_database}")
+                f"{self.pg_database}{self._pg_tls_query}")
+
+    @property
+    def _pg_tls_query(self) -> str:
+        params = {"sslmode": self.pg_sslmode, "sslrootcert": self.pg_ssl_root_cert}
+        query = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in params.items() if v is not None)
+        return f"?{query}" if query else ""
 
     @property
     def cdc_dsn(self) -> str:
         """The replication role's DSN (slots, peeks): for connecting, never for printing."""
         host = self.connector_pg_host or self.host
         return (f"postgresql://{self.pg_cdc_user}:{self.pg_cdc_password.get_secret_value()}@{host}:{self.pg_port}/"
-                f"{self.pg_database}")
+                f"{self.pg_database}{self._pg_tls_query}")
 
     @property
     def dsn_display(self) -> str:

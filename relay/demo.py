@@ -149,7 +149,7 @@ def prepare_pipeline(settings: Settings, say: Say, topics: list[str],
         ensure_cdc_access(conn, publication=settings.publication, cdc_role=settings.pg_cdc_user)
         schema(conn)
     apply_topics(settings, topics)
-    client = ConnectClient(settings.connect_rest_url)
+    client = ConnectClient.for_settings(settings)
     result = client.apply(settings.connector_name, render_outbox_connector(settings))
     client.wait_running(settings.connector_name)
     say(f"connector {settings.connector_name}: {'applied' if result.changed else 'unchanged'}, RUNNING")

@@ -94,7 +94,7 @@ class Plain:
         self.marker = self.marker or uuid.uuid4().hex[:8]
         self.name = f"relay-bench-plain-{self.marker}"
         self.topic = f"benchplain{self.marker}.public.outbox"
-        self.client = ConnectClient(self.settings.connect_rest_url)
+        self.client = ConnectClient.for_settings(self.settings)
 
     def start(self) -> None:
         apply_topics(self.settings, [self.topic])

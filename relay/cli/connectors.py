@@ -68,7 +68,7 @@ class _Session:
             self.secrets += local_file_secrets(render_outbox_connector(self.s))
         except RelayError:
             pass
-        self.client = ConnectClient(self.s.connect_rest_url, secrets=self.secrets)
+        self.client = ConnectClient.for_settings(self.s, secrets=self.secrets)
 
     @property
     def config(self) -> dict[str, str]:

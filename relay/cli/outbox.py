@@ -179,7 +179,7 @@ def reconcile(
     s = settings()
     start = datetime.fromisoformat(since) if since else None
     if not yes:
-        pos = cdc_position(ConnectClient(s.connect_rest_url), s.connector_name)
+        pos = cdc_position(ConnectClient.for_settings(s), s.connector_name)
         frm = start or (pos.committed_at - timedelta(seconds=margin) if pos else None)
         say(f"would stop {s.connector_name}, drop and recreate slot {s.slot_name}, clear its offsets, republish "
             f"outbox rows created since {frm.isoformat() if frm else '(unknown: pass --since)'} and resume; "
@@ -211,7 +211,7 @@ def prune(
     s = settings()
     age = parse_duration(older_than)
     try:
-        position = cdc_position(ConnectClient(s.connect_rest_url), s.connector_name)
+        position = cdc_position(ConnectClient.for_settings(s), s.connector_name)
     except ConnectError:
         position = None  # no Connect: only rows the polling relay marked count as published
     before = position.committed_at - timedelta(seconds=margin) if position else None

@@ -9,6 +9,7 @@ error message may then quote a resolved value, e.g. ``password authentication fa
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -17,9 +18,12 @@ import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from relay.errors import ConnectError
+
+if TYPE_CHECKING:
+    from relay.config import Settings
 
 REDACTED = "[redacted]"
 # ${provider:path:key} as Connect's ConfigTransformer reads it (path may be empty: ${provider:key})
@@ -198,11 +202,18 @@ def transient(exc: ConnectError) -> bool:
 
 class ConnectClient:
     def __init__(self, url: str, timeout_s: float = 10.0, secrets: Iterable[str] = (),
-                 transient_s: float = 30.0) -> None:
+                 transient_s: float = 30.0, auth: tuple[str, str] | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self.transient_s = transient_s
         self.secrets = [s for s in secrets if s]
+        self._authorization = None if auth is None else "Basic " + base64.b64encode(
+            f"{auth[0]}:{auth[1]}".encode()).decode()
+
+    @classmethod
+    def for_settings(cls, settings: Settings, **kwargs: Any) -> ConnectClient:
+        """A client of ``settings``' Connect, with its REST credentials if any."""
+        return cls(settings.connect_rest_url, auth=settings.connect_auth, **kwargs)
 
     def _redact(self, data: Any) -> Any:
         return redact(data, self.secrets)
@@ -230,7 +241,8 @@ class ConnectClient:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
             f"{self.url}{path}", data=data, method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            headers={"Content-Type": "application/json", "Accept": "application/json",
+                     **({"Authorization": self._authorization} if self._authorization else {})},
         )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
@@ -241,6 +253,12 @@ class ConnectClient:
                 detail = json.loads(detail).get("message", detail)
             except (ValueError, AttributeError):
                 pass
+            if exc.code == 401:
+                detail = ("refused our credentials; expected RELAY_CONNECT_USERNAME and RELAY_CONNECT_PASSWORD (or "
+                          "_FILE) of its REST API" if self._authorization else
+                          "asks for credentials; expected RELAY_CONNECT_USERNAME and RELAY_CONNECT_PASSWORD (or _FILE)")
+                raise ConnectError(f"{method} {path}: Kafka Connect at {self.url} {detail} (HTTP 401)",
+                                   status=401) from None
             raise ConnectError(self._redact(f"{method} {path}: HTTP {exc.code}: {detail}"),
                                status=exc.code) from None
         except (urllib.error.URLError, OSError) as exc:

@@ -76,4 +76,10 @@ def render_outbox_connector(settings: Settings) -> dict[str, str]:
 
     secrets = settings.connect_secrets_file or ConnectPart(settings).secrets_file
     template = json.loads(template_path().read_text(encoding="utf-8"))
-    return render(template, template_values(settings, secrets))
+    config = render(template, template_values(settings, secrets))
+    # TLS to Postgres only when asked for: unset keeps Debezium's own default
+    if settings.pg_sslmode is not None:
+        config["database.sslmode"] = settings.pg_sslmode
+    if settings.pg_ssl_root_cert is not None:
+        config["database.sslrootcert"] = str(settings.pg_ssl_root_cert)
+    return config

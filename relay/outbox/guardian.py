@@ -123,7 +123,7 @@ def check(settings: Settings, timeout_s: float = 4.0) -> Health:
     kafka = probe_kafka(settings, timeout_s=min(timeout_s, 3.0))
     if kafka is not None:
         down["kafka"] = str(kafka)
-    client = ConnectClient(settings.connect_rest_url, timeout_s=timeout_s)
+    client = ConnectClient.for_settings(settings, timeout_s=timeout_s)
     status, position = None, None
     try:
         status = client.status(settings.connector_name)

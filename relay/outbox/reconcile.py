@@ -40,7 +40,7 @@ def reconcile(settings: Settings, *, since: datetime | None = None, margin: time
     from relay.outbox.poller import republish
 
     t0 = time.monotonic()
-    client = ConnectClient(settings.connect_rest_url)
+    client = ConnectClient.for_settings(settings)
     name = settings.connector_name
     if since is None:
         position = cdc_position(client, name)

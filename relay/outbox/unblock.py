@@ -81,7 +81,7 @@ class Unblocker:
 
     def __init__(self, settings: Settings, say: Callable[[str], None] = lambda _m: None) -> None:
         self.s, self.say = settings, say
-        self.client = ConnectClient(settings.connect_rest_url)
+        self.client = ConnectClient.for_settings(settings)
         self.name = settings.connector_name
         self.steps: list[str] = []
 

@@ -12,16 +12,15 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-
+from relay.connect.client import ConnectClient
+from relay.errors import ConnectError
 from relay.security.acls import CONNECT_GROUP
 from relay.stack.jars import kafka_classpath, plugin_path
 from relay.stack.part import LOG4J2, Part, java_argv
-from relay.stack.secure import CONNECT, SecureProfile
+from relay.stack.secure import CONNECT, REST_USER, SecureProfile
 
 POSTGRES_CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
+BASIC_AUTH_EXTENSION = "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
 SECRETS_FILE = "secrets.properties"
 
 
@@ -81,6 +80,8 @@ class ConnectPart(Part):
             as_connect = self.secure.settings_for(CONNECT)
             for prefix in ("", "producer.", "consumer.", "admin."):
                 props.update(java(as_connect, secrets_file=str(self.secrets_file), prefix=prefix))
+            # the REST API asks for a user (rest-jaas.conf, given to the JVM at start)
+            props["rest.extension.classes"] = BASIC_AUTH_EXTENSION
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def _write_secrets(self) -> None:
@@ -95,18 +96,23 @@ class ConnectPart(Part):
         (self.dir / "worker.properties").write_text(self._properties())
         (self.dir / "log4j2.properties").write_text(LOG4J2)
         self._write_secrets()
-        argv = java_argv(self.settings.connect_heap, self.dir / "log4j2.properties",
-                         kafka_classpath(self.settings),
-                         "org.apache.kafka.connect.cli.ConnectDistributed", str(self.dir / "worker.properties"))
+        jvm: tuple[str, ...] = ()
+        if self.secure.enabled:
+            jvm = (f"-Djava.security.auth.login.config={self.secure.rest_auth_files(self.dir)}",)
+        argv = java_argv(self.settings.connect_heap, self.dir / "log4j2.properties", kafka_classpath(self.settings),
+                         "org.apache.kafka.connect.cli.ConnectDistributed", str(self.dir / "worker.properties"),
+                         jvm=jvm)
         self.process.start(argv)
 
     def ready(self) -> bool:
         if self.process.pid() is None:
             return False
+        auth = None
+        if self.secure.enabled:
+            auth = (REST_USER, self.secure.password(REST_USER))
         try:
-            with urllib.request.urlopen(f"{self.address}/connector-plugins", timeout=2) as resp:
-                plugins = json.load(resp)
-        except (urllib.error.URLError, OSError, ValueError):
+            plugins = ConnectClient(self.address, timeout_s=2, transient_s=0, auth=auth).plugins()
+        except ConnectError:
             return False
         return any(p.get("class") == POSTGRES_CONNECTOR_CLASS for p in plugins)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from relay.config import Settings, project_root
 from relay.errors import StackError
 
-PROFILES = ("kafka", "debezium")
+PROFILES = ("kafka", "debezium", "postgres-tls")
 
 
 def pom_path() -> Path:
@@ -32,6 +32,15 @@ def kafka_classpath(settings: Settings) -> Path:
 
 def plugin_path(settings: Settings) -> Path:
     return jars_dir(settings) / "plugins"
+
+
+def postgres_tls_jar(settings: Settings) -> Path:
+    """The jar holding Postgres server binaries built with OpenSSL (a .txz inside)."""
+    found = sorted((jars_dir(settings) / "postgres-tls").glob("embedded-postgres-binaries-*.jar"))
+    if not found:
+        raise StackError("jars", f"no Postgres binaries jar in {jars_dir(settings) / 'postgres-tls'}; "
+                         "expected one fetched by `relay stack fetch`")
+    return found[-1]
 
 
 def ensure_jars(settings: Settings) -> bool:

@@ -93,10 +93,10 @@ class Part(abc.ABC):
             return False
 
 
-def java_argv(heap: str, log4j: Path, classpath: Path, main: str, *args: str) -> list[str]:
+def java_argv(heap: str, log4j: Path, classpath: Path, main: str, *args: str, jvm: tuple[str, ...] = ()) -> list[str]:
     return [
         "java", f"-Xmx{heap}", "-Xms64m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-        "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
+        "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", *jvm,
         "-cp", f"{classpath}/*", main, *args,
     ]
 

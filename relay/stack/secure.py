@@ -9,6 +9,8 @@
   cannot read SCRAM credentials from the metadata they serve).
 - ACLs: ``StandardAuthorizer`` with ``allow.everyone.if.no.acl.found=false``; ``connect`` and
   the demo's worker ``relay-orders`` get exactly relay.security.acls' grants.
+- Postgres: TLS only over TCP (``hostssl``; the same certificate), clients with ``verify-full``.
+- Connect's REST API: HTTP basic auth (BasicAuthSecurityRestExtension), user ``operator``.
 
 Each user's password is a random file (0600) under ``security/``; ``security/<user>.env`` holds
 the ``RELAY_KAFKA_*`` settings for a process that should act as that user (``set -a; .
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from relay.config import Settings
 
 SASL_SSL = "sasl_ssl"
+REST_USER = "operator"  # HTTP basic auth on Connect's REST API
 MECHANISM = "SCRAM-SHA-512"
 ADMIN, CONNECT, CONTROLLER = "admin", "connect", "controller"
 PROFILE_FILE = "profile"
@@ -61,7 +64,7 @@ class SecureProfile:
         self.dir.chmod(0o700)
         if not self.keystore.exists():
             self._make_tls()
-        for user in (ADMIN, CONTROLLER, CONNECT):
+        for user in (ADMIN, CONTROLLER, CONNECT, REST_USER):
             self.password(user)
         self.env_file(ADMIN)
 
@@ -103,7 +106,12 @@ class SecureProfile:
         self.password(user)
         return {"RELAY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "RELAY_KAFKA_SASL_MECHANISM": MECHANISM,
                 "RELAY_KAFKA_SASL_USERNAME": user, "RELAY_KAFKA_SASL_PASSWORD_FILE": str(self.password_file(user)),
-                "RELAY_KAFKA_SSL_CA_FILE": str(self.ca_file)}
+                "RELAY_KAFKA_SSL_CA_FILE": str(self.ca_file),
+                # Postgres takes TLS only: every client (and Debezium) checks its certificate and name
+                "RELAY_PG_SSLMODE": "verify-full", "RELAY_PG_SSL_ROOT_CERT": str(self.ca_file),
+                # the operator's commands (admin) also talk to Connect's REST API, which asks who
+                **({"RELAY_CONNECT_USERNAME": REST_USER,
+                    "RELAY_CONNECT_PASSWORD_FILE": str(self.password_file(REST_USER))} if user == ADMIN else {})}
 
     def env_file(self, user: str) -> Path:
         """``security/<user>.env`` (``KEY=value`` lines), written each time."""
@@ -132,6 +140,18 @@ class SecureProfile:
                              "expected a new stack (`relay stack clean`, or another RELAY_STACK_DIR)")
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(wanted + "\n")
+
+    # --- Connect's REST API -----------------------------------------------------------------
+    def rest_auth_files(self, connect_dir: Path) -> Path:
+        """The JAAS file of Connect's BasicAuthSecurityRestExtension and its credentials file
+        (``user=password``, 0600); returns the JAAS file for ``-Djava.security.auth.login.config``."""
+        credentials = connect_dir / "rest-credentials.properties"
+        credentials.touch(mode=0o600)
+        credentials.write_text(f"{REST_USER}={self.password(REST_USER)}\n")
+        jaas = connect_dir / "rest-jaas.conf"
+        jaas.write_text("KafkaConnect {\n  org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule "
+                        f'required\n  file="{credentials}";\n}};\n')
+        return jaas
 
     # --- the broker -------------------------------------------------------------------------
     def broker_properties(self) -> dict[str, object]:

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
@@ -25,6 +26,7 @@ from relay.config import load_settings
 from relay.documents import read_env_file
 from relay.security.acls import GROUP, worker_acls
 from relay.security.kafka_admin import create_acls, upsert_users
+from relay.stack.postgres import PostgresPart
 from relay.stack.secure import SecureProfile
 from relay.topics import client_config
 
@@ -79,6 +81,22 @@ def test_the_demo_runs_through_sasl_ssl_with_least_privilege_users(secure):
     worker_props = (Path(env["RELAY_STACK_DIR"]) / "connect" / "worker.properties").read_text()
     assert 'username="connect"' in worker_props and profile.password("connect") not in worker_props
     assert "producer.security.protocol=SASL_SSL" in worker_props
+    # Postgres over TLS only: Debezium's replication connection is encrypted, a plain one refused
+    pg = PostgresPart(load_settings(env))
+    with psycopg.connect(pg.superuser_conninfo(pg.settings.pg_database), autocommit=True) as conn:
+        rows = conn.execute("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+                            "WHERE a.usename = 'relay_cdc' AND a.backend_type = 'walsender'").fetchall()
+        # the Debezium role keeps REPLICATION and SELECT on the outbox tables, nothing more
+        role = conn.execute("SELECT rolsuper, rolreplication, rolcreatedb, rolcreaterole FROM pg_roles "
+                            "WHERE rolname = 'relay_cdc'").fetchone()
+        grants = conn.execute("SELECT DISTINCT privilege_type, table_name FROM information_schema.role_table_grants "
+                              "WHERE grantee = 'relay_cdc'", prepare=False).fetchall()
+    assert rows and all(ssl for (ssl,) in rows), rows
+    assert role == (False, True, False, False)
+    assert grants and {p for p, _t in grants} == {"SELECT"} and all(t.startswith("outbox") for _p, t in grants), grants
+    plain = load_settings(admin_env).dsn.replace("sslmode=verify-full", "sslmode=disable")
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(plain, connect_timeout=5).close()
 
 
 def test_each_role_is_refused_what_it_does_not_need(secure):
@@ -136,3 +154,14 @@ def test_an_unauthorized_client_gets_a_clear_error_within_seconds(secure):
     out = _relay(wrong, "worker", "orders", timeout=60)
     assert out.returncode != 0 and time.monotonic() - t0 < 30
     assert "refused the login of User:relay-orders with SCRAM-SHA-512" in out.stderr, out.stderr
+
+
+def test_connects_rest_api_asks_for_credentials(secure):
+    env, admin_env, _profile = secure
+    out = _relay(env, "connectors", "status", timeout=60)
+    assert out.returncode != 0 and "asks for credentials" in out.stderr and "HTTP 401" in out.stderr, out.stderr
+    wrong = {**admin_env, "RELAY_CONNECT_PASSWORD_FILE": admin_env["RELAY_KAFKA_SASL_PASSWORD_FILE"]}
+    out = _relay(wrong, "connectors", "status", timeout=60)
+    assert out.returncode != 0 and "refused our credentials" in out.stderr, out.stderr
+    out = _relay(admin_env, "connectors", "status", timeout=60)
+    assert out.returncode == 0 and "RUNNING" in out.stdout, out.stdout + out.stderr

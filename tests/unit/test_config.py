@@ -113,3 +113,30 @@ def test_bad_secret_value_is_not_echoed(env):
 ])
 def test_mask_dsn(dsn, shown):
     assert mask_dsn(dsn) == shown
+
+
+def test_postgres_tls_goes_into_every_dsn_and_the_connector(tmp_path):
+    from relay.connect import render_outbox_connector
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    s = load_settings({"RELAY_PG_SSLMODE": "verify-full", "RELAY_PG_SSL_ROOT_CERT": str(ca)})
+    assert s.dsn.endswith(f"?sslmode=verify-full&sslrootcert={ca}") and s.cdc_dsn.endswith(f"sslrootcert={ca}")
+    config = render_outbox_connector(s)
+    assert config["database.sslmode"] == "verify-full" and config["database.sslrootcert"] == str(ca)
+    assert "database.sslmode" not in render_outbox_connector(load_settings({}))
+    with pytest.raises(ConfigError, match="RELAY_PG_SSL_ROOT_CERT = '/nope.pem': no such file"):
+        load_settings({"RELAY_PG_SSLMODE": "verify-full", "RELAY_PG_SSL_ROOT_CERT": "/nope.pem"})
+
+
+def test_connect_basic_auth_needs_a_user_and_one_password(tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    s = load_settings({"RELAY_CONNECT_USERNAME": "operator", "RELAY_CONNECT_PASSWORD_FILE": str(pw)})
+    assert s.connect_auth == ("operator", "s3cret")
+    assert load_settings({}).connect_auth is None
+    with pytest.raises(ConfigError, match="RELAY_CONNECT_USERNAME and a password"):
+        load_settings({"RELAY_CONNECT_USERNAME": "operator"})
+    with pytest.raises(ConfigError, match="both set; expected one"):
+        load_settings({"RELAY_CONNECT_USERNAME": "o", "RELAY_CONNECT_PASSWORD": "x",
+                       "RELAY_CONNECT_PASSWORD_FILE": str(pw)})
