@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from relay.config import Settings, load_settings  # noqa: E402
-from relay.connect.render import render_outbox_connector  # noqa: E402
+from relay.connect.render import override_allowlist, render_outbox_connector  # noqa: E402
 from relay.headers import OUTBOX_DLQ_TOPIC, event_topic  # noqa: E402
 from relay.security.acls import (  # noqa: E402
     CONNECT_GROUP,
@@ -89,15 +89,7 @@ def connector_config(settings: Settings | None = None) -> dict[str, str]:
     return render_outbox_connector(settings or k8s_settings())
 
 
-def connect_override_allowlist(config: dict[str, str]) -> list[str]:
-    """The client settings the connector overrides (``producer.override.X`` etc. -> ``X``): what a
-    Kafka >= 4.2 worker's ``connector.client.config.override.allowlist`` must list."""
-    names = set()
-    for key in config:
-        for prefix in ("producer.override.", "consumer.override.", "admin.override."):
-            if key.startswith(prefix):
-                names.add(key[len(prefix):])
-    return sorted(names)
+connect_override_allowlist = override_allowlist
 
 
 # --- topics ----------------------------------------------------------------------------------

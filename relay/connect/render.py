@@ -83,3 +83,12 @@ def render_outbox_connector(settings: Settings) -> dict[str, str]:
     if settings.pg_ssl_root_cert is not None:
         config["database.sslrootcert"] = str(settings.pg_ssl_root_cert)
     return config
+
+
+OVERRIDE_PREFIXES = ("producer.override.", "consumer.override.", "admin.override.")
+
+
+def override_allowlist(config: dict[str, str]) -> list[str]:
+    """The client settings a connector config overrides (``producer.override.X`` -> ``X``): what
+    the worker's ``connector.client.config.override.allowlist`` must hold (Allowlist policy)."""
+    return sorted({key[len(p):] for key in config for p in OVERRIDE_PREFIXES if key.startswith(p)})

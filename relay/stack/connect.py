@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from relay.connect.client import ConnectClient
+from relay.connect.render import override_allowlist, render_outbox_connector
 from relay.errors import ConnectError
 from relay.security.acls import CONNECT_GROUP
 from relay.stack.jars import kafka_classpath, plugin_path
@@ -70,6 +71,9 @@ class ConnectPart(Part):
             "plugin.path": str(plugin_path(s)),
             "plugin.discovery": "service_load",
             "topic.creation.enable": "true",
+            # connectors may override only the client settings the outbox connector sets
+            "connector.client.config.override.policy": "Allowlist",
+            "connector.client.config.override.allowlist": ",".join(override_allowlist(render_outbox_connector(s))),
             "config.providers": "file",
             "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
         }

@@ -344,19 +344,19 @@ def test_kafka_connect_matches_the_native_worker(overlay):
     assert spec["bootstrapServers"] == f"{M.KAFKA_CLUSTER}-kafka-bootstrap.{M.KAFKA_NAMESPACE}.svc:9093"
 
 
-def test_client_override_policy_lets_the_connector_overrides_through():
-    """Kafka 4.1.1 has no Allowlist policy (KIP-1188 ships in 4.2.0): All is the only one of its
-    policies (All, None, Principal) that accepts the connector's overrides. The allowlist a Kafka
-    >= 4.2 worker needs is derived from the rendered config."""
+def test_client_override_policy_allows_exactly_the_connector_overrides():
+    """Allowlist (KIP-1188, Kafka >= 4.2) with the client settings the rendered connector
+    overrides, the same list as the native stack's worker."""
+    from relay.config import load_settings as native
+    from relay.stack.connect import ConnectPart
+
     config = one("prod", "KafkaConnect")["spec"]["config"]
-    kafka_version = tuple(int(p) for p in pom_versions()[0].split("."))
     allowlist = M.connect_override_allowlist(render_outbox_connector(k8s_settings()))
     assert {"metadata.max.idle.ms", "fetch.max.wait.ms", "max.request.size", "transaction.timeout.ms"} == set(allowlist)
-    if kafka_version < (4, 2):
-        assert config["connector.client.config.override.policy"] == "All"
-    else:  # pragma: no cover - after the bump: switch to the allowlist
-        assert config["connector.client.config.override.policy"] == "Allowlist"
-        assert sorted(config["connector.client.config.override.allowlist"].split(",")) == allowlist
+    assert config["connector.client.config.override.policy"] == "Allowlist"
+    assert sorted(config["connector.client.config.override.allowlist"].split(",")) == allowlist
+    worker = ConnectPart(native({}))._properties()
+    assert f"connector.client.config.override.allowlist={','.join(allowlist)}" in worker
 
 
 # --- users and ACLs --------------------------------------------------------------------------
