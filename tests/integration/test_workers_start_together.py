@@ -69,7 +69,7 @@ def _unstalled(port: int, topic: str) -> int:
 
 
 @pytest.mark.parametrize(("engine", "workers"), [
-    ("kafka", 2), ("kafka", 4), ("faust", 4), pytest.param("faust", 2, marks=FAUST_IN_LONG_RUNS.marks)],
+    ("kafka", 2), ("kafka", 4), ("faust", 2), pytest.param("faust", 4, marks=FAUST_IN_LONG_RUNS.marks)],
     indirect=["engine"])
 def test_workers_started_together_consume_every_partition(stack, settings, tmp_path, engine, workers):
     runs = [start_together(settings, tmp_path, workers) for _ in range(STARTS)]
