@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(None, description="overrides host:kafka_port")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="how every Kafka client of ours connects (relay.kafka_security builds each "
-                                 "client's settings from these); the native stack listens in PLAINTEXT")
+                                 "client's settings from these); the native stack listens in PLAINTEXT unless "
+                                 "RELAY_STACK_SECURITY=sasl_ssl")
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] | None = Field(
         None, description="SASL_*: the mechanism (SCRAM credentials are created with Kafka's admin API)")
     kafka_sasl_username: str | None = Field(None, min_length=1, description="SASL_*: the user")
