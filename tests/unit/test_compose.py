@@ -3,10 +3,17 @@
 No Docker engine runs on our machines, so the compose file is checked by parsing only: against the
 Settings defaults (relay/config.py) and the properties the native parts write (relay/stack/*.py).
 The images' env -> property rules are emulated below (apache/kafka; Debezium's connect entrypoint).
+The file is also validated against the Compose specification's JSON schema (compose-go's, which
+`make test` fetches), and every `relay ...` command in it is resolved against the CLI.
 """
 
+import json
+import os
+import shlex
+from importlib.metadata import entry_points
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -45,17 +52,17 @@ def published(service: str) -> dict[int, tuple[str, int]]:
 
 
 def test_services_and_pinned_images():
-    assert {"postgres", "kafka", "connect", "setup", "worker"} <= set(SERVICES)
+    assert {"postgres", "kafka", "connect", "setup", "worker", "monitor"} <= set(SERVICES)
     for name, svc in SERVICES.items():
         image = svc["image"]
         assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), name
-    assert SERVICES["kafka"]["image"] == "apache/kafka:4.1.1"
+    assert SERVICES["kafka"]["image"] == "apache/kafka:4.2.0"
     assert SERVICES["connect"]["image"] == "quay.io/debezium/connect:3.5.0.Final"
 
 
 @pytest.mark.parametrize("service, port", [
     ("postgres", S.pg_port), ("kafka", S.kafka_port), ("kafka", S.kafka_controller_port),
-    ("connect", S.connect_port), ("worker", S.worker_metrics_port)])
+    ("connect", S.connect_port), ("worker", S.worker_metrics_port), ("monitor", S.monitor_metrics_port)])
 def test_published_ports_equal_native_defaults_on_loopback(service, port):
     assert published(service)[port] == ("127.0.0.1", port)
 
@@ -92,10 +99,13 @@ def test_connect_worker_properties_match_native():
     props = {CONNECT_SHORT[k]: v for k, v in env("connect").items() if k in CONNECT_SHORT}
     props |= {k[len("CONNECT_"):].lower().replace("_", "."): v for k, v in env("connect").items()
               if k.startswith("CONNECT_")}
+    # Debezium's 3.5.0.Final image runs Kafka 4.1.1: no Allowlist policy there (KIP-1188 is 4.2)
+    image_kafka_4_1 = {"connector.client.config.override.policy", "connector.client.config.override.allowlist"}
     for key, value in native(ConnectPart(S)._properties()).items():
-        if key not in HOST_SPECIFIC:
+        if key not in HOST_SPECIFIC | image_kafka_4_1:
             assert props.get(key) == value, key
     assert props["listeners"].endswith(f":{S.connect_port}")
+    assert props["connector.client.config.override.policy"] == "All"
 
 
 def test_relay_variables_are_real_settings_and_reach_the_services():
@@ -127,3 +137,64 @@ def test_setup_waits_for_healthy_parts_and_worker_for_setup():
     assert SERVICES["setup"]["depends_on"] == {s: {"condition": "service_healthy"}
                                                for s in ("postgres", "kafka", "connect")}
     assert SERVICES["worker"]["depends_on"] == {"setup": {"condition": "service_completed_successfully"}}
+
+
+# --- the Compose specification and our image ------------------------------------------------------
+COMPOSE_SCHEMA = ROOT / ".cache" / "compose-spec.json"  # the Go module compose-go's, fetched by `make test`
+IMAGE_SERVICES = [name for name, svc in SERVICES.items() if svc["image"].split(":")[0] == "outbox-relay"]
+
+
+def test_compose_file_is_valid_against_the_compose_specification():
+    if not COMPOSE_SCHEMA.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{COMPOSE_SCHEMA} missing: `make test` fetches it (make .cache/compose-spec.json)")
+        pytest.skip("the Compose schema is not fetched: make .cache/compose-spec.json")
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [f"{e.json_path}: {e.message}" for e in validator.iter_errors(COMPOSE)]
+    assert not errors, errors
+    broken = {**COMPOSE, "services": {**SERVICES, "worker": {**SERVICES["worker"], "restart_policy": "always"}}}
+    assert list(validator.iter_errors(broken)), "the schema rejects an unknown service key"
+
+
+def test_our_services_run_one_image_built_from_the_dockerfile():
+    assert {"setup", "worker", "monitor"} <= set(IMAGE_SERVICES)
+    assert len({SERVICES[s]["image"] for s in IMAGE_SERVICES}) == 1
+    # each says how its image is built: compose would otherwise try to pull outbox-relay from a registry
+    builds = [SERVICES[s].get("build") for s in IMAGE_SERVICES]
+    assert builds and all(b == {"context": ".", "dockerfile": "docker/worker.Dockerfile"} for b in builds)
+    assert (ROOT / builds[0]["dockerfile"]).is_file()
+    assert SERVICES["setup"]["healthcheck"] == {"disable": True}, "a one-shot: not the image's worker healthcheck"
+
+
+def relay_commands(service: str) -> list[list[str]]:
+    command = SERVICES[service]["command"]
+    lines = [part for part in command[2].split("&&")] if command[:2] == ["sh", "-c"] else [shlex.join(command)]
+    return [shlex.split(line) for line in lines]
+
+
+@pytest.mark.parametrize("service", IMAGE_SERVICES)
+def test_every_relay_command_exists_with_its_arguments(service):
+    import typer.main
+
+    from relay.cli import build
+
+    root = typer.main.get_command(build())
+    for argv in relay_commands(service):
+        assert argv[0] == "relay", argv
+        cmd, rest = root, argv[1:]
+        while hasattr(cmd, "commands"):  # a group (typer's click, which may be its own copy)
+            assert rest and rest[0] in cmd.commands, f"{service}: no command {' '.join(argv)}"
+            cmd, rest = cmd.commands[rest[0]], rest[1:]
+        cmd.make_context(" ".join(argv), list(rest))  # unknown options or missing arguments raise
+        if argv[1] == "worker":
+            assert rest[0] in entry_points(group="relay.consumers").names, f"no consumer {rest[0]!r}"
+
+
+@pytest.mark.parametrize("service, setting", [("worker", "worker_metrics_port"), ("monitor", "monitor_metrics_port")])
+def test_served_endpoints_bind_all_interfaces_and_are_health_checked(service, setting):
+    s = load_settings({k: v for k, v in env(service).items() if k.startswith(ENV_PREFIX)})
+    port = getattr(s, setting)
+    assert s.host == "0.0.0.0" and published(service)[port] == ("127.0.0.1", port)
+    assert f"http://127.0.0.1:{port}/healthz" in " ".join(SERVICES[service]["healthcheck"]["test"])
+
