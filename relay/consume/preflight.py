@@ -14,6 +14,9 @@ Contract (the probes and their messages are relay.deps'):
   else :class:`~relay.errors.DatabaseError` naming the DSN with ``****`` for the password and
   psycopg's reason: refused credentials (``password authentication failed``, not retriable),
   ``unreachable`` (retriable), or the server's refusal.
+- Kafka access: the app's consumer group may be described (its ACL), else
+  :class:`~relay.errors.KafkaAccessDenied` naming the principal and the group (aiokafka under
+  Faust retries a refused group silently; the kafka engine would say it at its first poll).
 - no password appears in any message; nothing is checked at import time.
 """
 
@@ -47,9 +50,28 @@ def check(settings: Settings, app: Any, timeout_s: int = TIMEOUT_S) -> None:
     if error is not None:
         raise error
     runtime = getattr(app, "relay_runtime", None)
+    if runtime is not None:
+        check_group(settings, runtime.consumer.name, timeout_s)
     inbox = runtime is not None and any(s.inbox == "postgres" for s in runtime.consumer.subscriptions)
     for dsn in databases(app):
         check_postgres(dsn, timeout_s, inbox_table=inbox)
+
+
+def check_group(settings: Settings, group: str, timeout_s: float = TIMEOUT_S) -> None:
+    """KafkaAccessDenied if Kafka refuses to describe ``group`` to us (no ACL on it)."""
+    from confluent_kafka import KafkaException
+
+    from relay.kafka_access import denied, is_denied
+    from relay.topics import admin
+
+    client = admin(settings)
+    try:
+        client.describe_consumer_groups([group], request_timeout=timeout_s)[group].result()
+    except KafkaException as exc:
+        err = exc.args[0]
+        if is_denied(err.code()):
+            raise denied(settings, err.code(), group, "join", err.str()) from None
+        # anything else (a slow coordinator): the engine's own retries and errors decide
 
 
 def check_postgres(dsn: str, timeout_s: int = TIMEOUT_S, *, inbox_table: bool = False) -> None:

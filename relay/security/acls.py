@@ -12,7 +12,8 @@ them (k8s/tools/manifests.py), and docs/security.md explains them.
 - **A worker** (``relay worker <name>``): its group; Read on the topics it reads (its source and
   retry stages) and on its changelogs (restored at assignment); Write/Create on the topics it
   writes (retry stages, dead letters, changelogs); DescribeConfigs on everything it declares
-  (it checks ``max.message.bytes``). Literal names only: a prefix ``outbox.event.order.`` would
+  (it checks ``max.message.bytes``); on the Faust engine, its assignor's topic
+  ``<app id>-__assignor-__leader`` too. Literal names only: a prefix ``outbox.event.order.`` would
   also cover another aggregate type's topic such as ``outbox.event.order.item``.
 
 Every ACL is one operation on one resource (Strimzi's spelling: resource ``topic`` | ``group`` |
@@ -92,10 +93,18 @@ def worker_topics(name: str, settings: Settings) -> WorkerTopics:
                         [t for t in declared if t not in sources], dict(w.changelogs), declared)
 
 
+def faust_leader_topic(app_id: str) -> str:
+    """The topic Faust's partition assignor creates and uses for its app (``--engine faust``)."""
+    return f"{app_id}-__assignor-__leader"
+
+
 def worker_acls(user: str, name: str, settings: Settings) -> list[Acl]:
-    """What ``relay worker <name>`` needs, as ``user``."""
+    """What ``relay worker <name>`` needs, as ``user``, on either engine (the Faust engine's
+    assignor topic included)."""
     wt = worker_topics(name, settings)
     acls = _grant(user, GROUP, wt.group, LITERAL, ("Read", "Describe"))
+    acls += _grant(user, TOPIC, faust_leader_topic(wt.group), LITERAL,
+                   ("Read", "Write", "Create", "Describe", "DescribeConfigs"))
     for topic in dict.fromkeys(wt.declared):
         ops = ["Describe", "DescribeConfigs"]
         if topic in wt.reads or topic in wt.changelogs:
