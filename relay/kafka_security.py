@@ -122,7 +122,9 @@ def faust_credentials(s: Settings) -> Any:
 def java(s: Settings, *, secrets_file: str, prefix: str = "") -> dict[str, str]:
     """Kafka's Java client properties (a Connect worker: ``prefix`` "", "producer.", "consumer.",
     "admin."), with the password as a FileConfigProvider reference to ``secrets_file``'s
-    ``kafka.sasl.password`` and ``kafka.ssl.key.password``: never the secret itself."""
+    ``kafka.sasl.password``: never the secret itself. Mutual TLS is not rendered: Kafka's PEM
+    keystore settings take the certificate and key as values, not paths (the native stack's
+    Connect logs in with SASL); a client certificate in ``s`` is refused here, not ignored."""
     protocol = s.kafka_security_protocol
     if protocol == "PLAINTEXT":
         return {}
@@ -136,9 +138,9 @@ def java(s: Settings, *, secrets_file: str, prefix: str = "") -> dict[str, str]:
         props["ssl.endpoint.identification.algorithm"] = "https"
         if s.kafka_ssl_ca_file is not None:
             props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": str(s.kafka_ssl_ca_file)})
-        if s.kafka_ssl_cert_file is not None and s.kafka_ssl_key_file is not None:
-            props.update({"ssl.keystore.type": "PEM", "ssl.keystore.certificate.chain": str(s.kafka_ssl_cert_file),
-                          "ssl.keystore.key": str(s.kafka_ssl_key_file)})
-            if s.kafka_ssl_key_password is not None:
-                props["ssl.key.password"] = f"${{file:{secrets_file}:kafka.ssl.key.password}}"
+        if s.kafka_ssl_cert_file is not None:
+            from relay.errors import ConfigError
+
+            raise ConfigError([f"RELAY_KAFKA_SSL_CERT_FILE = {str(s.kafka_ssl_cert_file)!r} for the Connect worker; "
+                               "expected SASL for it (mutual TLS is not rendered for Kafka's Java clients yet)"])
     return {prefix + k: v for k, v in props.items()}
