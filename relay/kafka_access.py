@@ -59,7 +59,9 @@ def login_refused(s: Settings, detail: str) -> KafkaAccessDenied:
 
 
 class LoginWatch:
-    """A confluent-kafka ``error_cb`` that remembers the first failed login (thread-safe)."""
+    """A confluent-kafka ``error_cb`` that remembers the first failed login (thread-safe). With an
+    error callback librdkafka no longer logs its errors itself, so every other one goes to our
+    rate-limited Kafka logger (relay.kafka_logs)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -70,6 +72,10 @@ class LoginWatch:
             with self._lock:
                 if self.detail is None:
                     self.detail = err.str()
+            return
+        from relay.kafka_logs import kafka_logger
+
+        kafka_logger().error("%s: %s", err.name(), err.str())
 
     def check(self, s: Settings) -> None:
         """Raise KafkaAccessDenied if a login failed."""

@@ -59,8 +59,8 @@ def admin(settings: Settings) -> AdminClient:
 
 
 def check_login(settings: Settings, client: object) -> None:
-    """KafkaAccessDenied if ``client`` (from :func:`admin`, or a consumer or producer passed
-    with its config's watch) saw its login refused; serves its callbacks first."""
+    """KafkaAccessDenied if ``client`` (an admin client from :func:`admin`) saw its login
+    refused; serves its callbacks first. Other clients: nothing is checked."""
     from relay.kafka_access import LoginWatch
 
     poll = getattr(client, "poll", None)

@@ -55,6 +55,7 @@ def poll(
     metrics = PollerMetrics.create()
     metrics.serve(s.host, s.poller_metrics_port)
     relay = PollingRelay(s, metrics=metrics)
+    metrics.readiness.mark_ready()  # /readyz: Postgres and Kafka answered, the loop starts
     say(f"polling relay: {s.host}:{s.pg_port}/{s.pg_database} -> {s.bootstrap_servers}"
         + (f", metrics on :{s.poller_metrics_port}" if s.poller_metrics_port else ""))
     stats = relay.run(stop, max_events=max_events or None)
@@ -86,6 +87,7 @@ def stats(
         say(f"exporting outbox health on http://{s.host}:{s.monitor_metrics_port}/metrics every {interval:.0f} s")
         while True:
             metrics.update(check(s))
+            metrics.readiness.mark_ready()  # /readyz: the gauges hold a first reading
             time.sleep(interval)
     health = check(s)
     if json_out:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from relay.config import Settings
 from relay.errors import KafkaUnavailable
@@ -28,10 +27,13 @@ def unreachable(settings: Settings, exc: BaseException, note: str = "") -> Kafka
 
 def list_topic_names(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> set[str]:
     """Every topic of the cluster; raises KafkaUnavailable after ``timeout_s`` if nobody answers."""
-    client = AdminClient(client_config(settings))
+    from relay.topics import admin, check_login
+
+    client = admin(settings)
     try:
         return set(client.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
+        check_login(settings, client)  # a refused login is not "unreachable"
         raise unreachable(settings, exc, f"no answer within {timeout_s:g} s") from None
 
 

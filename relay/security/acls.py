@@ -9,12 +9,15 @@ them (k8s/tools/manifests.py), and docs/security.md explains them.
   its topic) and on Debezium's heartbeat topic, never Read; the transactional ids of its tasks
   (``<group>-<connector>-<task>``) and of the leader's config writer (``connect-cluster-<group>``);
   IdempotentWrite and Describe on the cluster.
-- **A worker** (``relay worker <name>``): its group; Read on the topics it reads (its source and
-  retry stages) and on its changelogs (restored at assignment); Write/Create on the topics it
-  writes (retry stages, dead letters, changelogs); DescribeConfigs on everything it declares
-  (it checks ``max.message.bytes``); on the Faust engine, its assignor's topic
-  ``<app id>-__assignor-__leader`` too. Literal names only: a prefix ``outbox.event.order.`` would
-  also cover another aggregate type's topic such as ``outbox.event.order.item``.
+- **A worker** (``relay worker <name>``): its group, and its restore reader's group
+  ``<group>-restore`` (the reader only assigns, but librdkafka looks the coordinator up); Read on
+  the topics it reads (its source and retry stages) and on its changelogs (restored at
+  assignment); Write/Create on the topics it writes (retry stages, dead letters, changelogs);
+  Create on its source too (a worker started before Debezium made the topic creates it with our
+  settings; it never writes it); DescribeConfigs on everything it declares (it checks
+  ``max.message.bytes``); on the Faust engine, its assignor's topic ``<app id>-__assignor-__leader``.
+  Literal names only: a prefix ``outbox.event.order.`` would also cover another aggregate type's
+  topic such as ``outbox.event.order.item``.
 
 Every ACL is one operation on one resource (Strimzi's spelling: resource ``topic`` | ``group`` |
 ``transactionalId`` | ``cluster``, pattern ``literal`` | ``prefix``), so two lists compare as sets.
@@ -101,8 +104,11 @@ def faust_leader_topic(app_id: str) -> str:
 def worker_acls(user: str, name: str, settings: Settings) -> list[Acl]:
     """What ``relay worker <name>`` needs, as ``user``, on either engine (the Faust engine's
     assignor topic included)."""
+    from relay.consume._kafka.restore import restore_group
+
     wt = worker_topics(name, settings)
     acls = _grant(user, GROUP, wt.group, LITERAL, ("Read", "Describe"))
+    acls += _grant(user, GROUP, restore_group(wt.group), LITERAL, ("Read", "Describe"))
     acls += _grant(user, TOPIC, faust_leader_topic(wt.group), LITERAL,
                    ("Read", "Write", "Create", "Describe", "DescribeConfigs"))
     for topic in dict.fromkeys(wt.declared):
@@ -111,6 +117,8 @@ def worker_acls(user: str, name: str, settings: Settings) -> list[Acl]:
             ops.append("Read")
         if topic in wt.writes:
             ops += ["Write", "Create"]
+        else:  # its source: created with our settings if the worker starts before Debezium made it
+            ops.append("Create")
         acls += _grant(user, TOPIC, topic, LITERAL, dict.fromkeys(ops))
     return sorted(set(acls))
 

@@ -18,7 +18,7 @@ from relay.errors import ConnectError
 from relay.security.acls import CONNECT_GROUP
 from relay.stack.jars import kafka_classpath, plugin_path
 from relay.stack.part import LOG4J2, Part, java_argv
-from relay.stack.secure import CONNECT, REST_USER, SecureProfile
+from relay.stack.secure import CONNECT, REST_USER, SecureProfile, write_private
 
 POSTGRES_CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 BASIC_AUTH_EXTENSION = "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
@@ -89,11 +89,10 @@ class ConnectPart(Part):
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def _write_secrets(self) -> None:
-        self.secrets_file.touch(mode=0o600, exist_ok=True)
         lines = f"pg.password={self.settings.pg_cdc_password.get_secret_value()}\n"
         if self.secure.enabled:
             lines += f"kafka.sasl.password={self.secure.password(CONNECT)}\n"
-        self.secrets_file.write_text(lines)
+        write_private(self.secrets_file, lines)
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 from relay.errors import StackError
 from relay.stack.jars import kafka_classpath
 from relay.stack.part import LOG4J2, Part, java_argv
-from relay.stack.secure import SecureProfile
+from relay.stack.secure import ADMIN, SecureProfile, write_private
 
 
 class KafkaPart(Part):
@@ -67,12 +67,10 @@ class KafkaPart(Part):
     def _prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         formatted = (self.data_dir / "meta.properties").exists()
-        self.secure.check_profile(formatted)
         if self.secure.enabled:
             self.secure.prepare()
-        props = self.dir / "server.properties"
-        props.touch(mode=0o600)  # the secure profile's holds the broker's own passwords
-        props.write_text(self._properties())
+        # 0600: the secure profile's holds the broker's own passwords
+        write_private(self.dir / "server.properties", self._properties())
         (self.dir / "log4j2.properties").write_text(LOG4J2)
         if formatted:
             return
@@ -83,15 +81,22 @@ class KafkaPart(Part):
         )
         if cluster.returncode != 0:
             raise StackError(self.name, "StorageTool random-uuid failed", cluster.stderr[-3000:])
-        fmt = subprocess.run(
-            ["java", f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}", "-cp", cp,
-             "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster.stdout.strip(),
-             "-c", str(self.dir / "server.properties"),
-             *(self.secure.format_args() if self.secure.enabled else [])],
-            capture_output=True, text=True, check=False,
-        )
+        args = [f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}", "-cp", cp,
+                "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster.stdout.strip(),
+                "-c", str(self.dir / "server.properties"),
+                *(self.secure.format_args() if self.secure.enabled else [])]
+        # in a 0600 argument file, not on the command line: the admin's password is among them
+        argfile = self.dir / "format.args"
+        write_private(argfile, "\n".join('"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"' for a in args))
+        try:
+            fmt = subprocess.run(["java", f"@{argfile}"], capture_output=True, text=True, check=False)
+        finally:
+            argfile.unlink(missing_ok=True)
         if fmt.returncode != 0:
-            raise StackError(self.name, "formatting KRaft storage failed", (fmt.stdout + fmt.stderr)[-3000:])
+            said = fmt.stdout + fmt.stderr
+            if self.secure.enabled:
+                said = said.replace(self.secure.password(ADMIN), "****")
+            raise StackError(self.name, "formatting KRaft storage failed", said[-3000:])
 
     def _admin_security(self) -> dict:
         if not self.secure.enabled:

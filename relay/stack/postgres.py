@@ -61,6 +61,9 @@ def reachable_by(path: Path, uid: int, gids: set[int]) -> bool:
     return True
 
 
+TLS_HBA = "pg_hba_tls.conf"  # the secure profile's client rules (hostssl only)
+
+
 class PostgresPart(Part):
     name = "postgres"
 
@@ -190,23 +193,27 @@ class PostgresPart(Part):
         if secure.enabled:  # TLS only: the broker's certificate (localhost, 127.0.0.1) serves here too
             secure.prepare()
             self._install_tls(secure)
-            conf.update({"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key"})
+            conf.update({"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key",
+                         "hba_file": str(self.data_dir / TLS_HBA)})
         argv = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir)]
         for key, value in conf.items():
             argv += ["-c", f"{key}={value}"]
         self.process.start(argv, user=self.user.pw_name if self.user else None)
 
     def _install_tls(self, secure: SecureProfile) -> None:
-        """The server certificate and key where Postgres reads them (its user, 0600), and every
-        TCP client (replication too) on TLS (``hostssl``); the socket stays for the stack itself."""
+        """The server certificate and key where Postgres reads them (its user, 0600), and an hba
+        file of its own (``pg_hba.conf`` stays as initdb wrote it) that puts every TCP client,
+        replication too, on TLS (``hostssl``); the socket stays for the stack itself."""
         for name, source in (("server.crt", secure.dir / "broker.pem"), ("server.key", secure.dir / "broker.key")):
             target = self.data_dir / name
             target.write_bytes(source.read_bytes())
             target.chmod(0o600)
             self._chown(target)
-        hba = self.data_dir / "pg_hba.conf"
-        lines = hba.read_text().splitlines()
-        hba.write_text("".join(("hostssl" + line[4:] if line.startswith("host ") else line) + "\n" for line in lines))
+        lines = (self.data_dir / "pg_hba.conf").read_text().splitlines()
+        tls_hba = self.data_dir / TLS_HBA
+        tls_hba.write_text("".join(("hostssl" + line[4:] if line.startswith("host ") else line) + "\n"
+                                   for line in lines))
+        self._chown(tls_hba)
 
     def ready(self) -> bool:
         if self.process.pid() is None:

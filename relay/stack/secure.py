@@ -19,6 +19,7 @@ security/admin.env``), the password only by file reference.
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 from pathlib import Path
@@ -34,10 +35,21 @@ SASL_SSL = "sasl_ssl"
 REST_USER = "operator"  # HTTP basic auth on Connect's REST API
 MECHANISM = "SCRAM-SHA-512"
 ADMIN, CONNECT, CONTROLLER = "admin", "connect", "controller"
-PROFILE_FILE = "profile"
+PROFILE_FILE = "security-profile"  # in the stack dir: the profile its data was made with
 
 
 DEMO_WORKER, DEMO_WORKER_USER = "orders", "relay-orders"  # `relay worker orders`, as its own user
+
+
+def write_private(path: Path, text: str) -> None:
+    """``text`` into ``path``, readable by its owner only, whole or not at all (a temporary file
+    made 0600 first, then renamed over ``path``)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 class SecureProfile:
@@ -71,7 +83,7 @@ class SecureProfile:
     def _make_tls(self) -> None:
         d = self.dir
         ext = d / "broker.ext"
-        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        ext.write_text(f"subjectAltName={','.join(self.server_names())}\nbasicConstraints=CA:FALSE\n"
                        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n")
         steps = [
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
@@ -90,12 +102,22 @@ class SecureProfile:
         for f in (d / "ca.key", d / "broker.key", self.keystore):
             f.chmod(0o600)
 
+    def server_names(self) -> list[str]:
+        """The certificate's names: localhost, 127.0.0.1 and the stack's host (RELAY_HOST)."""
+        import ipaddress
+
+        names = ["DNS:localhost", "IP:127.0.0.1"]
+        try:
+            names.append(f"IP:{ipaddress.ip_address(self.settings.host)}")
+        except ValueError:
+            names.append(f"DNS:{self.settings.host}")
+        return list(dict.fromkeys(names))
+
     def password(self, user: str) -> str:
         """The user's password, made on first use and kept in ``security/<user>.password``."""
         path = self.password_file(user)
-        if not path.exists():
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(24) + "\n")
+        if not path.exists() or not path.read_text().strip():  # an empty one: a write cut short
+            write_private(path, secrets.token_urlsafe(24) + "\n")
         return path.read_text().strip()
 
     def password_file(self, user: str) -> Path:
@@ -127,17 +149,16 @@ class SecureProfile:
                                         **{k.removeprefix("RELAY_").lower(): v for k, v in self.env(user).items()},
                                         "kafka_sasl_password": None})
 
-    def check_profile(self, formatted: bool) -> None:
-        """Refuse to start a broker whose data was made under the other profile."""
-        marker = self.settings.stack_dir / "kafka" / PROFILE_FILE
+    def check_profile(self, has_data: bool) -> None:
+        """Refuse a stack whose data was made under the other profile (before any part starts:
+        Postgres and Kafka would each be half switched); then record the profile."""
+        marker = self.settings.stack_dir / PROFILE_FILE
         wanted = self.settings.stack_security
-        if formatted and marker.exists() and marker.read_text().strip() != wanted:
-            raise StackError("kafka", f"RELAY_STACK_SECURITY = {wanted!r} but this stack's data was made with "
-                             f"{marker.read_text().strip()!r}; expected the same profile (`relay stack down && "
-                             "relay stack clean`, or another RELAY_STACK_DIR)")
-        if formatted and not marker.exists() and wanted != "plaintext":
-            raise StackError("kafka", f"RELAY_STACK_SECURITY = {wanted!r} but this stack's data was made without it; "
-                             "expected a new stack (`relay stack clean`, or another RELAY_STACK_DIR)")
+        made = marker.read_text().strip() if marker.exists() else ("plaintext" if has_data else wanted)
+        if made != wanted:
+            raise StackError("stack", f"RELAY_STACK_SECURITY = {wanted!r} but this stack's data was made with "
+                             f"{made!r}; expected the same profile (`relay stack down && relay stack clean`, or "
+                             "another RELAY_STACK_DIR)")
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(wanted + "\n")
 
@@ -146,8 +167,7 @@ class SecureProfile:
         """The JAAS file of Connect's BasicAuthSecurityRestExtension and its credentials file
         (``user=password``, 0600); returns the JAAS file for ``-Djava.security.auth.login.config``."""
         credentials = connect_dir / "rest-credentials.properties"
-        credentials.touch(mode=0o600)
-        credentials.write_text(f"{REST_USER}={self.password(REST_USER)}\n")
+        write_private(credentials, f"{REST_USER}={self.password(REST_USER)}\n")
         jaas = connect_dir / "rest-jaas.conf"
         jaas.write_text("KafkaConnect {\n  org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule "
                         f'required\n  file="{credentials}";\n}};\n')

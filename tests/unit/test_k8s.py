@@ -429,10 +429,13 @@ def test_worker_env_names_are_settings_and_secrets_are_references(overlay):
     known = {ENV_PREFIX + f.upper() for f in Settings.model_fields}
     for e in env:
         assert e["name"] in known, f"{e['name']}: not a Settings field"
-        if any(word in e["name"] for word in ("PASSWORD", "DSN")):
+        if e["name"].endswith("_FILE"):  # a secret mounted as a file: the path of a Secret volume's item
+            mounted = {m["mountPath"] for m in container(sts)["volumeMounts"]}
+            assert any(e["value"].startswith(p + "/") for p in mounted), e
+        elif any(word in e["name"] for word in ("PASSWORD", "DSN")):
             assert "secretKeyRef" in e.get("valueFrom", {}), f"{e['name']}: a secret is referenced, never inlined"
     refs = {e["name"]: e["valueFrom"] for e in env if "valueFrom" in e}
-    assert refs["RELAY_KAFKA_SASL_PASSWORD"]["secretKeyRef"] == {"name": "relay-orders", "key": "password"}
+    assert "RELAY_KAFKA_SASL_PASSWORD" not in refs  # mounted as a file (RELAY_KAFKA_SASL_PASSWORD_FILE)
     assert refs["RELAY_CONSUMER_INSTANCE_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
@@ -443,7 +446,9 @@ def test_worker_settings_load(overlay, tmp_path):
     env = plain_env(sts)
     ca = tmp_path / "ca.crt"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    env.update({"RELAY_KAFKA_SSL_CA_FILE": str(ca), "RELAY_KAFKA_SASL_PASSWORD": "x",
+    password = tmp_path / "password"
+    password.write_text("x")
+    env.update({"RELAY_KAFKA_SSL_CA_FILE": str(ca), "RELAY_KAFKA_SASL_PASSWORD_FILE": str(password),
                 "RELAY_PG_DSN": "postgresql://u:p@h:5432/d", "RELAY_CONSUMER_INSTANCE_ID": "relay-orders-0"})
     s = load_settings(env)
     assert s.kafka_security_protocol == "SASL_SSL" and s.kafka_sasl_mechanism == "SCRAM-SHA-512"
@@ -458,6 +463,9 @@ def test_worker_settings_load(overlay, tmp_path):
     volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
     assert plain_env(sts)["RELAY_KAFKA_SSL_CA_FILE"] == f"{mounts['kafka-ca']}/ca.crt"
     assert volumes["kafka-ca"]["secret"]["secretName"] == f"{M.KAFKA_CLUSTER}-cluster-ca-cert"
+    # the SASL password file is the KafkaUser's Secret, mounted
+    assert plain_env(sts)["RELAY_KAFKA_SASL_PASSWORD_FILE"] == f"{mounts['kafka-user']}/password"
+    assert volumes["kafka-user"]["secret"]["secretName"] == s.kafka_sasl_username
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -526,13 +534,15 @@ def test_worker_egress_only_to_kafka_postgres_and_dns(overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_connect_rest_only_from_the_namespace_and_the_operator(overlay):
+def test_connect_rest_only_from_connect_itself_and_the_operator(overlay):
     policy = one(overlay, "NetworkPolicy", "relay-connect-rest")
     assert policy["spec"]["podSelector"]["matchLabels"] == {"strimzi.io/cluster": M.CONNECT_CLUSTER,
                                                             "strimzi.io/kind": "KafkaConnect"}
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = policy["spec"]["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8083}]
-    assert rule["from"][0] == {"podSelector": {}}
+    # not the whole namespace: a pod that could POST a connector could have the CDC password sent out
+    assert rule["from"][0] == {"podSelector": {"matchLabels": {"strimzi.io/cluster": M.CONNECT_CLUSTER,
+                                                               "strimzi.io/kind": "KafkaConnect"}}}
     operator = rule["from"][1]
     assert operator["podSelector"]["matchLabels"] == {"strimzi.io/kind": "cluster-operator"}

@@ -15,7 +15,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from relay.consume._kafka.tables import ChangelogTable
-from relay.errors import KafkaUnavailable
+from relay.errors import KafkaAccessDenied, KafkaUnavailable
+from relay.kafka_access import is_denied
 
 log = logging.getLogger("relay.consumer")
 
@@ -39,12 +40,20 @@ _SETTLING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABL
              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION, KafkaError._TIMED_OUT)
 
 
-def restore(config: dict[str, Any], wanted: list[tuple[ChangelogTable, int]], timeout_s: float = 120.0) -> int:
-    """Restore every (table, partition) of ``wanted``; the number of changelog records read."""
+def restore_group(group: str) -> str:
+    """The group id the restore reader carries (it only assigns, never joins or commits, but
+    librdkafka still looks its coordinator up: under ACLs the worker needs a grant on it)."""
+    return f"{group}-restore"
+
+
+def restore(config: dict[str, Any], wanted: list[tuple[ChangelogTable, int]], timeout_s: float = 120.0,
+            group: str = "relay") -> int:
+    """Restore every (table, partition) of ``wanted``; the number of changelog records read.
+    ``group``: the worker's group (the reader carries :func:`restore_group` of it)."""
     if not wanted:
         return 0
     by_tp = {(t.topic, p): t for t, p in wanted}
-    reader = Consumer({**config, "group.id": "relay-restore", "enable.auto.commit": False,
+    reader = Consumer({**config, "group.id": restore_group(group), "enable.auto.commit": False,
                        "enable.partition.eof": False, "isolation.level": "read_uncommitted"})
     try:
         ends: dict[tuple[str, int], int] = {}
@@ -66,6 +75,10 @@ def restore(config: dict[str, Any], wanted: list[tuple[ChangelogTable, int]], ti
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
                         continue
+                    if is_denied(err.code()):  # an ACL is missing: not a matter of waiting
+                        raise KafkaAccessDenied(f"restoring {msg.topic() or 'changelogs'} with group "
+                                                f"{restore_group(group)}: {err.str()}; expected an ACL that allows "
+                                                "it (docs/security.md)", resource=f"group {restore_group(group)}")
                     raise KafkaUnavailable(f"restoring {msg.topic()}[{msg.partition()}]: {err.str()}")
                 name, partition, offset = msg.topic(), msg.partition(), msg.offset()
                 assert name is not None and partition is not None and offset is not None  # a record, not an error

@@ -307,7 +307,7 @@ class KafkaWorker:
             for table in sub.tables() if sub is not None else []:
                 wanted[(id(table), tp.partition)] = (table, tp.partition)
         try:
-            read = restore(client_config(self.settings), list(wanted.values()))
+            read = restore(client_config(self.settings), list(wanted.values()), group=self.consumer.name)
             if read:
                 log.info("restored %d changelog records for %d table partition(s)", read, len(wanted))
         except Exception as exc:  # noqa: BLE001 - handling without the inbox would repeat handled events
