@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def build() -> typer.Typer:
     import typer
 
-    from relay.cli import connectors, dlq, effects, outbox, policy, saga, schemas, stack, topics
+    from relay.cli import acls, connectors, dlq, effects, outbox, policy, saga, schemas, stack, topics
     from relay.cli.worker import worker
 
     cli = typer.Typer(help="outbox-relay: transactional outbox -> Debezium/Kafka -> idempotent consumers.",
@@ -33,6 +33,7 @@ def build() -> typer.Typer:
     cli.add_typer(saga.app, name="saga")
     cli.add_typer(policy.app, name="policy")
     cli.add_typer(effects.app, name="effects")
+    cli.add_typer(acls.app, name="acls")
     cli.command("worker")(worker)
     from relay.cli.demo import demo
 

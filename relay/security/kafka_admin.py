@@ -45,7 +45,7 @@ def upsert_users(admin_settings: Settings, passwords: Mapping[str, str], timeout
         UserScramCredentialUpsertion(user, info, password.encode()) for user, password in passwords.items()]
     client = admin(admin_settings)  # held until the answers are in (a dropped client fails them)
     futures = client.alter_user_scram_credentials(upserts, request_timeout=timeout_s)
-    _wait(futures.items(), "creating SCRAM user", timeout_s)
+    _wait(admin_settings, futures.items(), "create the SCRAM credentials of", timeout_s)
 
 
 def create_acls(admin_settings: Settings, acls: Iterable[Acl], timeout_s: float = 30) -> int:
@@ -57,13 +57,18 @@ def create_acls(admin_settings: Settings, acls: Iterable[Acl], timeout_s: float 
         return 0
     client = admin(admin_settings)
     futures = client.create_acls(bindings, request_timeout=timeout_s)
-    _wait(futures.items(), "creating ACL", timeout_s)
+    _wait(admin_settings, futures.items(), "create the ACL", timeout_s)
     return len(bindings)
 
 
-def _wait(futures: Iterable[tuple[object, object]], what: str, timeout_s: float) -> None:
+def _wait(s: Settings, futures: Iterable[tuple[object, object]], action: str, timeout_s: float) -> None:
+    from relay.kafka_access import denied, is_denied
+
     for subject, future in futures:
         try:
             future.result(timeout=timeout_s)  # type: ignore[attr-defined]
         except KafkaException as exc:
-            raise RelayError(f"{what} {subject}: {exc.args[0]}", retriable=False) from None
+            err = exc.args[0]
+            if is_denied(err.code()):  # altering users and ACLs needs Alter on the cluster
+                raise denied(s, err.code(), None, f"{action} {subject}; that needs Alter on the", err.str()) from None
+            raise RelayError(f"could not {action} {subject}: {err}", retriable=bool(err.retriable())) from None

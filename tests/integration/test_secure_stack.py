@@ -165,3 +165,22 @@ def test_connects_rest_api_asks_for_credentials(secure):
     assert out.returncode != 0 and "refused our credentials" in out.stderr, out.stderr
     out = _relay(admin_env, "connectors", "status", timeout=60)
     assert out.returncode == 0 and "RUNNING" in out.stdout, out.stdout + out.stderr
+
+
+def test_relay_acls_applies_a_workers_grants_and_refuses_a_user_without_the_right(secure):
+    """`relay acls apply` as the admin gives a new user exactly the worker's grants (the worker then
+    runs); as a user without Alter on the cluster it says so."""
+    env, admin_env, profile = secure
+    upsert_users(load_settings(admin_env), {"orders-two": profile.password("orders-two")})
+    out = _relay(admin_env, "acls", "apply", "--worker", "orders", "--user", "orders-two", timeout=60)
+    assert out.returncode == 0 and "ACL(s) for User:orders-two in place" in out.stderr + out.stdout, out.stderr
+    worker = subprocess.Popen([sys.executable, "-m", "relay", "worker", "orders"], env=_as(profile, env, "orders-two"),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(15)
+        assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    out = _relay(_as(profile, env, "relay-orders"), "acls", "apply", "--connect", "--user", "x", timeout=60)
+    assert out.returncode != 0 and "does not allow User:relay-orders to create the ACL" in out.stderr, out.stderr
