@@ -55,7 +55,7 @@ def probe_kafka(settings: Settings, timeout_s: float = CONNECT_TIMEOUT_S) -> Rel
 
     from relay.kafka_access import LoginWatch, login_refused
 
-    watch = LoginWatch()
+    watch = LoginWatch(log=False)
     config: dict[str, Any] = {**quiet_kafka_config(settings, timeout_s), "error_cb": watch}
     client = AdminClient(config)
     try:

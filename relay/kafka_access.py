@@ -63,15 +63,18 @@ class LoginWatch:
     error callback librdkafka no longer logs its errors itself, so every other one goes to our
     rate-limited Kafka logger (relay.kafka_logs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, log: bool = True) -> None:
         self._lock = threading.Lock()
         self.detail: str | None = None
+        self.log = log  # False for a short probe, whose caller says what went wrong in one line
 
     def __call__(self, err: KafkaError) -> None:
         if err.code() in LOGIN_FAILED:
             with self._lock:
                 if self.detail is None:
                     self.detail = err.str()
+            return
+        if not self.log:
             return
         from relay.kafka_logs import kafka_logger
 

@@ -65,7 +65,14 @@ def check_login(settings: Settings, client: object) -> None:
 
     poll = getattr(client, "poll", None)
     if poll is not None:
-        poll(0)  # librdkafka reports a refused login only through the error callback
+        from relay.kafka_logs import kafka_logger
+
+        logger = kafka_logger()
+        was, logger.disabled = logger.disabled, True  # what the poll serves: the caller says it in one line
+        try:
+            poll(0)  # librdkafka reports a refused login only through the error callback
+        finally:
+            logger.disabled = was
     watch = getattr(client, "login_watch", None)
     if isinstance(watch, LoginWatch):
         watch.check(settings)
