@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from relay.config import Settings
 from relay.errors import KafkaUnavailable, RelayError
 from relay.headers import EVENT_TOPIC_PREFIX, PARTITIONER, event_topic
-from relay.kafka_access import denied, is_denied
+from relay.kafka_access import LoginWatch, denied, is_denied
 
 
 def producer_config(settings: Settings, **extra: object) -> dict:
@@ -42,7 +42,6 @@ def client_config(settings: Settings) -> dict:
     """What every confluent-kafka client of ours shares: the brokers, how it connects to them
     (relay.kafka_security: TLS, SASL), and librdkafka's logs through our logging (rate-limited,
     relay.kafka_logs) instead of hundreds of stderr lines in an outage."""
-    from relay.kafka_access import LoginWatch
     from relay.kafka_logs import kafka_logger
     from relay.kafka_security import librdkafka
 
@@ -61,7 +60,6 @@ def admin(settings: Settings) -> AdminClient:
 def check_login(settings: Settings, client: object) -> None:
     """KafkaAccessDenied if ``client`` (an admin client from :func:`admin`) saw its login
     refused; serves its callbacks first. Other clients: nothing is checked."""
-    from relay.kafka_access import LoginWatch
 
     poll = getattr(client, "poll", None)
     if poll is not None:

@@ -18,7 +18,7 @@ from relay.errors import ConnectError
 from relay.security.acls import CONNECT_GROUP
 from relay.stack.jars import kafka_classpath, plugin_path
 from relay.stack.part import LOG4J2, Part, java_argv
-from relay.stack.secure import CONNECT, REST_USER, SecureProfile, write_private
+from relay.stack.secure import CONNECT, REST_USER, write_private
 
 POSTGRES_CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 BASIC_AUTH_EXTENSION = "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
@@ -27,10 +27,6 @@ SECRETS_FILE = "secrets.properties"
 
 class ConnectPart(Part):
     name = "connect"
-
-    def __init__(self, settings) -> None:
-        super().__init__(settings)
-        self.secure = SecureProfile(settings)
 
     @property
     def address(self) -> str:

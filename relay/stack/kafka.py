@@ -8,6 +8,7 @@ Storage is formatted once, on first start (``meta.properties`` marks it).
 
 from __future__ import annotations
 
+import functools
 import subprocess
 
 from confluent_kafka.admin import AdminClient
@@ -15,15 +16,11 @@ from confluent_kafka.admin import AdminClient
 from relay.errors import StackError
 from relay.stack.jars import kafka_classpath
 from relay.stack.part import LOG4J2, Part, java_argv
-from relay.stack.secure import ADMIN, SecureProfile, write_private
+from relay.stack.secure import ADMIN, write_private
 
 
 class KafkaPart(Part):
     name = "kafka"
-
-    def __init__(self, settings) -> None:
-        super().__init__(settings)
-        self.secure = SecureProfile(settings)
 
     @property
     def address(self) -> str:
@@ -98,12 +95,14 @@ class KafkaPart(Part):
                 said = said.replace(self.secure.password(ADMIN), "****")
             raise StackError(self.name, "formatting KRaft storage failed", said[-3000:])
 
+    @functools.cached_property
     def _admin_security(self) -> dict:
+        """The probe's and setup's login as the admin (made once: readiness is polled)."""
         if not self.secure.enabled:
             return {}
         from relay.kafka_security import librdkafka
 
-        return librdkafka(self.secure.settings_for("admin"))
+        return librdkafka(self.secure.settings_for(ADMIN))
 
     def after_ready(self) -> None:
         """Under the secure profile: the users of relay.stack.secure and their ACLs (idempotent)."""
@@ -112,10 +111,10 @@ class KafkaPart(Part):
         from relay.security.kafka_admin import create_acls, upsert_users
 
         grants = self.secure.grants()
-        admin = self.secure.settings_for("admin")
+        admin = self.secure.settings_for(ADMIN)
         upsert_users(admin, {user: self.secure.password(user) for user in grants})
         create_acls(admin, [acl for acls in grants.values() for acl in acls])
-        for user in ("admin", *grants):
+        for user in (ADMIN, *grants):
             self.secure.env_file(user)
 
     @property
@@ -133,7 +132,7 @@ class KafkaPart(Part):
             return False
         admin = AdminClient({"bootstrap.servers": self.address, "socket.timeout.ms": 2000,
                              "log_level": 0,  # connection refused while booting is expected
-                             **self._admin_security()})
+                             **self._admin_security})
         try:
             metadata = admin.list_topics(timeout=2)
         except Exception:  # noqa: BLE001 - KafkaException while the broker boots

@@ -21,7 +21,6 @@ from relay.stack.kafka import KafkaPart
 from relay.stack.part import Part, PartStatus
 from relay.stack.postgres import PostgresPart
 from relay.stack.process import ManagedProcess
-from relay.stack.secure import SecureProfile
 
 # callback(part name, event, seconds since up() began); events: fetching, fetched, starting,
 # already-running, ready
@@ -54,7 +53,7 @@ class Stack:
         if not any(part.process.pid() for part in self.parts):  # the profile its data was made with
             has_data = (self.postgres.data_dir / "PG_VERSION").exists() or (
                 self.kafka.data_dir / "meta.properties").exists()
-            SecureProfile(self.settings).check_profile(has_data)
+            self.kafka.secure.check_profile(has_data)
         # Postgres and Kafka do not depend on each other; Connect needs the broker.
         for wave in ([self.postgres, self.kafka], [self.connect]):
             started = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from relay.config import Settings
 from relay.stack.process import ManagedProcess, log_tail, rss_bytes
+from relay.stack.secure import SecureProfile
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Part(abc.ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.secure = SecureProfile(settings)  # the sasl_ssl profile, when RELAY_STACK_SECURITY asks for it
         self.dir = settings.stack_dir / self.name
         self.process = ManagedProcess(
             self.name,

@@ -29,7 +29,6 @@ from psycopg.conninfo import make_conninfo
 from relay.errors import StackError
 from relay.extras import require
 from relay.stack.part import Part
-from relay.stack.secure import SecureProfile
 
 SUPERUSER = "postgres"
 
@@ -96,7 +95,7 @@ class PostgresPart(Part):
 
     @property
     def bin_dir(self) -> Path:
-        if SecureProfile(self.settings).enabled:
+        if self.secure.enabled:
             return self.home / "pg-tls" / "bin"
         if self.home == self.dir:
             return embedded_bin_dir()
@@ -145,7 +144,7 @@ class PostgresPart(Part):
     def _prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.home.chmod(0o755)
-        if SecureProfile(self.settings).enabled:
+        if self.secure.enabled:
             if not (self.bin_dir / "postgres").exists():
                 self._unpack_tls_build()
         elif self.bin_dir != embedded_bin_dir() and not (self.bin_dir / "postgres").exists():
@@ -189,10 +188,9 @@ class PostgresPart(Part):
             "wal_writer_delay": "10ms",
             "max_connections": 100,
         }
-        secure = SecureProfile(s)
-        if secure.enabled:  # TLS only: the broker's certificate (localhost, 127.0.0.1) serves here too
-            secure.prepare()
-            self._install_tls(secure)
+        if self.secure.enabled:  # TLS only: the broker's certificate serves here too
+            self.secure.prepare()
+            self._install_tls()
             conf.update({"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key",
                          "hba_file": str(self.data_dir / TLS_HBA)})
         argv = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir)]
@@ -200,10 +198,11 @@ class PostgresPart(Part):
             argv += ["-c", f"{key}={value}"]
         self.process.start(argv, user=self.user.pw_name if self.user else None)
 
-    def _install_tls(self, secure: SecureProfile) -> None:
+    def _install_tls(self) -> None:
         """The server certificate and key where Postgres reads them (its user, 0600), and an hba
         file of its own (``pg_hba.conf`` stays as initdb wrote it) that puts every TCP client,
         replication too, on TLS (``hostssl``); the socket stays for the stack itself."""
+        secure = self.secure
         for name, source in (("server.crt", secure.dir / "broker.pem"), ("server.key", secure.dir / "broker.key")):
             target = self.data_dir / name
             target.write_bytes(source.read_bytes())
