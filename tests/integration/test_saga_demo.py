@@ -10,9 +10,7 @@ import sys
 import pytest
 
 pytestmark = pytest.mark.integration
-# `relay demo --saga` runs 1,000 orders (the acceptance scale); 400 here keep make test near 20 min
-# and still see several coordinator kills
-ORDERS, INCIDENTS = 400, 8
+ORDERS, INCIDENTS = 1000, 8  # the acceptance scale: a run long enough for several coordinator kills
 
 
 def test_saga_demo_through_coordinator_kills(stack, settings):
